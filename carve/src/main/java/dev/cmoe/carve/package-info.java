@@ -1,0 +1,2 @@
+/** CMoE carve module; see its README.md for what it is for. */
+package dev.cmoe.carve;

@@ -1,0 +1,2 @@
+/** The command line, expert placement and the distribution. */
+package dev.cmoe.deploy;
