@@ -1,0 +1,48 @@
+package dev.cmoe.model.sample;
+
+/**
+ * How one request picks its tokens, validated once at the edge so the decode loop never sees an
+ * impossible setting.
+ *
+ * @param temperature 0 picks the most likely token (greedy); higher flattens the distribution
+ * @param topK keep only the k most likely tokens; 0 disables
+ * @param topP keep the smallest set of most likely tokens whose probability reaches p; 1 disables
+ * @param minP drop tokens less likely than minP × the top token's probability; 0 disables
+ * @param repetitionPenalty divide positive (multiply negative) logits of already-seen tokens; 1 disables
+ * @param seed seeds the request's random generator: the same seed gives the same tokens
+ */
+public record SamplingParams(double temperature, int topK, double topP, double minP, double repetitionPenalty,
+                             long seed) {
+
+    public SamplingParams {
+        if (!(temperature >= 0) || Double.isInfinite(temperature)) {
+            throw new IllegalArgumentException("temperature must be >= 0, got " + temperature);
+        }
+        if (topK < 0) {
+            throw new IllegalArgumentException("top_k must be >= 0 (0 disables it), got " + topK);
+        }
+        if (!(topP > 0 && topP <= 1)) {
+            throw new IllegalArgumentException("top_p must be in (0, 1], got " + topP);
+        }
+        if (!(minP >= 0 && minP < 1)) {
+            throw new IllegalArgumentException("min_p must be in [0, 1), got " + minP);
+        }
+        if (!(repetitionPenalty > 0) || Double.isInfinite(repetitionPenalty)) {
+            throw new IllegalArgumentException("repetition_penalty must be > 0, got " + repetitionPenalty);
+        }
+    }
+
+    /** Deterministic most-likely-token decoding. */
+    public static SamplingParams greedy() {
+        return new SamplingParams(0, 0, 1, 0, 1, 0);
+    }
+
+    /** Plain sampling at {@code temperature} with {@code seed} and no truncation. */
+    public static SamplingParams random(double temperature, long seed) {
+        return new SamplingParams(temperature, 0, 1, 0, 1, seed);
+    }
+
+    public boolean isGreedy() {
+        return temperature == 0;
+    }
+}
