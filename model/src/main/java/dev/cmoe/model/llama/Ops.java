@@ -120,4 +120,30 @@ public final class Ops {
         NDArray out = scores.softmax(-1).matMul(v.transpose(1, 0, 2)); // (kvHeads, group*n, headDim)
         return out.reshape(kvHeads, group, n, headDim).transpose(2, 0, 1, 3).reshape(n, heads * headDim);
     }
+
+    /**
+     * Causal grouped-query self-attention over whole sequences, the training-time twin of
+     * {@link #attention}: no cache, every sequence of the batch has the same length.
+     *
+     * @param q (batch, time, heads, headDim)
+     * @param k (batch, time, kvHeads, headDim)
+     * @param v (batch, time, kvHeads, headDim)
+     * @param mask (time, time) additive causal mask
+     * @return (batch, time, heads * headDim)
+     */
+    public static NDArray causalSelfAttention(NDArray q, NDArray k, NDArray v, NDArray mask) {
+        Shape s = q.getShape();
+        long b = s.get(0);
+        long t = s.get(1);
+        long heads = s.get(2);
+        long headDim = s.get(3);
+        long kvHeads = k.getShape().get(2);
+        long group = heads / kvHeads;
+        NDArray qg = q.reshape(b, t, kvHeads, group, headDim).transpose(0, 2, 3, 1, 4); // (b, kvH, g, t, d)
+        NDArray kg = k.transpose(0, 2, 1, 3).expandDims(2);                              // (b, kvH, 1, t, d)
+        NDArray vg = v.transpose(0, 2, 1, 3).expandDims(2);
+        NDArray scores = qg.matMul(kg.transpose(0, 1, 2, 4, 3)).mul(1.0 / Math.sqrt(headDim)).add(mask);
+        NDArray out = scores.softmax(-1).matMul(vg);                                       // (b, kvH, g, t, d)
+        return out.transpose(0, 3, 1, 2, 4).reshape(b, t, heads * headDim);
+    }
 }

@@ -1,5 +1,6 @@
 package dev.cmoe.model.llama;
 
+import dev.cmoe.model.safetensors.Checkpoint;
 import java.nio.FloatBuffer;
 
 /**
@@ -12,4 +13,12 @@ public interface TensorSource {
 
     /** The tensor {@code name} as float32 values in row-major order; it must have {@code shape}. */
     FloatBuffer read(String name, long... shape);
+
+    /** Reads tensors from {@code checkpoint}, checking each one's stored shape first. */
+    static TensorSource of(Checkpoint checkpoint) {
+        return (name, shape) -> {
+            checkpoint.require(name, shape);
+            return checkpoint.readF32(name);
+        };
+    }
 }

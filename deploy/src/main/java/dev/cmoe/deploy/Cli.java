@@ -1,0 +1,35 @@
+package dev.cmoe.deploy;
+
+import dev.cmoe.deploy.cli.EvalPplCommand;
+import dev.cmoe.deploy.cli.GenerateCommand;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code cmoe} command line: one picocli subcommand per job. */
+@Command(name = "cmoe", mixinStandardHelpOptions = true, version = "cmoe 0.1.0",
+        description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
+        subcommands = {GenerateCommand.class, EvalPplCommand.class, CommandLine.HelpCommand.class})
+public final class Cli {
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs the command line and returns its exit code; errors print as one line, not a stack trace. */
+    public static int run(String... args) {
+        CommandLine cli = new CommandLine(new Cli());
+        cli.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
+            commandLine.getErr().println("cmoe " + commandLine.getCommandName() + ": " + message(e));
+            if (System.getenv("CMOE_DEBUG") != null) {
+                e.printStackTrace(commandLine.getErr());
+            }
+            return 2;
+        });
+        return cli.execute(args);
+    }
+
+    private static String message(Throwable e) {
+        String m = e.getMessage();
+        return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
+    }
+}

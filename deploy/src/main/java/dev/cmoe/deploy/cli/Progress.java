@@ -1,0 +1,22 @@
+package dev.cmoe.deploy.cli;
+
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+
+/** One look for every progress bar of the command line: stderr, ASCII, rate and ETA. */
+final class Progress {
+    private Progress() {
+    }
+
+    static ProgressBar bar(String task, long total, String unit) {
+        return new ProgressBarBuilder()
+                .setTaskName(task)
+                .setInitialMax(total)
+                .setStyle(ProgressBarStyle.ASCII)
+                .setUnit(" " + unit, 1)
+                .showSpeed()
+                .setConsumer(new me.tongfei.progressbar.ConsoleProgressBarConsumer(System.err))
+                .build();
+    }
+}
