@@ -5,6 +5,8 @@ import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.tokenizer.TextTokenizer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -38,6 +40,9 @@ public final class ModelDir implements AutoCloseable {
         }
         try {
             return new ModelDir(dir, config, model, TextTokenizer.load(dir));
+        } catch (IOException e) {
+            model.close();
+            throw new UncheckedIOException(e.getMessage(), e);
         } catch (RuntimeException e) {
             model.close();
             throw e;

@@ -37,7 +37,7 @@ public final class EvalPplCommand implements Callable<Integer> {
         }
         String content = Files.readString(text, StandardCharsets.UTF_8);
         try (ModelDir dir = ModelDir.open(model)) {
-            int[] tokens = dir.tokenizer().encode(content);
+            int[] tokens = dir.tokenizer().encodeIds(content, false);
             int windows = tokens.length / seqlen;
             Perplexity.Result r;
             try (ProgressBar bar = Progress.bar("eval-ppl", windows, "win")) {

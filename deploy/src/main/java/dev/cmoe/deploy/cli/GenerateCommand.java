@@ -3,6 +3,7 @@ package dev.cmoe.deploy.cli;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.generate.Generator;
 import dev.cmoe.model.sample.SamplingParams;
+import dev.cmoe.model.tokenizer.StreamDecoder;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -55,12 +56,12 @@ public final class GenerateCommand implements Callable<Integer> {
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         try (ModelDir dir = ModelDir.open(model)) {
             TextTokenizer tok = dir.tokenizer();
-            int[] promptIds = tok.encodeWithBos(prompt, !noBos);
+            int[] promptIds = tok.encodeIds(prompt, !noBos);
             Set<Integer> stops = new HashSet<>(dir.config().eosTokenIds());
             if (tok.eosId() >= 0) {
                 stops.add(tok.eosId());
             }
-            TextTokenizer.StreamDecoder text = tok.streamDecoder();
+            StreamDecoder text = tok.streamDecoder();
             out.print(prompt);
             long start = System.nanoTime();
             Generator.Result r = Generator.generate(dir.model(), promptIds, maxNewTokens, params, stops, id -> {

@@ -93,6 +93,20 @@ public final class TextTokenizer implements AutoCloseable {
         return tokenizer.encode(text, false, false).getIds();
     }
 
+    /** Token ids of {@code text} as the model consumes them, optionally after a BOS token. */
+    public int[] encodeIds(String text, boolean withBos) {
+        long[] ids = encode(text);
+        int off = withBos ? 1 : 0;
+        int[] out = new int[ids.length + off];
+        if (withBos) {
+            out[0] = bosId;
+        }
+        for (int i = 0; i < ids.length; i++) {
+            out[i + off] = Math.toIntExact(ids[i]);
+        }
+        return out;
+    }
+
     /** The text of {@code ids}, special tokens left out. */
     public String decode(long[] ids) {
         return tokenizer.decode(ids, true);
