@@ -1,6 +1,8 @@
 package dev.cmoe.deploy;
 
+import dev.cmoe.deploy.cli.BaselinesCommand;
 import dev.cmoe.deploy.cli.DataCommand;
+import dev.cmoe.deploy.cli.DemoCommand;
 import dev.cmoe.deploy.cli.EvalPplCommand;
 import dev.cmoe.deploy.cli.TrainCommand;
 import dev.cmoe.deploy.cli.GenerateCommand;
@@ -10,8 +12,8 @@ import picocli.CommandLine.Command;
 /** The {@code cmoe} command line: one picocli subcommand per job. */
 @Command(name = "cmoe", mixinStandardHelpOptions = true, version = "cmoe 0.1.0",
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
-        subcommands = {DataCommand.class, TrainCommand.class, GenerateCommand.class, EvalPplCommand.class,
-            CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, GenerateCommand.class, EvalPplCommand.class,
+            BaselinesCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {

