@@ -1,0 +1,93 @@
+package dev.cmoe.carve.report;
+
+import java.awt.Color;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
+import java.util.Map;
+import org.jfree.chart.ChartFactory;
+import org.jfree.chart.ChartUtils;
+import org.jfree.chart.JFreeChart;
+import org.jfree.chart.plot.PlotOrientation;
+import org.jfree.data.category.DefaultCategoryDataset;
+import org.jfree.data.statistics.HistogramDataset;
+import org.jfree.data.xy.XYSeries;
+import org.jfree.data.xy.XYSeriesCollection;
+
+/**
+ * PNG charts for reports (activation rates, expert loads, training curves), drawn headless with
+ * JFreeChart and written atomically like every other output.
+ */
+public final class Charts {
+    private static final int WIDTH = 900;
+    private static final int HEIGHT = 500;
+
+    static {
+        System.setProperty("java.awt.headless", "true");
+    }
+
+    private Charts() {
+    }
+
+    /** A histogram of {@code values} in {@code bins} equal-width bins. */
+    public static void histogram(Path png, String title, String xLabel, double[] values, int bins) {
+        HistogramDataset data = new HistogramDataset();
+        data.addSeries(title, values, bins);
+        JFreeChart chart = ChartFactory.createHistogram(title, xLabel, "count", data, PlotOrientation.VERTICAL,
+                false, false, false);
+        write(png, chart);
+    }
+
+    /** Grouped bars: one group per category, one bar per series (e.g. loads before / after balancing). */
+    public static void bars(Path png, String title, String xLabel, String yLabel, List<String> categories,
+                            Map<String, double[]> series) {
+        DefaultCategoryDataset data = new DefaultCategoryDataset();
+        series.forEach((name, values) -> {
+            if (values.length != categories.size()) {
+                throw new IllegalArgumentException("series " + name + " has " + values.length + " values for "
+                        + categories.size() + " categories");
+            }
+            for (int i = 0; i < values.length; i++) {
+                data.addValue(values[i], name, categories.get(i));
+            }
+        });
+        JFreeChart chart = ChartFactory.createBarChart(title, xLabel, yLabel, data, PlotOrientation.VERTICAL,
+                series.size() > 1, false, false);
+        write(png, chart);
+    }
+
+    /** Lines over a shared x axis, e.g. loss and imbalance per step. */
+    public static void lines(Path png, String title, String xLabel, String yLabel, double[] x,
+                             Map<String, double[]> series) {
+        XYSeriesCollection data = new XYSeriesCollection();
+        series.forEach((name, ys) -> {
+            XYSeries s = new XYSeries(name);
+            for (int i = 0; i < Math.min(x.length, ys.length); i++) {
+                s.add(x[i], ys[i]);
+            }
+            data.addSeries(s);
+        });
+        JFreeChart chart = ChartFactory.createXYLineChart(title, xLabel, yLabel, data, PlotOrientation.VERTICAL,
+                series.size() > 1, false, false);
+        write(png, chart);
+    }
+
+    private static void write(Path png, JFreeChart chart) {
+        chart.setBackgroundPaint(Color.WHITE);
+        Path tmp = png.resolveSibling("." + png.getFileName() + ".tmp");
+        try {
+            ChartUtils.saveChartAsPNG(tmp.toFile(), chart, WIDTH, HEIGHT);
+            Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            try {
+                Files.deleteIfExists(tmp);
+            } catch (IOException ignored) {
+                // the temp file is named as ours; leaving it is harmless
+            }
+            throw new UncheckedIOException("cannot write chart " + png + ": " + e.getMessage(), e);
+        }
+    }
+}
