@@ -46,23 +46,11 @@ class TrainerTest {
         return new TokenData(t);
     }
 
-    static final Pretraining.Listener QUIET = new Pretraining.Listener() {
-        @Override
-        public void onStep(int step, double loss, double gradNorm, double lr) {
-        }
+    static final Pretraining.Listener QUIET = recorder(new ArrayList<>());
 
-        @Override
-        public void onValidation(int step, double loss) {
-        }
-
-        @Override
-        public void onCheckpoint(int step, Path dir) {
-        }
-    };
-
-    static List<Double> losses(TrainConfig run, ModelConfig config, Path out) {
-        List<Double> losses = new ArrayList<>();
-        Pretraining.run(run, config, data(1), data(2), out, out, () -> false, new Pretraining.Listener() {
+    /** A listener that appends every step's loss to {@code losses}. */
+    static Pretraining.Listener recorder(List<Double> losses) {
+        return new Pretraining.Listener() {
             @Override
             public void onStep(int step, double loss, double gradNorm, double lr) {
                 losses.add(loss);
@@ -75,7 +63,12 @@ class TrainerTest {
             @Override
             public void onCheckpoint(int step, Path dir) {
             }
-        });
+        };
+    }
+
+    static List<Double> losses(TrainConfig run, ModelConfig config, Path out) {
+        List<Double> losses = new ArrayList<>();
+        Pretraining.run(run, config, data(1), data(2), out, out, () -> false, recorder(losses));
         return losses;
     }
 
@@ -122,20 +115,7 @@ class TrainerTest {
         // a stop request ends the run after its first step, with a resumable checkpoint
         Path out = tmp.resolve("resumed");
         List<Double> firstPart = new ArrayList<>();
-        Pretraining.run(tinyRun(6), config, data(1), data(2), out, out, () -> true, new Pretraining.Listener() {
-            @Override
-            public void onStep(int step, double loss, double gradNorm, double lr) {
-                firstPart.add(loss);
-            }
-
-            @Override
-            public void onValidation(int step, double loss) {
-            }
-
-            @Override
-            public void onCheckpoint(int step, Path dir) {
-            }
-        });
+        Pretraining.run(tinyRun(6), config, data(1), data(2), out, out, () -> true, recorder(firstPart));
         assertEquals(1, firstPart.size(), "a passed deadline stops after one step with a checkpoint");
         assertTrue(Files.exists(out.resolve(Pretraining.OPTIMIZER_FILE)));
         List<Double> rest = losses(run, config, out);
