@@ -1,0 +1,234 @@
+package dev.cmoe.server.scheduler;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.generate.Generator;
+import dev.cmoe.model.llama.KvCache;
+import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.sample.SamplingParams;
+import dev.cmoe.model.testing.RandomModel;
+import dev.cmoe.model.tokenizer.StreamDecoder;
+import dev.cmoe.server.metrics.ServerMetrics;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** The scheduler alone, driven by test probes in place of gRPC streams, on a small random model. */
+@Timeout(60)
+class SchedulerActorTest {
+    private static final Duration WAIT = Duration.ofSeconds(20);
+    private static final Set<Integer> EOS = Set.of(2);
+    private static ActorTestKit testKit;
+    private static LlamaModel model;
+
+    @BeforeAll
+    static void start() {
+        ModelConfig config = RandomModel.llamaConfig();
+        model = LlamaModel.dense(config, RandomModel.of(config, 11));
+        testKit = ActorTestKit.create();
+    }
+
+    @AfterAll
+    static void stop() {
+        testKit.shutdownTestKit();
+        model.close();
+    }
+
+    private static ActorRef<SchedulerActor.Command> scheduler(SchedulerConfig config, ModelRunner runner) {
+        return testKit.spawn(SchedulerActor.create(runner, config, ServerMetrics.discarding(),
+                () -> StreamDecoder.ofBytes(id -> null)));
+    }
+
+    /**
+     * Receives events until the Finished one (a bounded number of them) and returns them all,
+     * giving back a credit per chunk as the gRPC stream does once it has written one.
+     */
+    private static List<SchedulerActor.Event> untilFinished(TestProbe<SchedulerActor.Event> probe,
+                                                            ActorRef<SchedulerActor.Command> scheduler) {
+        List<SchedulerActor.Event> events = new ArrayList<>();
+        for (int i = 0; i < 500; i++) {
+            SchedulerActor.Event e = probe.receiveMessage(WAIT);
+            events.add(e);
+            if (e instanceof SchedulerActor.Tokens) {
+                scheduler.tell(new SchedulerActor.Credit(e.requestId(), 1));
+            }
+            if (e instanceof SchedulerActor.Finished || e instanceof SchedulerActor.Rejected) {
+                return events;
+            }
+        }
+        throw new AssertionError("no Finished within 500 events");
+    }
+
+    private static int[] tokens(List<SchedulerActor.Event> events) {
+        return events.stream().filter(e -> e instanceof SchedulerActor.Tokens)
+                .flatMapToInt(e -> java.util.Arrays.stream(((SchedulerActor.Tokens) e).tokenIds())).toArray();
+    }
+
+    private static int[] prompt(int length, int salt) {
+        int[] p = new int[length];
+        for (int i = 0; i < length; i++) {
+            p[i] = 3 + (i * 7 + salt * 13) % 90;
+        }
+        return p;
+    }
+
+    private static SchedulerActor.Stats stats(ActorRef<SchedulerActor.Command> scheduler) {
+        TestProbe<SchedulerActor.Stats> probe = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.GetStats(probe.ref()));
+        return probe.receiveMessage(WAIT);
+    }
+
+    @Test
+    void batchedGreedyTokensEqualGeneratorAlone() {
+        int[][] prompts = {prompt(3, 1), prompt(17, 2), prompt(40, 3), prompt(1, 4)};
+        int[] maxNew = {12, 5, 20, 9};
+        int[][] expected = new int[prompts.length][];
+        for (int i = 0; i < prompts.length; i++) {
+            expected[i] = Generator.generate(model, prompts[i], maxNew[i], SamplingParams.greedy(), EOS, t -> {
+            }).tokens();
+        }
+        // A small token budget forces chunked prefill next to other sequences' decode steps.
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults().withMaxBatchTokens(16),
+                new LlamaRunner(model));
+        List<TestProbe<SchedulerActor.Event>> probes = new ArrayList<>();
+        for (int i = 0; i < prompts.length; i++) {
+            TestProbe<SchedulerActor.Event> probe = testKit.createTestProbe();
+            probes.add(probe);
+            scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("r" + i, prompts[i], maxNew[i], EOS),
+                    probe.ref()));
+        }
+        for (int i = 0; i < prompts.length; i++) {
+            List<SchedulerActor.Event> events = untilFinished(probes.get(i), scheduler);
+            assertArrayEquals(expected[i], tokens(events), "request r" + i);
+            SchedulerActor.Finished f = assertInstanceOf(SchedulerActor.Finished.class, events.getLast());
+            assertEquals(expected[i].length, f.completionTokens());
+        }
+        assertEquals(0, stats(scheduler).kvBytes(), "every cache is freed when its sequence ends");
+    }
+
+    @Test
+    void queueBeyondItsBoundIsRejectedWhileAdmittedRequestsComplete() {
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(
+                SchedulerConfig.defaults().withMaxRunning(1).withMaxQueue(1), new LlamaRunner(model));
+        TestProbe<SchedulerActor.Event> a = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> b = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> c = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("a", prompt(5, 1), 30, Set.of()), a.ref()));
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("b", prompt(5, 2), 3, Set.of()), b.ref()));
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("c", prompt(5, 3), 3, Set.of()), c.ref()));
+        SchedulerActor.Rejected r = c.expectMessageClass(SchedulerActor.Rejected.class, WAIT);
+        assertEquals(SchedulerActor.Rejection.QUEUE_FULL, r.reason());
+        assertTrue(r.message().contains("queue is full"), r.message());
+        assertEquals(30, tokens(untilFinished(a, scheduler)).length);
+        assertEquals(3, tokens(untilFinished(b, scheduler)).length);
+    }
+
+    @Test
+    void abortEndsTheSequenceAndFreesItsCache() {
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults().withStreamWindow(2),
+                new LlamaRunner(model));
+        TestProbe<SchedulerActor.Event> probe = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("x", prompt(9, 1), 50, Set.of()),
+                probe.ref()));
+        probe.expectMessageClass(SchedulerActor.Tokens.class, WAIT);
+        probe.expectMessageClass(SchedulerActor.Tokens.class, WAIT);
+        assertTrue(stats(scheduler).kvBytes() > 0, "a parked sequence keeps its cache");
+        TestProbe<SchedulerActor.AbortReply> reply = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Abort("x", reply.ref()));
+        assertTrue(reply.receiveMessage(WAIT).found());
+        SchedulerActor.Finished f = probe.expectMessageClass(SchedulerActor.Finished.class, WAIT);
+        assertEquals(FinishReason.ABORTED, f.reason());
+        reply.awaitAssert(WAIT, () -> {
+            assertEquals(0, stats(scheduler).kvBytes());
+            return null;
+        });
+        scheduler.tell(new SchedulerActor.Abort("x", reply.ref()));
+        assertTrue(!reply.receiveMessage(WAIT).found(), "an ended request is not found again");
+    }
+
+    @Test
+    void aSequenceWithoutCreditIsParkedUntilItsClientCatchesUp() {
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults().withStreamWindow(2),
+                new LlamaRunner(model));
+        TestProbe<SchedulerActor.Event> slow = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> fast = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("slow", prompt(4, 1), 8, Set.of()),
+                slow.ref()));
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("fast", prompt(4, 2), 8, Set.of()),
+                fast.ref()));
+        slow.expectMessageClass(SchedulerActor.Tokens.class, WAIT);
+        slow.expectMessageClass(SchedulerActor.Tokens.class, WAIT);
+        assertEquals(8, tokens(untilFinished(fast, scheduler)).length,
+                "the fast stream finishes while the slow one is parked");
+        slow.expectNoMessage(Duration.ofMillis(200));
+        scheduler.tell(new SchedulerActor.Credit("slow", 100));
+        assertEquals(6, tokens(untilFinished(slow, scheduler)).length, "the slow stream resumes where it stopped");
+    }
+
+    @Test
+    void aFailingSequenceEndsAloneWithFailed() {
+        ModelRunner failsBoom = new FailingRunner(new LlamaRunner(model), "boom");
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults(), failsBoom);
+        TestProbe<SchedulerActor.Event> good = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> bad = testKit.createTestProbe();
+        int[] prompt = prompt(6, 5);
+        int[] expected = Generator.generate(model, prompt, 7, SamplingParams.greedy(), Set.of(), t -> {
+        }).tokens();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("good", prompt, 7, Set.of()), good.ref()));
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("boom", prompt(3, 1), 7, Set.of()),
+                bad.ref()));
+        SchedulerActor.Failed failed = bad.expectMessageClass(SchedulerActor.Failed.class, WAIT);
+        assertTrue(failed.message().contains("injected"), failed.message());
+        assertEquals(FinishReason.ERROR, bad.expectMessageClass(SchedulerActor.Finished.class, WAIT).reason());
+        assertArrayEquals(expected, tokens(untilFinished(good, scheduler)));
+        assertEquals(0, stats(scheduler).kvBytes());
+    }
+
+    /** Runs the real model for every request but one, whose part of each step fails. */
+    record FailingRunner(ModelRunner delegate, String failing) implements ModelRunner {
+        @Override
+        public KvCache newCache(int maxLength) {
+            return delegate.newCache(maxLength);
+        }
+
+        @Override
+        public long kvBytesPerToken() {
+            return delegate.kvBytesPerToken();
+        }
+
+        @Override
+        public int contextLength() {
+            return delegate.contextLength();
+        }
+
+        @Override
+        public StepOutput run(ScheduledBatch batch) {
+            List<ScheduledBatch.Entry> rest = batch.entries().stream()
+                    .filter(e -> !e.requestId().equals(failing)).toList();
+            Map<String, String> failed = new HashMap<>();
+            if (rest.size() < batch.entries().size()) {
+                failed.put(failing, "injected failure for " + failing);
+            }
+            if (rest.isEmpty()) {
+                return new StepOutput(Map.of(), failed, 0);
+            }
+            StepOutput out = delegate.run(new ScheduledBatch(batch.step(), rest));
+            failed.putAll(out.failed());
+            return new StepOutput(out.sampled(), failed, out.nanos());
+        }
+    }
+}
