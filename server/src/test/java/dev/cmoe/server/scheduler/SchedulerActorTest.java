@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.generate.Generator;
-import dev.cmoe.model.llama.KvCache;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.sample.SamplingParams;
 import dev.cmoe.model.testing.RandomModel;
@@ -15,9 +14,7 @@ import dev.cmoe.model.tokenizer.StreamDecoder;
 import dev.cmoe.server.metrics.ServerMetrics;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
@@ -196,39 +193,5 @@ class SchedulerActorTest {
         assertEquals(FinishReason.ERROR, bad.expectMessageClass(SchedulerActor.Finished.class, WAIT).reason());
         assertArrayEquals(expected, tokens(untilFinished(good, scheduler)));
         assertEquals(0, stats(scheduler).kvBytes());
-    }
-
-    /** Runs the real model for every request but one, whose part of each step fails. */
-    record FailingRunner(ModelRunner delegate, String failing) implements ModelRunner {
-        @Override
-        public KvCache newCache(int maxLength) {
-            return delegate.newCache(maxLength);
-        }
-
-        @Override
-        public long kvBytesPerToken() {
-            return delegate.kvBytesPerToken();
-        }
-
-        @Override
-        public int contextLength() {
-            return delegate.contextLength();
-        }
-
-        @Override
-        public StepOutput run(ScheduledBatch batch) {
-            List<ScheduledBatch.Entry> rest = batch.entries().stream()
-                    .filter(e -> !e.requestId().equals(failing)).toList();
-            Map<String, String> failed = new HashMap<>();
-            if (rest.size() < batch.entries().size()) {
-                failed.put(failing, "injected failure for " + failing);
-            }
-            if (rest.isEmpty()) {
-                return new StepOutput(Map.of(), failed, 0);
-            }
-            StepOutput out = delegate.run(new ScheduledBatch(batch.step(), rest));
-            failed.putAll(out.failed());
-            return new StepOutput(out.sampled(), failed, out.nanos());
-        }
     }
 }
