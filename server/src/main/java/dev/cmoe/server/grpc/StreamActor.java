@@ -1,7 +1,7 @@
 package dev.cmoe.server.grpc;
 
 import dev.cmoe.proto.v1.Chunk;
-import dev.cmoe.proto.v1.Error;
+import dev.cmoe.proto.v1.StreamError;
 import dev.cmoe.proto.v1.Final;
 import dev.cmoe.proto.v1.GenerateResponse;
 import dev.cmoe.proto.v1.TokenLogprob;
@@ -107,7 +107,7 @@ public final class StreamActor extends AbstractBehavior<StreamActor.Command> {
                     return fail(Status.INTERNAL.withDescription(f.message()));
                 }
                 // Streaming began: the error travels in-stream, and the Finished(ERROR) that follows ends it.
-                outbox.addLast(response().setError(Error.newBuilder().setCode(Status.Code.INTERNAL.value())
+                outbox.addLast(response().setError(StreamError.newBuilder().setCode(Status.Code.INTERNAL.value())
                         .setMessage(f.message())).build());
                 failedInStream = true;
             }

@@ -118,6 +118,37 @@ class SchedulerActorTest {
     }
 
     @Test
+    void seededSamplingReproducesGeneratorWhateverElseIsBatched() {
+        SamplingParams params = new SamplingParams(0.9, 20, 0.95, 0.01, 1.1, 1234);
+        int[] prompt = prompt(8, 6);
+        int[] expected = Generator.generate(model, prompt, 15, params, Set.of(), t -> {
+        }).tokens();
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults(), new LlamaRunner(model));
+        TestProbe<SchedulerActor.Event> noise = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> probe = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("noise", prompt(30, 7), 15, Set.of()),
+                noise.ref()));
+        scheduler.tell(new SchedulerActor.Submit(new GenerationRequest("seeded", prompt, 15, 0, params, List.of(),
+                Set.of(), -1, System.nanoTime()), probe.ref()));
+        assertArrayEquals(expected, tokens(untilFinished(probe, scheduler)));
+        untilFinished(noise, scheduler);
+    }
+
+    @Test
+    void stopTokensAreNotChosenBeforeMinNewTokens() {
+        int[] prompt = prompt(5, 8);
+        int greedyFirst = Generator.generate(model, prompt, 1, SamplingParams.greedy(), Set.of(), t -> {
+        }).tokens()[0];
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults(), new LlamaRunner(model));
+        TestProbe<SchedulerActor.Event> probe = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(new GenerationRequest("min", prompt, 3, 1, SamplingParams.greedy(),
+                List.of(), Set.of(greedyFirst), -1, System.nanoTime()), probe.ref()));
+        int[] tokens = tokens(untilFinished(probe, scheduler));
+        assertTrue(tokens.length >= 1 && tokens[0] != greedyFirst,
+                "the stop token " + greedyFirst + " was banned for the first token: " + java.util.Arrays.toString(tokens));
+    }
+
+    @Test
     void queueBeyondItsBoundIsRejectedWhileAdmittedRequestsComplete() {
         ActorRef<SchedulerActor.Command> scheduler = scheduler(
                 SchedulerConfig.defaults().withMaxRunning(1).withMaxQueue(1), new LlamaRunner(model));
