@@ -197,6 +197,35 @@ class GenerateServiceTest {
     }
 
     @Test
+    void reflectionListsTheServiceForGrpcurl() throws Exception {
+        java.util.concurrent.CompletableFuture<io.grpc.reflection.v1.ServerReflectionResponse> answer =
+                new java.util.concurrent.CompletableFuture<>();
+        var requests = io.grpc.reflection.v1.ServerReflectionGrpc.newStub(tiny.channel)
+                .withDeadlineAfter(10, TimeUnit.SECONDS)
+                .serverReflectionInfo(new io.grpc.stub.StreamObserver<>() {
+                    @Override
+                    public void onNext(io.grpc.reflection.v1.ServerReflectionResponse value) {
+                        answer.complete(value);
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        answer.completeExceptionally(t);
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                    }
+                });
+        requests.onNext(io.grpc.reflection.v1.ServerReflectionRequest.newBuilder().setListServices("*").build());
+        List<String> services = answer.get(10, TimeUnit.SECONDS).getListServicesResponse().getServiceList().stream()
+                .map(io.grpc.reflection.v1.ServiceResponse::getName).toList();
+        requests.onCompleted();
+        assertTrue(services.contains("cmoe.v1.Generation"), services.toString());
+        assertTrue(services.contains("grpc.health.v1.Health"), services.toString());
+    }
+
+    @Test
     void duplicateRequestIdsAreRefused() throws Exception {
         Responses a = new Responses(1);
         tiny.async().generate(text("The jury", 50).setIgnoreEos(true).setRequestId("twice").build(), a);
