@@ -34,6 +34,8 @@ public final class InferenceServer implements AutoCloseable {
             pekko.logging-filter = "org.apache.pekko.event.slf4j.Slf4jLoggingFilter"
             pekko.log-dead-letters-during-shutdown = off
             pekko.log-dead-letters = 0
+            # close() stops gRPC before the actors; Pekko's own JVM hook would race it.
+            pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
             """);
 
     private final ActorSystem<SchedulerActor.Command> system;

@@ -143,6 +143,24 @@ class RejectionTest {
     }
 
     @Test
+    void aFailureAfterStreamingBeganArrivesInStream() throws Exception {
+        // The request fails at the step that feeds its third generated token.
+        try (TinyServer failing = TinyServer.start(SchedulerConfig.defaults(), r -> new FailingRunner(r,
+                e -> e.requestId().equals("late") && e.history().length >= 4 + 3), null)) {
+            Responses late = Responses.eager();
+            failing.async().generate(GenerateRequest.newBuilder().setRequestId("late")
+                    .setTokenIds(ids(1, 40, 41, 42)).setMaxNewTokens(10).setIgnoreEos(true).build(), late);
+            List<GenerateResponse> messages = late.await(WAIT);
+            assertEquals(3, late.tokens().length, "the tokens before the failure were streamed");
+            GenerateResponse error = messages.get(messages.size() - 2);
+            assertEquals(Status.Code.INTERNAL.value(), error.getError().getCode());
+            assertTrue(error.getError().getMessage().contains("injected failure for late"), error.toString());
+            assertEquals(FinishReason.ERROR, messages.getLast().getFinal().getFinishReason());
+            failing.awaitIdle();
+        }
+    }
+
+    @Test
     void aBearerTokenIsRequiredOnEveryCall() throws Exception {
         try (TinyServer secured = TinyServer.start(SchedulerConfig.defaults(), r -> r, "s3cret")) {
             StatusRuntimeException e = assertThrows(StatusRuntimeException.class,

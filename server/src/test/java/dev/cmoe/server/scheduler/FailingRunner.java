@@ -4,9 +4,19 @@ import dev.cmoe.model.llama.KvCache;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Predicate;
 
-/** Runs the real model for every request but one, whose part of each step fails, as a bad input or a bug would. */
-public record FailingRunner(ModelRunner delegate, String failing) implements ModelRunner {
+/**
+ * Runs the real model, except that entries matching {@code fails} fail, as a bad input or a bug
+ * would.
+ */
+public record FailingRunner(ModelRunner delegate, Predicate<ScheduledBatch.Entry> fails) implements ModelRunner {
+
+    /** Fails every step of request {@code requestId}. */
+    public FailingRunner(ModelRunner delegate, String requestId) {
+        this(delegate, e -> e.requestId().equals(requestId));
+    }
+
     @Override
     public KvCache newCache(int maxLength) {
         return delegate.newCache(maxLength);
@@ -24,11 +34,10 @@ public record FailingRunner(ModelRunner delegate, String failing) implements Mod
 
     @Override
     public StepOutput run(ScheduledBatch batch) {
-        List<ScheduledBatch.Entry> rest = batch.entries().stream().filter(e -> !e.requestId().equals(failing)).toList();
+        List<ScheduledBatch.Entry> rest = batch.entries().stream().filter(fails.negate()).toList();
         Map<String, String> failed = new HashMap<>();
-        if (rest.size() < batch.entries().size()) {
-            failed.put(failing, "injected failure for " + failing);
-        }
+        batch.entries().stream().filter(fails).forEach(e -> failed.put(e.requestId(),
+                "injected failure for " + e.requestId()));
         if (rest.isEmpty()) {
             return new StepOutput(Map.of(), failed, 0);
         }
