@@ -55,13 +55,17 @@ public final class InferenceServer implements AutoCloseable {
     public static InferenceServer start(LlamaModel model, TextTokenizer tokenizer, SchedulerConfig config,
                                         ServerBuilder<?> builder, ServerMetrics metrics, String authToken)
             throws IOException {
-        return start(new LlamaRunner(model), model.config(), tokenizer, config, builder, metrics, authToken);
+        return start(new LlamaRunner(model), model.config(), denseInfo(model.config()), tokenizer, config, builder,
+                metrics, authToken);
     }
 
-    /** Starts serving with any {@link ModelRunner} (tests inject failures through one). */
-    public static InferenceServer start(ModelRunner runner, ModelConfig modelConfig, TextTokenizer tokenizer,
-                                        SchedulerConfig config, ServerBuilder<?> builder, ServerMetrics metrics,
-                                        String authToken) throws IOException {
+    /**
+     * Starts serving with any {@link ModelRunner} (a carved model's, or a test's that injects
+     * failures); {@code info} is what GetModelInfo reports.
+     */
+    public static InferenceServer start(ModelRunner runner, ModelConfig modelConfig, ModelInfo info,
+                                        TextTokenizer tokenizer, SchedulerConfig config, ServerBuilder<?> builder,
+                                        ServerMetrics metrics, String authToken) throws IOException {
         Supplier<StreamDecoder> decoders = tokenizer != null ? tokenizer::streamDecoder
                 : () -> StreamDecoder.ofBytes(id -> null);
         ActorSystem<SchedulerActor.Command> system = ActorSystem.create(
@@ -73,7 +77,7 @@ public final class InferenceServer implements AutoCloseable {
             }
             RequestValidator validator = new RequestValidator(tokenizer, modelConfig.vocabSize(),
                     modelConfig.maxPositionEmbeddings(), eos);
-            GenerateService service = new GenerateService(system, system, validator, denseInfo(modelConfig), metrics);
+            GenerateService service = new GenerateService(system, system, validator, info, metrics);
             return new InferenceServer(system, new GrpcServer(builder, service, authToken).start());
         } catch (IOException | RuntimeException e) {
             system.terminate();

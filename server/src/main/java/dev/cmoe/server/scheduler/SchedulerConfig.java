@@ -47,6 +47,10 @@ public record SchedulerConfig(int maxBatchTokens, int maxQueue, int maxRunning, 
         return new SchedulerConfig(maxBatchTokens, maxQueue, n, maxKvBytes, streamWindow);
     }
 
+    public SchedulerConfig withMaxKvBytes(long bytes) {
+        return new SchedulerConfig(maxBatchTokens, maxQueue, maxRunning, bytes, streamWindow);
+    }
+
     public SchedulerConfig withStreamWindow(int n) {
         return new SchedulerConfig(maxBatchTokens, maxQueue, maxRunning, maxKvBytes, n);
     }

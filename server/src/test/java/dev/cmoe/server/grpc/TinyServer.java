@@ -41,7 +41,8 @@ final class TinyServer implements AutoCloseable {
             throws IOException {
         String name = InProcessServerBuilder.generateName();
         ModelDir m = model();
-        server = InferenceServer.start(wrap.apply(new LlamaRunner(m.model())), m.config(), m.tokenizer(), config,
+        server = InferenceServer.start(wrap.apply(new LlamaRunner(m.model())), m.config(),
+                InferenceServer.denseInfo(m.config()), m.tokenizer(), config,
                 InProcessServerBuilder.forName(name), metrics, token);
         channel = InProcessChannelBuilder.forName(name).build();
     }

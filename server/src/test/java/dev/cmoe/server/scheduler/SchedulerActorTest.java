@@ -166,6 +166,30 @@ class SchedulerActorTest {
     }
 
     @Test
+    void admissionKeepsWithinTheKvBudget() {
+        LlamaRunner runner = new LlamaRunner(model);
+        // Room for one sequence of 40 tokens at full length, not two.
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults().withStreamWindow(1)
+                .withMaxKvBytes(40 * runner.kvBytesPerToken()), runner);
+        TestProbe<SchedulerActor.Event> a = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> b = testKit.createTestProbe();
+        TestProbe<SchedulerActor.Event> huge = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("a", prompt(5, 1), 30, Set.of()), a.ref()));
+        a.expectMessageClass(SchedulerActor.Tokens.class, WAIT); // a is admitted, then parked without credit
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("b", prompt(5, 2), 30, Set.of()), b.ref()));
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("huge", prompt(20, 3), 30, Set.of()),
+                huge.ref()));
+        SchedulerActor.Rejected r = huge.expectMessageClass(SchedulerActor.Rejected.class, WAIT);
+        assertEquals(SchedulerActor.Rejection.TOO_LARGE, r.reason());
+        SchedulerActor.Stats stats = stats(scheduler);
+        assertEquals(1, stats.running());
+        assertEquals(1, stats.queued(), "b waits for a's cache budget");
+        scheduler.tell(new SchedulerActor.Credit("a", 1));
+        assertEquals(29, tokens(untilFinished(a, scheduler)).length);
+        assertEquals(30, tokens(untilFinished(b, scheduler)).length, "b is admitted once a has ended");
+    }
+
+    @Test
     void abortEndsTheSequenceAndFreesItsCache() {
         ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults().withStreamWindow(2),
                 new LlamaRunner(model));
