@@ -194,10 +194,10 @@ public final class SchedulerActor extends AbstractBehavior<SchedulerActor.Comman
         int produced = 0;
         for (ScheduledBatch.Entry e : m.batch().entries()) {
             Sequence s = running.get(e.requestId());
-            if (s == null) {
-                continue; // aborted during the step, already released
+            if (s == null || s.cache != e.cache()) {
+                continue; // ended during the step (its id may even be reused by now)
             }
-            String failure = m.failure() != null ? "model step failed: " + m.failure()
+            String failure = m.failure() != null ? "model step failed: " + cause(m.failure())
                     : m.output().failed().get(e.requestId());
             if (failure != null) {
                 s.replyTo.tell(new Failed(s.id(), failure));
@@ -216,6 +216,11 @@ public final class SchedulerActor extends AbstractBehavior<SchedulerActor.Comman
         step();
         updateGauges();
         return this;
+    }
+
+    private static String cause(Throwable t) {
+        Throwable c = t instanceof java.util.concurrent.CompletionException && t.getCause() != null ? t.getCause() : t;
+        return c.getMessage() == null ? c.getClass().getSimpleName() : c.getMessage();
     }
 
     /** Appends a sampled token, streams it and ends the sequence if it is done. */

@@ -232,6 +232,48 @@ class SchedulerActorTest {
     }
 
     @Test
+    void aWholeStepFailureEndsItsSequencesAndTheSchedulerGoesOn() {
+        LlamaRunner real = new LlamaRunner(model);
+        java.util.concurrent.atomic.AtomicBoolean broken = new java.util.concurrent.atomic.AtomicBoolean(true);
+        // The first step throws as a whole, as a lost device would; later steps work.
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults(), new ModelRunner() {
+            @Override
+            public dev.cmoe.model.llama.KvCache newCache(int maxLength) {
+                return real.newCache(maxLength);
+            }
+
+            @Override
+            public long kvBytesPerToken() {
+                return real.kvBytesPerToken();
+            }
+
+            @Override
+            public int contextLength() {
+                return real.contextLength();
+            }
+
+            @Override
+            public StepOutput run(ScheduledBatch batch) {
+                if (broken.getAndSet(false)) {
+                    throw new IllegalStateException("engine lost");
+                }
+                return real.run(batch);
+            }
+        });
+        TestProbe<SchedulerActor.Event> first = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("first", prompt(4, 1), 5, Set.of()),
+                first.ref()));
+        SchedulerActor.Failed failed = first.expectMessageClass(SchedulerActor.Failed.class, WAIT);
+        assertEquals("model step failed: engine lost", failed.message());
+        assertEquals(FinishReason.ERROR, first.expectMessageClass(SchedulerActor.Finished.class, WAIT).reason());
+        TestProbe<SchedulerActor.Event> second = testKit.createTestProbe();
+        scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("second", prompt(4, 1), 5, Set.of()),
+                second.ref()));
+        assertEquals(5, tokens(untilFinished(second, scheduler)).length);
+        assertEquals(0, stats(scheduler).kvBytes());
+    }
+
+    @Test
     void aFailingSequenceEndsAloneWithFailed() {
         ModelRunner failsBoom = new FailingRunner(new LlamaRunner(model), "boom");
         ActorRef<SchedulerActor.Command> scheduler = scheduler(SchedulerConfig.defaults(), failsBoom);
