@@ -148,12 +148,18 @@ public final class SchedulerActor extends AbstractBehavior<SchedulerActor.Comman
         } else if (config.maxKvBytes() > 0 && need > config.maxKvBytes()) {
             m.replyTo().tell(new Rejected(r.requestId(), Rejection.TOO_LARGE, "request " + r.requestId() + " needs "
                     + need + " KV cache bytes, more than the server's budget of " + config.maxKvBytes()));
-        } else if (queue.size() >= config.maxQueue()) {
-            m.replyTo().tell(new Rejected(r.requestId(), Rejection.QUEUE_FULL, "queue is full: "
-                    + queue.size() + " requests waiting (--max-queue " + config.maxQueue() + ")"));
         } else {
+            // Admit at once when there is room (the sequence joins the next step); only what must
+            // wait counts against the queue bound, so --max-queue 0 means "no waiting", not "no service".
             queue.addLast(s);
-            step();
+            admit();
+            if (queue.peekLast() == s && queue.size() > config.maxQueue()) {
+                queue.removeLast();
+                m.replyTo().tell(new Rejected(r.requestId(), Rejection.QUEUE_FULL, "queue is full: "
+                        + queue.size() + " requests waiting (--max-queue " + config.maxQueue() + ")"));
+            } else {
+                step();
+            }
         }
         updateGauges();
         return this;

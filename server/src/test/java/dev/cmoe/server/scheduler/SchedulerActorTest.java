@@ -166,6 +166,23 @@ class SchedulerActorTest {
     }
 
     @Test
+    void withNoQueueRequestsAreServedWhileThereIsRoomAndRefusedBeyond() {
+        ActorRef<SchedulerActor.Command> scheduler = scheduler(
+                SchedulerConfig.defaults().withMaxRunning(2).withMaxQueue(0).withStreamWindow(1), new LlamaRunner(model));
+        List<TestProbe<SchedulerActor.Event>> probes = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+            TestProbe<SchedulerActor.Event> p = testKit.createTestProbe();
+            probes.add(p);
+            scheduler.tell(new SchedulerActor.Submit(GenerationRequest.greedy("q" + i, prompt(4, i), 6, Set.of()),
+                    p.ref()));
+        }
+        assertEquals(SchedulerActor.Rejection.QUEUE_FULL,
+                probes.get(2).expectMessageClass(SchedulerActor.Rejected.class, WAIT).reason());
+        assertEquals(6, tokens(untilFinished(probes.get(0), scheduler)).length);
+        assertEquals(6, tokens(untilFinished(probes.get(1), scheduler)).length);
+    }
+
+    @Test
     void admissionKeepsWithinTheKvBudget() {
         LlamaRunner runner = new LlamaRunner(model);
         // Room for one sequence of 40 tokens at full length, not two.
