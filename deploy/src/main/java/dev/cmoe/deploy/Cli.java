@@ -1,9 +1,11 @@
 package dev.cmoe.deploy;
 
 import dev.cmoe.deploy.cli.BaselinesCommand;
+import dev.cmoe.deploy.cli.ClientCommand;
 import dev.cmoe.deploy.cli.DataCommand;
 import dev.cmoe.deploy.cli.DemoCommand;
 import dev.cmoe.deploy.cli.EvalPplCommand;
+import dev.cmoe.deploy.cli.ServeCommand;
 import dev.cmoe.deploy.cli.TrainCommand;
 import dev.cmoe.deploy.cli.GenerateCommand;
 import picocli.CommandLine;
@@ -13,7 +15,7 @@ import picocli.CommandLine.Command;
 @Command(name = "cmoe", mixinStandardHelpOptions = true, version = "cmoe 0.1.0",
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, GenerateCommand.class, EvalPplCommand.class,
-            BaselinesCommand.class, CommandLine.HelpCommand.class})
+            BaselinesCommand.class, ServeCommand.class, ClientCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {

@@ -1,0 +1,75 @@
+package dev.cmoe.deploy.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.cmoe.deploy.Cli;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.testing.RandomModel;
+import dev.cmoe.model.testing.TinyCheckpoint;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** `cmoe serve` on a loopback ephemeral port over Netty, driven by `cmoe client`, with metrics and a bearer token. */
+@Timeout(120)
+class ServeCommandTest {
+
+    @Test
+    void clientStreamsFromServeAndMetricsCountTheRequest(@TempDir Path tmp) throws Exception {
+        Path model = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("tiny"), DType.F32);
+        Path token = Files.writeString(tmp.resolve("token"), "let-me-in\n");
+        ServeCommand serve = new ServeCommand();
+        new CommandLine(serve).parseArgs("--model", model.toString(), "--port", "0", "--metrics-port", "0",
+                "--auth-token-file", token.toString(), "--max-batch-tokens", "32");
+        try (ServeCommand.Running running = serve.start()) {
+            String server = "127.0.0.1:" + running.port();
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            ByteArrayOutputStream err = new ByteArrayOutputStream();
+            PrintStream oldOut = System.out;
+            PrintStream oldErr = System.err;
+            int exit;
+            try {
+                System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+                System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+                exit = Cli.run("client", "--server", server, "--auth-token-file", token.toString(),
+                        "--max-new-tokens", "6", "--ignore-eos", "The jury");
+            } finally {
+                System.setOut(oldOut);
+                System.setErr(oldErr);
+            }
+            String usage = err.toString(StandardCharsets.UTF_8);
+            assertEquals(0, exit, usage);
+            assertTrue(usage.contains("6 generated, finish LENGTH"), usage);
+
+            HttpResponse<String> metrics = HttpClient.newHttpClient().send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + running.metrics().port() + "/metrics"))
+                    .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, metrics.statusCode());
+            assertTrue(metrics.body().contains("cmoe_requests_total{status=\"OK\"} 1.0"), metrics.body());
+            assertTrue(metrics.body().contains("cmoe_time_to_first_token_seconds_bucket"), "TTFT histogram");
+            assertTrue(metrics.body().contains("cmoe_generated_tokens_total 6.0"), "token counter");
+
+            // Without the token the server refuses.
+            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+            try {
+                exit = Cli.run("client", "--server", server, "--max-new-tokens", "2", "The jury");
+            } finally {
+                System.setErr(oldErr);
+            }
+            assertEquals(2, exit);
+            assertTrue(err.toString(StandardCharsets.UTF_8).contains("UNAUTHENTICATED"));
+        }
+    }
+}

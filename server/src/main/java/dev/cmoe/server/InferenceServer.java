@@ -1,0 +1,120 @@
+package dev.cmoe.server;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.tokenizer.StreamDecoder;
+import dev.cmoe.model.tokenizer.TextTokenizer;
+import dev.cmoe.proto.v1.ModelInfo;
+import dev.cmoe.server.grpc.GenerateService;
+import dev.cmoe.server.grpc.GrpcServer;
+import dev.cmoe.server.grpc.RequestValidator;
+import dev.cmoe.server.metrics.ServerMetrics;
+import dev.cmoe.server.scheduler.LlamaRunner;
+import dev.cmoe.server.scheduler.ModelRunner;
+import dev.cmoe.server.scheduler.SchedulerActor;
+import dev.cmoe.server.scheduler.SchedulerConfig;
+import io.grpc.ServerBuilder;
+import java.io.IOException;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+import org.apache.pekko.actor.typed.ActorSystem;
+
+/**
+ * A running server, wired: the actor system whose guardian is the scheduler, the model runner
+ * and the gRPC server. The `serve` command and the end-to-end tests start it the same way; only
+ * the transport differs.
+ */
+public final class InferenceServer implements AutoCloseable {
+    private static final Config PEKKO = ConfigFactory.parseString("""
+            pekko.loggers = ["org.apache.pekko.event.slf4j.Slf4jLogger"]
+            pekko.logging-filter = "org.apache.pekko.event.slf4j.Slf4jLoggingFilter"
+            pekko.log-dead-letters-during-shutdown = off
+            pekko.log-dead-letters = 0
+            # close() stops gRPC before the actors; Pekko's own JVM hook would race it.
+            pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
+            """);
+
+    private final ActorSystem<SchedulerActor.Command> system;
+    private final GrpcServer grpc;
+
+    private InferenceServer(ActorSystem<SchedulerActor.Command> system, GrpcServer grpc) {
+        this.system = system;
+        this.grpc = grpc;
+    }
+
+    /**
+     * Starts serving {@code model} through {@code builder}.
+     *
+     * @param tokenizer encodes text prompts and decodes streamed text; null serves token ids only
+     * @param authToken bearer token required on every call, or null
+     */
+    public static InferenceServer start(LlamaModel model, TextTokenizer tokenizer, SchedulerConfig config,
+                                        ServerBuilder<?> builder, ServerMetrics metrics, String authToken)
+            throws IOException {
+        return start(new LlamaRunner(model), model.config(), denseInfo(model.config()), tokenizer, config, builder,
+                metrics, authToken);
+    }
+
+    /**
+     * Starts serving with any {@link ModelRunner} (a carved model's, or a test's that injects
+     * failures); {@code info} is what GetModelInfo reports.
+     */
+    public static InferenceServer start(ModelRunner runner, ModelConfig modelConfig, ModelInfo info,
+                                        TextTokenizer tokenizer, SchedulerConfig config, ServerBuilder<?> builder,
+                                        ServerMetrics metrics, String authToken) throws IOException {
+        Supplier<StreamDecoder> decoders = tokenizer != null ? tokenizer::streamDecoder
+                : () -> StreamDecoder.ofBytes(id -> null);
+        ActorSystem<SchedulerActor.Command> system = ActorSystem.create(
+                SchedulerActor.create(runner, config, metrics, decoders), "cmoe", PEKKO.withFallback(ConfigFactory.load()));
+        try {
+            Set<Integer> eos = new HashSet<>(modelConfig.eosTokenIds());
+            if (tokenizer != null && tokenizer.eosId() >= 0) {
+                eos.add(tokenizer.eosId());
+            }
+            RequestValidator validator = new RequestValidator(tokenizer, modelConfig.vocabSize(),
+                    modelConfig.maxPositionEmbeddings(), eos);
+            GenerateService service = new GenerateService(system, system, validator, info, metrics);
+            return new InferenceServer(system, new GrpcServer(builder, service, authToken).start());
+        } catch (IOException | RuntimeException e) {
+            system.terminate();
+            throw e;
+        }
+    }
+
+    /** What GetModelInfo reports for a dense checkpoint. */
+    public static ModelInfo denseInfo(ModelConfig c) {
+        String arch = c.raw().has("architectures") && c.raw().getAsJsonArray("architectures").size() > 0
+                ? c.raw().getAsJsonArray("architectures").get(0).getAsString() : c.modelType();
+        return ModelInfo.newBuilder().setArchitecture(arch).setModelType(c.modelType()).setLayers(c.numLayers())
+                .setHiddenSize(c.hiddenSize()).setVocabSize(c.vocabSize()).setContextLength(c.maxPositionEmbeddings())
+                .setPlacement("dense: every layer's FFN runs in-process with attention").build();
+    }
+
+    /** The scheduler, for tests that watch its state. */
+    public ActorSystem<SchedulerActor.Command> scheduler() {
+        return system;
+    }
+
+    public int port() {
+        return grpc.port();
+    }
+
+    /** Stops the gRPC server (running calls get a few seconds), then the actors. */
+    @Override
+    public void close() throws InterruptedException {
+        try {
+            grpc.stop(5);
+        } finally {
+            system.terminate();
+            try {
+                system.getWhenTerminated().toCompletableFuture().get(10, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+                throw new IllegalStateException("the actor system did not stop within 10 s: " + e, e);
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+package dev.cmoe.server.grpc;
+
+import io.grpc.BindableService;
+import io.grpc.Server;
+import io.grpc.ServerBuilder;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The gRPC server: the Generation service, the standard health service and server reflection
+ * (so grpcurl works), optionally behind a bearer token. The transport comes in as a
+ * {@link ServerBuilder} so tests use the in-process one and {@code serve} uses Netty with TLS.
+ */
+public final class GrpcServer {
+    private final Server server;
+    private final HealthStatusManager health = new HealthStatusManager();
+
+    /** @param authToken required on every call when non-null */
+    public GrpcServer(ServerBuilder<?> builder, BindableService generation, String authToken) {
+        builder.addService(generation)
+                .addService(health.getHealthService())
+                .addService(ProtoReflectionServiceV1.newInstance());
+        addLegacyReflection(builder);
+        if (authToken != null) {
+            builder.intercept(new BearerTokenInterceptor(authToken));
+        }
+        this.server = builder.build();
+    }
+
+    /** grpcurl before 1.9 only speaks the v1alpha reflection protocol. */
+    @SuppressWarnings("deprecation")
+    private static void addLegacyReflection(ServerBuilder<?> builder) {
+        builder.addService(io.grpc.protobuf.services.ProtoReflectionService.newInstance());
+    }
+
+    public GrpcServer start() throws IOException {
+        server.start();
+        health.setStatus("", HealthCheckResponse.ServingStatus.SERVING);
+        health.setStatus("cmoe.v1.Generation", HealthCheckResponse.ServingStatus.SERVING);
+        return this;
+    }
+
+    /** The bound port (-1 for the in-process transport). */
+    public int port() {
+        return server.getPort();
+    }
+
+    /** Stops taking calls, lets running ones finish for up to {@code seconds}, then cancels the rest. */
+    public void stop(long seconds) throws InterruptedException {
+        health.enterTerminalState();
+        server.shutdown();
+        if (!server.awaitTermination(seconds, TimeUnit.SECONDS)) {
+            server.shutdownNow().awaitTermination(seconds, TimeUnit.SECONDS);
+        }
+    }
+}
