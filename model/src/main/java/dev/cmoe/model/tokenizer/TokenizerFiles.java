@@ -107,7 +107,8 @@ final class TokenizerFiles {
 
     /** Writes via a sibling temp file and a rename, so readers never see a half-written file. */
     static void writeAtomically(Path target, String content) throws IOException {
-        Path tmp = Files.createTempFile(target.getParent(), "." + target.getFileName(), ".tmp");
+        // a plain name, not createTempFile: that one is private (0600) and the rename would keep it so
+        Path tmp = target.resolveSibling("." + target.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         try {
             Files.writeString(tmp, content + "\n", StandardCharsets.UTF_8);
             try {
