@@ -120,6 +120,11 @@ public final class Routing {
         return probs[t * nRouted + j];
     }
 
+    /** s' of every token, (tokens, N_r) row-major (a copy). */
+    public float[] probs() {
+        return probs.clone();
+    }
+
     /** The tokens routed to expert {@code j}, ascending (shared array: do not modify). */
     public int[] rows(int j) {
         return rows[j];

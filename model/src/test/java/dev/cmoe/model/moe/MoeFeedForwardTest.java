@@ -84,6 +84,7 @@ class MoeFeedForwardTest {
         try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
             float[] got;
             try (NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
                 NDArray out = ffn.forward(toArray(manager, x));
                 assertEquals(new Shape(tokens, HIDDEN), out.getShape());
                 got = out.toFloatArray();
@@ -154,6 +155,7 @@ class MoeFeedForwardTest {
             long[] expected = new long[6];
             for (NDArray in : new NDArray[] {a, b}) {
                 try (NDScope scope = new NDScope()) {
+                    scope.suppressNotUsedWarning();
                     ffn.forward(in);
                 }
                 long[] step = ffn.route(in).loads();

@@ -1,0 +1,169 @@
+package dev.cmoe.carve;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.llama.Ops;
+
+/**
+ * CMoE step 6 and our variants of it: the analytical router's rows, classifier (N_r, hidden) and
+ * gate (N_r, hidden), built without training. All variants keep the router's form
+ * s_j = |(classifier_j·x)·SiLU(gate_j·x)|, so a carved model loads and serves the same way.
+ */
+final class RouterFit {
+    /** Which rows the router gets. */
+    enum Kind {
+        /** The reference: L2-normalised W_up and W_gate rows of each expert's representative neuron. */
+        REPRESENTATIVE,
+        /** The normalised mean of the members' normalised rows (ExpertWeaver's idea, both rows). */
+        MEAN,
+        /**
+         * Calibrated on the calibration tokens: per expert the member whose router score best
+         * correlates with the expert's actual output norm, and a scale α_j ≥ 0 on its classifier row
+         * fitted by least squares (α·s_j ≈ ‖expert_j(x)‖), so scores of different experts compare.
+         */
+        FITTED
+    }
+
+    /**
+     * The router rows: classifier and gate, each (N_r, hidden) row-major, and per expert the
+     * neuron they come from (for {@link Kind#MEAN}, the representative they replace).
+     */
+    record Rows(float[] classifier, float[] gate, int[] representatives) {
+    }
+
+    private RouterFit() {
+    }
+
+    static Rows reference(DenseFfn ffn, int[] representatives) {
+        int d = ffn.hidden();
+        int nr = representatives.length;
+        float[] classifier = new float[nr * d];
+        float[] gate = new float[nr * d];
+        for (int j = 0; j < nr; j++) {
+            System.arraycopy(DenseFfn.unitRow(ffn.up(), d, representatives[j]), 0, classifier, j * d, d);
+            System.arraycopy(DenseFfn.unitRow(ffn.gate(), d, representatives[j]), 0, gate, j * d, d);
+        }
+        return new Rows(classifier, gate, representatives.clone());
+    }
+
+    static Rows mean(DenseFfn ffn, int[][] experts, int[] representatives) {
+        int d = ffn.hidden();
+        int nr = experts.length;
+        float[] classifier = new float[nr * d];
+        float[] gate = new float[nr * d];
+        for (int j = 0; j < nr; j++) {
+            System.arraycopy(meanUnitRow(ffn.up(), d, experts[j]), 0, classifier, j * d, d);
+            System.arraycopy(meanUnitRow(ffn.gate(), d, experts[j]), 0, gate, j * d, d);
+        }
+        return new Rows(classifier, gate, representatives.clone());
+    }
+
+    /**
+     * See {@link Kind#FITTED}.
+     *
+     * @param x (tokens, hidden) the calibration FFN inputs of this layer
+     */
+    static Rows fitted(DenseFfn ffn, int[][] experts, float[] x) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        int nr = experts.length;
+        float[] norms = expertNorms(x, ffn, experts); // (tokens, N_r)
+        int[] chosen = new int[nr];
+        double[] alpha = new double[nr];
+        for (int j = 0; j < nr; j++) {
+            int m = experts[j].length;
+            float[] s = NeuronScores.routerScores(x, ffn, experts[j]); // (tokens, m)
+            double bestCorr = Double.NEGATIVE_INFINITY;
+            for (int i = 0; i < m; i++) {
+                double corr = correlation(s, i, m, norms, j, nr, tokens);
+                if (corr > bestCorr) {
+                    bestCorr = corr;
+                    chosen[j] = experts[j][i];
+                    double sy = 0;
+                    double ss = 0;
+                    for (int t = 0; t < tokens; t++) {
+                        sy += (double) s[t * m + i] * norms[t * nr + j];
+                        ss += (double) s[t * m + i] * s[t * m + i];
+                    }
+                    alpha[j] = ss > 0 ? Math.max(0, sy / ss) : 1;
+                }
+            }
+        }
+        Rows rows = reference(ffn, chosen);
+        for (int j = 0; j < nr; j++) {
+            for (int k = 0; k < d; k++) {
+                rows.classifier()[j * d + k] *= (float) alpha[j];
+            }
+        }
+        return rows;
+    }
+
+    /** ‖expert_j(x_t)‖₂ for every token and routed expert, on the engine: (tokens, N_r). */
+    static float[] expertNorms(float[] x, DenseFfn ffn, int[][] experts) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        int nr = experts.length;
+        float[] out = new float[tokens * nr];
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray xs = m.create(x, new Shape(tokens, d));
+            for (int j = 0; j < nr; j++) {
+                int size = experts[j].length;
+                try (NDManager step = m.newSubManager()) {
+                    NDArray gate = step.create(DenseFfn.rows(ffn.gate(), d, experts[j]), new Shape(size, d));
+                    NDArray up = step.create(DenseFfn.rows(ffn.up(), d, experts[j]), new Shape(size, d));
+                    NDArray down = step.create(ffn.downColumns(experts[j]), new Shape(d, size));
+                    float[] norm = Ops.swiglu(xs, gate.transpose(), up.transpose(), down.transpose())
+                            .norm(new int[] {1}).toFloatArray();
+                    for (int t = 0; t < tokens; t++) {
+                        out[t * nr + j] = norm[t];
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Pearson correlation over tokens of column i of s (tokens, m) and column j of y (tokens, nr). */
+    private static double correlation(float[] s, int i, int m, float[] y, int j, int nr, int tokens) {
+        double ms = 0;
+        double my = 0;
+        for (int t = 0; t < tokens; t++) {
+            ms += s[t * m + i];
+            my += y[t * nr + j];
+        }
+        ms /= tokens;
+        my /= tokens;
+        double sxy = 0;
+        double sxx = 0;
+        double syy = 0;
+        for (int t = 0; t < tokens; t++) {
+            double a = s[t * m + i] - ms;
+            double b = y[t * nr + j] - my;
+            sxy += a * b;
+            sxx += a * a;
+            syy += b * b;
+        }
+        return sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : -1;
+    }
+
+    private static float[] meanUnitRow(float[] w, int d, int[] members) {
+        double[] sum = new double[d];
+        for (int i : members) {
+            float[] u = DenseFfn.unitRow(w, d, i);
+            for (int k = 0; k < d; k++) {
+                sum[k] += u[k];
+            }
+        }
+        double ss = 0;
+        for (double v : sum) {
+            ss += v * v;
+        }
+        double inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+        float[] out = new float[d];
+        for (int k = 0; k < d; k++) {
+            out[k] = (float) (sum[k] * inv);
+        }
+        return out;
+    }
+}
