@@ -154,6 +154,7 @@ public final class Carver {
             case REPRESENTATIVE -> RouterFit.reference(ffn, c.representatives());
             case MEAN -> RouterFit.mean(ffn, c.experts(), c.representatives());
             case FITTED -> RouterFit.fitted(ffn, c.experts(), x);
+            case LSQ -> RouterFit.leastSquares(ffn, c.experts(), c.representatives(), x);
         };
         LayerTensors.put(out, l, ffn, c, router);
         MoeFeedForward carved = MoeFeedForward.load(model.manager(), out, l, config, moe);

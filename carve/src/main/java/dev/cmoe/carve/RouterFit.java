@@ -2,6 +2,8 @@ package dev.cmoe.carve;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.llama.Ops;
 
@@ -22,8 +24,18 @@ final class RouterFit {
          * correlates with the expert's actual output norm, and a scale α_j ≥ 0 on its classifier row
          * fitted by least squares (α·s_j ≈ ‖expert_j(x)‖), so scores of different experts compare.
          */
-        FITTED
+        FITTED,
+        /**
+         * Least squares on the calibration tokens: the gate row stays the representative's, and
+         * the classifier row c_j minimises Σ_t ((c_j·x_t)·SiLU(gate_j·x_t) − ‖expert_j(x_t)‖)² (ridge),
+         * a linear problem because the gate factor is fixed. The router then predicts each
+         * expert's output norm in its own analytical form.
+         */
+        LSQ
     }
+
+    /** Ridge strength relative to the mean diagonal of the normal equations. */
+    static final double RIDGE = 1e-4;
 
     /**
      * The router rows: classifier and gate, each (N_r, hidden) row-major, and per expert the
@@ -97,6 +109,70 @@ final class RouterFit {
             }
         }
         return rows;
+    }
+
+    /** See {@link Kind#LSQ}. x: (tokens, hidden), the calibration FFN inputs of this layer. */
+    static Rows leastSquares(DenseFfn ffn, int[][] experts, int[] representatives, float[] x) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        int nr = experts.length;
+        float[] norms = expertNorms(x, ffn, experts); // (tokens, N_r)
+        Rows rows = reference(ffn, representatives);
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray xs = m.create(x, new Shape(tokens, d)).toType(DataType.FLOAT64, false);        // (T, hidden)
+            NDArray gates = m.create(rows.gate(), new Shape(nr, d)).toType(DataType.FLOAT64, false); // (N_r, hidden)
+            NDArray sigma = Ops.silu(xs.matMul(gates.transpose()));                                // (T, N_r)
+            NDArray y = m.create(norms, new Shape(tokens, nr)).toType(DataType.FLOAT64, false);
+            for (int j = 0; j < nr; j++) {
+                try (NDScope scope = new NDScope()) { // frees this expert's (T, hidden) temporaries
+                    scope.suppressNotUsedWarning();
+                    NDArray z = xs.mul(sigma.get(":, {}:{}", j, j + 1));                           // (T, hidden)
+                    double[] gram = z.transpose().matMul(z).toDoubleArray();                        // (hidden, hidden)
+                    double[] rhs = z.transpose().matMul(y.get(":, {}:{}", j, j + 1)).toDoubleArray(); // (hidden)
+                    double[] c = ridgeSolve(gram, rhs, d);
+                    for (int k = 0; k < d; k++) {
+                        rows.classifier()[j * d + k] = (float) c[k];
+                    }
+                }
+            }
+        }
+        return rows;
+    }
+
+    /** Solves (A + λI) c = b for symmetric positive semi-definite A (n, n) by Cholesky, λ = RIDGE·mean diag. */
+    static double[] ridgeSolve(double[] a, double[] b, int n) {
+        double trace = 0;
+        for (int i = 0; i < n; i++) {
+            trace += a[i * n + i];
+        }
+        double lambda = RIDGE * trace / n + 1e-12;
+        double[] l = new double[n * n];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j <= i; j++) {
+                double sum = a[i * n + j] + (i == j ? lambda : 0);
+                for (int k = 0; k < j; k++) {
+                    sum -= l[i * n + k] * l[j * n + k];
+                }
+                l[i * n + j] = i == j ? Math.sqrt(Math.max(sum, 1e-300)) : sum / l[j * n + j];
+            }
+        }
+        double[] z = new double[n];
+        for (int i = 0; i < n; i++) {
+            double sum = b[i];
+            for (int k = 0; k < i; k++) {
+                sum -= l[i * n + k] * z[k];
+            }
+            z[i] = sum / l[i * n + i];
+        }
+        double[] c = new double[n];
+        for (int i = n - 1; i >= 0; i--) {
+            double sum = z[i];
+            for (int k = i + 1; k < n; k++) {
+                sum -= l[k * n + i] * c[k];
+            }
+            c[i] = sum / l[i * n + i];
+        }
+        return c;
     }
 
     /** ‖expert_j(x_t)‖₂ for every token and routed expert, on the engine: (tokens, N_r). */

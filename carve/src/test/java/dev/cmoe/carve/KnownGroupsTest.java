@@ -101,18 +101,31 @@ class KnownGroupsTest {
                 assertTrue(c.converged());
                 assertEquals(2, c.passes());
             }
-            // the analytical router sends every token to the expert of its topic
-            TensorMap tensors = new TensorMap();
-            LayerTensors.put(tensors, 0, ffn, c, RouterFit.reference(ffn, c.representatives()));
-            MoeConfig moe = new MoeConfig(TOPICS + 1, 1, 1, M, MoeConfig.ANALYTICAL, "cmoe", null);
-            try (NDManager m = NDManager.newBaseManager();
-                 MoeFeedForward layer = MoeFeedForward.load(m, tensors, 0,
-                         RandomModel.config("llama", D, INTER, 1, 4, 2, 10, false, null), moe)) {
-                Routing routing = layer.route(m.create(x, new Shape(TOKENS, D)));
-                for (int t = 0; t < TOKENS; t++) {
-                    int expert = routing.expert(t, 0);
-                    assertEquals(t % TOPICS, group(c.experts()[expert][0]), "token " + t);
-                }
+            // every router variant sends every token to the expert of its topic
+            for (RouterFit.Kind kind : RouterFit.Kind.values()) {
+                RouterFit.Rows rows = switch (kind) {
+                    case REPRESENTATIVE -> RouterFit.reference(ffn, c.representatives());
+                    case MEAN -> RouterFit.mean(ffn, c.experts(), c.representatives());
+                    case FITTED -> RouterFit.fitted(ffn, c.experts(), x);
+                    case LSQ -> RouterFit.leastSquares(ffn, c.experts(), c.representatives(), x);
+                };
+                assertRoutesByTopic(ffn, c, rows, x, kind + ", passes " + passes);
+            }
+        }
+    }
+
+    private static void assertRoutesByTopic(DenseFfn ffn, Clustering.Result c, RouterFit.Rows rows, float[] x,
+                                            String what) {
+        TensorMap tensors = new TensorMap();
+        LayerTensors.put(tensors, 0, ffn, c, rows);
+        MoeConfig moe = new MoeConfig(TOPICS + 1, 1, 1, M, MoeConfig.ANALYTICAL, "cmoe", null);
+        try (NDManager m = NDManager.newBaseManager();
+             MoeFeedForward layer = MoeFeedForward.load(m, tensors, 0,
+                     RandomModel.config("llama", D, INTER, 1, 4, 2, 10, false, null), moe)) {
+            Routing routing = layer.route(m.create(x, new Shape(TOKENS, D)));
+            for (int t = 0; t < TOKENS; t++) {
+                int expert = routing.expert(t, 0);
+                assertEquals(t % TOPICS, group(c.experts()[expert][0]), what + ", token " + t);
             }
         }
     }
