@@ -185,10 +185,11 @@ final class RouterFit {
             NDArray xs = m.create(x, new Shape(tokens, d));
             for (int j = 0; j < nr; j++) {
                 int size = experts[j].length;
-                try (NDManager step = m.newSubManager()) {
-                    NDArray gate = step.create(DenseFfn.rows(ffn.gate(), d, experts[j]), new Shape(size, d));
-                    NDArray up = step.create(DenseFfn.rows(ffn.up(), d, experts[j]), new Shape(size, d));
-                    NDArray down = step.create(ffn.downColumns(experts[j]), new Shape(d, size));
+                try (NDScope scope = new NDScope()) { // frees this expert's (T, m) and (T, hidden) temporaries
+                    scope.suppressNotUsedWarning();
+                    NDArray gate = m.create(DenseFfn.rows(ffn.gate(), d, experts[j]), new Shape(size, d));
+                    NDArray up = m.create(DenseFfn.rows(ffn.up(), d, experts[j]), new Shape(size, d));
+                    NDArray down = m.create(ffn.downColumns(experts[j]), new Shape(d, size));
                     float[] norm = Ops.swiglu(xs, gate.transpose(), up.transpose(), down.transpose())
                             .norm(new int[] {1}).toFloatArray();
                     for (int t = 0; t < tokens; t++) {

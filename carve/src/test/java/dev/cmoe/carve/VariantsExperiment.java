@@ -1,6 +1,11 @@
 package dev.cmoe.carve;
 
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import dev.cmoe.carve.RouterFit.Kind;
+import dev.cmoe.model.llama.FeedForward;
+import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.eval.Perplexity;
 import java.nio.charset.StandardCharsets;
@@ -89,6 +94,21 @@ class VariantsExperiment {
                 }
             }
         }
+        if (Boolean.getBoolean("cmoe.experiment.oracle")) {
+            for (String shape : shapes) {
+                int[] sae = parse(shape);
+                CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2]).withCalibration(8, seqlen, 0);
+                try (CarvedModel c = Carver.carveInMemory(model, calib, opts, VARIANTS.get(0).recipe(),
+                        CarveListener.NONE)) {
+                    for (int l = 0; l < c.model().config().numLayers(); l++) {
+                        MoeFeedForward moe = (MoeFeedForward) c.model().feedForward(l);
+                        c.model().replaceFeedForward(l, new Oracle(moe, sae[1]));
+                    }
+                    Perplexity.Result r = Perplexity.evaluate(c.model(), tokens, seqlen, 8, w -> { });
+                    lines.add(print(shape, "oracle: top-N_k experts by output norm", r, 0, 0, 0));
+                }
+            }
+        }
         System.out.println("---- summary");
         lines.forEach(System.out::println);
     }
@@ -99,6 +119,31 @@ class VariantsExperiment {
                 shape, variant, r.perplexity(), r.tokens(), before, after, carveSeconds);
         System.out.println(line);
         return line;
+    }
+
+    /**
+     * Headroom, not a router: runs every routed expert and keeps the N_k with the largest output
+     * norm per token (weight 1). Shows how much a better router could gain at this carving.
+     */
+    private record Oracle(MoeFeedForward moe, int nActive) implements FeedForward {
+        @Override
+        public NDArray forward(NDArray x) {
+            int nr = moe.config().routed();
+            NDList outs = new NDList();
+            for (int j = 0; j < nr; j++) {
+                outs.add(moe.expert(j, x).expandDims(1));
+            }
+            NDArray all = NDArrays.concat(outs, 1);                        // (T, N_r, hidden)
+            NDArray norms = all.norm(new int[] {2});                        // (T, N_r)
+            NDArray top = norms.topK(nActive, 1, true, false).get(1);       // (T, N_k)
+            NDArray mask = top.oneHot(nr).sum(new int[] {1}).expandDims(2); // (T, N_r, 1)
+            return moe.shared(x).add(all.mul(mask).sum(new int[] {1}));
+        }
+
+        @Override
+        public void close() {
+            moe.close(); // the oracle replaced it in the model, so the model closes it through us
+        }
     }
 
     /** "S2A2E8" → {2, 2, 8}. */
