@@ -41,6 +41,7 @@ public record CarveReport(String model, String output, CarveOptions options, int
      *
      * @param rates μ of every intermediate neuron (intermediate)
      * @param rateStats summary of {@code rates}
+     * @param sharedSize N_s·m, neurons in the shared expert
      * @param sharedNeurons the shared expert's neurons, ascending (N_s·m)
      * @param sharedRates μ of those neurons, in the same order
      * @param expertSizes neurons of each routed expert (all m: clusters are balanced)
@@ -54,7 +55,7 @@ public record CarveReport(String model, String output, CarveOptions options, int
      * @param bias the final b
      * @param seconds timings of the layer's phases
      */
-    public record Layer(int layer, float[] rates, RateStats rateStats, int[] sharedNeurons, float[] sharedRates,
+    public record Layer(int layer, float[] rates, RateStats rateStats, int sharedSize, int[] sharedNeurons, float[] sharedRates,
                         int[] expertSizes, int[][] experts, int[] representatives, int clusterPasses,
                         boolean converged, long[] loadsBefore, long[] loadsAfter, double imbalanceBefore,
                         double imbalanceAfter, float[] bias, LayerTimings seconds) {

@@ -176,22 +176,27 @@ public final class Carver {
         // 7. the carved layer replaces the dense one before the next layer is calibrated
         model.replaceFeedForward(l, carved).close();
 
-        float[] rateArray = toFloats(rates);
+        CarveReport.Layer report = layerReport(l, rates, c, router, balanced,
+                new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance, seconds(start)));
+        listener.layerFinished(report);
+        return report;
+    }
+
+    private static CarveReport.Layer layerReport(int l, double[] rates, Clustering.Result c, RouterFit.Rows router,
+                                                 LoadBalancer.Result balanced, CarveReport.LayerTimings seconds) {
+        float[] mu = toFloats(rates);
         float[] sharedRates = new float[c.shared().length];
         for (int i = 0; i < sharedRates.length; i++) {
-            sharedRates[i] = rateArray[c.shared()[i]];
+            sharedRates[i] = mu[c.shared()[i]];
         }
         int[] sizes = new int[c.experts().length];
         for (int j = 0; j < sizes.length; j++) {
             sizes[j] = c.experts()[j].length;
         }
-        CarveReport.Layer report = new CarveReport.Layer(l, rateArray, CarveReport.RateStats.of(rateArray),
-                c.shared(), sharedRates, sizes, c.experts(), router.representatives(), c.passes(), c.converged(),
+        return new CarveReport.Layer(l, mu, CarveReport.RateStats.of(mu), c.shared().length, c.shared(),
+                sharedRates, sizes, c.experts(), router.representatives(), c.passes(), c.converged(),
                 balanced.loadsBefore(), balanced.loadsAfter(), balanced.imbalanceBefore(), balanced.imbalanceAfter(),
-                balanced.bias(), new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance,
-                seconds(start)));
-        listener.layerFinished(report);
-        return report;
+                balanced.bias(), seconds);
     }
 
     private static float[] toFloats(double[] v) {
