@@ -82,7 +82,7 @@ class CarverTest {
         CarveOptions opts = Fixtures.options(1, 2, 6).withBalance(50, 1e-3).withMethod(CarveOptions.Method.OURS);
         float[] inMemory;
         CarveReport report;
-        try (CarvedModel carved = Carver.carveInMemory(dense, text, opts, CarveListener.NONE)) {
+        try (CarvedModel carved = Carver.carveInMemory(dense, text, opts, CarveListener.progressBars())) {
             inMemory = Fixtures.logits(carved.model(), PROMPT);
             report = carved.save(out, false);
         }

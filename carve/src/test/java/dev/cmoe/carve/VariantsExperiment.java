@@ -25,7 +25,8 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
  * <pre>
  * ./mvnw -o -pl carve -am test -Dtest=VariantsExperiment -Dsurefire.failIfNoSpecifiedTests=false \
  *     -Dcmoe.experiment.model=/path/to/model -Dcmoe.experiment.data=$HOME/.cache/cmoe/data \
- *     [-Dcmoe.experiment.shapes=S2A2E8,S1A1E8] [-Dcmoe.experiment.windows=200]
+ *     [-Dcmoe.experiment.shapes=S2A2E8,S1A1E8] [-Dcmoe.experiment.windows=200] [-Dcmoe.experiment.split=test]
+ *     [-Dcmoe.experiment.only=lsq] [-Dcmoe.experiment.balance=500] [-Dcmoe.experiment.oracle=true]
  * </pre>
  */
 @EnabledIfSystemProperty(named = "cmoe.experiment.model", matches = ".+")
@@ -53,7 +54,9 @@ class VariantsExperiment {
         int windows = Integer.getInteger("cmoe.experiment.windows", 0);
         int balance = Integer.getInteger("cmoe.experiment.balance", 0);
         String only = System.getProperty("cmoe.experiment.only", "");
-        String validation = Files.readString(data.resolve("validation.txt"), StandardCharsets.UTF_8);
+        String split = System.getProperty("cmoe.experiment.split", "validation");
+        String validation = Files.readString(data.resolve(split + ".txt"), StandardCharsets.UTF_8);
+        System.out.println("scoring " + split + ".txt");
         int seqlen;
         int[] tokens;
         try (ModelDir dense = ModelDir.open(model)) {
