@@ -12,11 +12,13 @@ import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
+import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.function.BiFunction;
 
 /**
  * Carves a dense LLaMA-family model into a Mixture-of-Experts, layer by layer from the first to
@@ -62,6 +64,16 @@ public final class Carver {
 
     static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
                                      CarveListener listener) {
+        return carveInMemory(modelDir, calibText, opts, recipe, listener, (tokenizer, seqlen) ->
+                Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen, opts.seed()));
+    }
+
+    /**
+     * The carving itself, with the calibration windows drawn by {@code windows} from the model's
+     * tokenizer and the window length; experiments pass windows tokenised once for many carvings.
+     */
+    static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
+                                     CarveListener listener, BiFunction<TextTokenizer, Integer, int[][]> windows) {
         long start = System.nanoTime();
         opts.validate(ModelConfig.load(modelDir));
         ModelDir dense = ModelDir.open(modelDir);
@@ -72,7 +84,7 @@ public final class Carver {
             long t = System.nanoTime();
             ModelConfig config = dense.config();
             int seqlen = opts.seqlen(config);
-            int[][] windows = Calibration.windows(dense.tokenizer(), calibText, opts.calibSamples(), seqlen, opts.seed());
+            int[][] calibration = windows.apply(dense.tokenizer(), seqlen);
             double text = seconds(t);
             MoeConfig moe = moeConfig(config, opts, recipe, calibText, seqlen);
             t = System.nanoTime();
@@ -80,13 +92,13 @@ public final class Carver {
             List<TensorMap> tensors = new ArrayList<>();
             for (int l = 0; l < config.numLayers(); l++) {
                 TensorMap layerTensors = new TensorMap();
-                layers.add(carveLayer(dense.model(), TensorSource.of(checkpoint), l, windows, moe, opts, recipe,
+                layers.add(carveLayer(dense.model(), TensorSource.of(checkpoint), l, calibration, moe, opts, recipe,
                         layerTensors, listener));
                 tensors.add(layerTensors);
             }
             double carve = seconds(t);
             CarveReport report = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
-                    windows.length * seqlen, seqlen, layers,
+                    calibration.length * seqlen, seqlen, layers,
                     new CarveReport.Timings(load, text, carve, 0, seconds(start)));
             return new CarvedModel(dense, checkpoint, moe, tensors, report);
         } catch (RuntimeException | Error e) {

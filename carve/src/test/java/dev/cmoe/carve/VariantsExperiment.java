@@ -59,9 +59,11 @@ class VariantsExperiment {
         System.out.println("scoring " + split + ".txt");
         int seqlen;
         int[] tokens;
+        int[][] calibration; // the same windows for every variant, tokenised once
         try (ModelDir dense = ModelDir.open(model)) {
             seqlen = Math.min(256, dense.config().maxPositionEmbeddings());
             tokens = dense.tokenizer().encodeIds(validation, false);
+            calibration = Calibration.windows(dense.tokenizer(), calib, 8, seqlen, 0);
             if (windows > 0) {
                 tokens = Arrays.copyOf(tokens, Math.min(tokens.length, windows * seqlen));
             }
@@ -78,7 +80,8 @@ class VariantsExperiment {
                 for (int steps : balance > 0 ? new int[] {0, balance} : new int[] {0}) {
                     CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2]).withCalibration(8, seqlen, 0)
                             .withBalance(steps, CarveOptions.DEFAULT_GAMMA);
-                    try (CarvedModel c = Carver.carveInMemory(model, calib, opts, v.recipe(), CarveListener.NONE)) {
+                    try (CarvedModel c = Carver.carveInMemory(model, calib, opts, v.recipe(), CarveListener.NONE,
+                            (tok, len) -> calibration)) {
                         Perplexity.Result r = Perplexity.evaluate(c.model(), tokens, seqlen, 8, w -> { });
                         double before = c.report().layers().stream()
                                 .mapToDouble(CarveReport.Layer::imbalanceBefore).average().orElse(0);
@@ -102,7 +105,7 @@ class VariantsExperiment {
                 int[] sae = parse(shape);
                 CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2]).withCalibration(8, seqlen, 0);
                 try (CarvedModel c = Carver.carveInMemory(model, calib, opts, VARIANTS.get(0).recipe(),
-                        CarveListener.NONE)) {
+                        CarveListener.NONE, (tok, len) -> calibration)) {
                     for (int l = 0; l < c.model().config().numLayers(); l++) {
                         MoeFeedForward moe = (MoeFeedForward) c.model().feedForward(l);
                         c.model().replaceFeedForward(l, new Oracle(moe, sae[1]));
