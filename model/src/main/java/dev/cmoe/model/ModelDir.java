@@ -2,13 +2,17 @@ package dev.cmoe.model;
 
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.llama.DenseFeedForward;
 import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Optional;
 
 /**
  * A Hugging Face model directory opened for use: its config, its weights on the engine and its
@@ -18,28 +22,36 @@ import java.nio.file.Path;
 public final class ModelDir implements AutoCloseable {
     private final Path dir;
     private final ModelConfig config;
+    private final Optional<MoeConfig> moe;
     private final LlamaModel model;
     private final TextTokenizer tokenizer;
 
-    private ModelDir(Path dir, ModelConfig config, LlamaModel model, TextTokenizer tokenizer) {
+    private ModelDir(Path dir, ModelConfig config, Optional<MoeConfig> moe, LlamaModel model, TextTokenizer tokenizer) {
         this.dir = dir;
         this.config = config;
+        this.moe = moe;
         this.model = model;
         this.tokenizer = tokenizer;
     }
 
-    /** Opens {@code dir}: config.json, *.safetensors (single or sharded) and tokenizer.json. */
+    /**
+     * Opens {@code dir}: config.json, *.safetensors (single or sharded) and tokenizer.json. A config
+     * with a {@code cmoe} block is a carved model: every layer's FFN is then a {@link MoeFeedForward}.
+     */
     public static ModelDir open(Path dir) {
         if (!Files.isDirectory(dir)) {
             throw new IllegalArgumentException("model directory " + dir + " does not exist");
         }
         ModelConfig config = ModelConfig.load(dir);
+        Optional<MoeConfig> moe = MoeConfig.of(config);
         LlamaModel model;
         try (Checkpoint checkpoint = Checkpoint.open(dir)) {
-            model = LlamaModel.dense(config, TensorSource.of(checkpoint));
+            model = LlamaModel.create(config, TensorSource.of(checkpoint), (m, s, layer) -> moe.isPresent()
+                    ? MoeFeedForward.load(m, s, layer, config, moe.get())
+                    : DenseFeedForward.load(m, s, layer, config.hiddenSize(), config.intermediateSize()));
         }
         try {
-            return new ModelDir(dir, config, model, TextTokenizer.load(dir));
+            return new ModelDir(dir, config, moe, model, TextTokenizer.load(dir));
         } catch (IOException e) {
             model.close();
             throw new UncheckedIOException(e.getMessage(), e);
@@ -55,6 +67,11 @@ public final class ModelDir implements AutoCloseable {
 
     public ModelConfig config() {
         return config;
+    }
+
+    /** The carving of a Mixture-of-Experts model; empty for a dense one. */
+    public Optional<MoeConfig> moe() {
+        return moe;
     }
 
     public LlamaModel model() {

@@ -1,0 +1,132 @@
+package dev.cmoe.carve;
+
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.moe.MoeConfig;
+import java.util.Objects;
+
+/**
+ * What to carve: the S{shared}A{active}E{experts} shape, the calibration that decides it, and the
+ * method. Checked on construction (alone) and by {@link #validate} (against the dense model), so
+ * a bad request fails before any work with a message that names the value.
+ *
+ * @param shared N_s, expert groups merged into the always-on shared expert (≥ 0)
+ * @param active N_k, routed experts per token (≥ 1)
+ * @param experts N, groups the intermediate neurons are split into; must divide the intermediate
+ *     size (no remainder rule: an uneven split is an error)
+ * @param kAct K_a, neurons marked per calibration token (ATopK)
+ * @param calibSamples calibration windows drawn from the text
+ * @param calibSeqlen tokens per window; 0 = min(512, the model's context)
+ * @param seed seeds the window draw
+ * @param balanceSteps rounds of bias balancing over the calibration tokens after carving a layer
+ * @param balanceGamma γ, the bias step per round
+ * @param method {@link Method#CMOE} reproduces the reference; {@link Method#OURS} is our variant
+ * @param force replace an existing output directory
+ */
+public record CarveOptions(int shared, int active, int experts, int kAct, int calibSamples, int calibSeqlen,
+                           long seed, int balanceSteps, double balanceGamma, Method method, boolean force) {
+
+    /** How neurons are grouped and the router is built. */
+    public enum Method {
+        /** The reference: one balanced-assignment pass, router rows of each expert's representative neuron. */
+        CMOE,
+        /** Clustering iterated to a fixed point and a router calibrated on the calibration tokens. */
+        OURS
+    }
+
+    public static final int DEFAULT_K_ACT = 10;
+    public static final int DEFAULT_SAMPLES = 8;
+    public static final int MAX_DEFAULT_SEQLEN = 512;
+    public static final double DEFAULT_GAMMA = 1e-3;
+    public static final int DEFAULT_BALANCE_STEPS = 0;
+
+    public CarveOptions {
+        Objects.requireNonNull(method, "method");
+        if (shared < 0) {
+            throw new IllegalArgumentException("shared experts must not be negative, got " + shared);
+        }
+        if (active < 1) {
+            throw new IllegalArgumentException("at least one routed expert must be active, got " + active);
+        }
+        if (shared + active > experts) {
+            throw new IllegalArgumentException("shared + active = " + shared + " + " + active
+                    + " exceeds the " + experts + " experts");
+        }
+        if (kAct < 1) {
+            throw new IllegalArgumentException("kAct (K_a) must be at least 1, got " + kAct);
+        }
+        if (calibSamples < 1) {
+            throw new IllegalArgumentException("calibration samples must be at least 1, got " + calibSamples);
+        }
+        if (calibSeqlen < 0) {
+            throw new IllegalArgumentException("calibration seqlen must be positive (or 0 for the default), got "
+                    + calibSeqlen);
+        }
+        if (balanceSteps < 0) {
+            throw new IllegalArgumentException("balance steps must not be negative, got " + balanceSteps);
+        }
+        if (!(balanceGamma > 0) || Double.isInfinite(balanceGamma)) {
+            throw new IllegalArgumentException("balance gamma must be positive and finite, got " + balanceGamma);
+        }
+    }
+
+    /** S{shared}A{active}E{experts} with every other setting at its default (the paper's). */
+    public static CarveOptions of(int shared, int active, int experts) {
+        return new CarveOptions(shared, active, experts, DEFAULT_K_ACT, DEFAULT_SAMPLES, 0, 0,
+                DEFAULT_BALANCE_STEPS, DEFAULT_GAMMA, Method.CMOE, false);
+    }
+
+    public CarveOptions withMethod(Method m) {
+        return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
+                balanceGamma, m, force);
+    }
+
+    public CarveOptions withCalibration(int samples, int seqlen, long newSeed) {
+        return new CarveOptions(shared, active, experts, kAct, samples, seqlen, newSeed, balanceSteps,
+                balanceGamma, method, force);
+    }
+
+    public CarveOptions withBalance(int steps, double gamma) {
+        return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, steps, gamma,
+                method, force);
+    }
+
+    public CarveOptions withKAct(int k) {
+        return new CarveOptions(shared, active, experts, k, calibSamples, calibSeqlen, seed, balanceSteps,
+                balanceGamma, method, force);
+    }
+
+    public CarveOptions withForce(boolean f) {
+        return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
+                balanceGamma, method, f);
+    }
+
+    /** N_r = N − N_s. */
+    public int routed() {
+        return experts - shared;
+    }
+
+    /** The window length actually used for {@code config}. */
+    public int seqlen(ModelConfig config) {
+        return calibSeqlen > 0 ? calibSeqlen : Math.min(MAX_DEFAULT_SEQLEN, config.maxPositionEmbeddings());
+    }
+
+    /** Checks the options against the dense model to be carved. */
+    public void validate(ModelConfig config) {
+        if (MoeConfig.of(config).isPresent()) {
+            throw new IllegalArgumentException("the model is already carved (its config.json has a '"
+                    + MoeConfig.KEY + "' block); carve a dense model");
+        }
+        int inter = config.intermediateSize();
+        if (inter % experts != 0) {
+            throw new IllegalArgumentException(experts + " experts do not divide the intermediate size " + inter
+                    + " (remainder " + inter % experts + "); choose a divisor of " + inter);
+        }
+        if (kAct > inter) {
+            throw new IllegalArgumentException("kAct (K_a) " + kAct + " exceeds the intermediate size " + inter);
+        }
+        if (seqlen(config) > config.maxPositionEmbeddings()) {
+            throw new IllegalArgumentException("calibration seqlen " + calibSeqlen + " exceeds the model's context of "
+                    + config.maxPositionEmbeddings());
+        }
+    }
+}

@@ -1,0 +1,225 @@
+package dev.cmoe.carve;
+
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import com.google.gson.JsonObject;
+import dev.cmoe.carve.cluster.MarkerMatrix;
+import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.model.moe.MoeWeightNames;
+import dev.cmoe.model.safetensors.Checkpoint;
+import dev.cmoe.model.tokenizer.TextTokenizer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.function.BiFunction;
+
+/**
+ * Carves a dense LLaMA-family model into a Mixture-of-Experts, layer by layer from the first to
+ * the last, as the CMoE method prescribes: each layer is calibrated on the output of the layers
+ * before it <em>after</em> they were carved, then replaced by its MoE before the next one.
+ */
+public final class Carver {
+    /** The choices behind a {@link CarveOptions.Method}: kept apart so experiments can vary them. */
+    record Recipe(int maxPasses, RouterFit.Kind router) {
+        static final int MAX_PASSES = 20;
+
+        static Recipe of(CarveOptions.Method method) {
+            return switch (method) {
+                case CMOE -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE);
+                case OURS -> new Recipe(MAX_PASSES, RouterFit.Kind.FITTED);
+            };
+        }
+    }
+
+    private Carver() {
+    }
+
+    /**
+     * Carves {@code modelDir} on windows of {@code calibText} and writes the carved model to
+     * {@code outDir} (with carve_report.json), atomically.
+     */
+    public static CarveReport carve(Path modelDir, Path calibText, Path outDir, CarveOptions opts,
+                                    CarveListener listener) {
+        if (Files.exists(outDir) && !opts.force()) {
+            throw new IllegalArgumentException("output directory " + outDir + " already exists (use force to replace it)");
+        }
+        try (CarvedModel carved = carveInMemory(modelDir, calibText, opts, listener)) {
+            CarveReport report = carved.save(outDir, opts.force());
+            listener.finished(report);
+            return report;
+        }
+    }
+
+    /** Carves {@code modelDir} and keeps the result in memory, not yet saved. */
+    public static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, CarveListener listener) {
+        return carveInMemory(modelDir, calibText, opts, Recipe.of(opts.method()), listener);
+    }
+
+    static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
+                                     CarveListener listener) {
+        return carveInMemory(modelDir, calibText, opts, recipe, listener, (tokenizer, seqlen) ->
+                Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen, opts.seed()));
+    }
+
+    /**
+     * The carving itself, with the calibration windows drawn by {@code windows} from the model's
+     * tokenizer and the window length; experiments pass windows tokenised once for many carvings.
+     */
+    static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
+                                     CarveListener listener, BiFunction<TextTokenizer, Integer, int[][]> windows) {
+        long start = System.nanoTime();
+        opts.validate(ModelConfig.load(modelDir));
+        ModelDir dense = ModelDir.open(modelDir);
+        Checkpoint checkpoint = null;
+        try {
+            checkpoint = Checkpoint.open(modelDir);
+            double load = seconds(start);
+            long t = System.nanoTime();
+            ModelConfig config = dense.config();
+            int seqlen = opts.seqlen(config);
+            int[][] calibration = windows.apply(dense.tokenizer(), seqlen);
+            double text = seconds(t);
+            MoeConfig moe = moeConfig(config, opts, recipe, calibText, seqlen);
+            t = System.nanoTime();
+            List<CarveReport.Layer> layers = new ArrayList<>();
+            List<TensorMap> tensors = new ArrayList<>();
+            for (int l = 0; l < config.numLayers(); l++) {
+                TensorMap layerTensors = new TensorMap();
+                layers.add(carveLayer(dense.model(), TensorSource.of(checkpoint), l, calibration, moe, opts, recipe,
+                        layerTensors, listener));
+                tensors.add(layerTensors);
+            }
+            double carve = seconds(t);
+            CarveReport report = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
+                    calibration.length * seqlen, seqlen, layers,
+                    new CarveReport.Timings(load, text, carve, 0, seconds(start)));
+            return new CarvedModel(dense, checkpoint, moe, tensors, report);
+        } catch (RuntimeException | Error e) {
+            dense.close();
+            if (checkpoint != null) {
+                checkpoint.close();
+            }
+            throw e;
+        }
+    }
+
+    /** The {@code cmoe} block of the carved config. */
+    private static MoeConfig moeConfig(ModelConfig config, CarveOptions opts, Recipe recipe, Path calibText,
+                                       int seqlen) {
+        JsonObject details = new JsonObject();
+        details.addProperty("k_act", opts.kAct());
+        JsonObject calibration = new JsonObject();
+        calibration.addProperty("samples", opts.calibSamples());
+        calibration.addProperty("seqlen", seqlen);
+        calibration.addProperty("seed", opts.seed());
+        calibration.addProperty("source", calibText.getFileName().toString());
+        details.add("calibration", calibration);
+        JsonObject balance = new JsonObject();
+        balance.addProperty("steps", opts.balanceSteps());
+        balance.addProperty("gamma", opts.balanceGamma());
+        details.add("balance", balance);
+        details.addProperty("cluster_passes", recipe.maxPasses());
+        details.addProperty("router_fit", recipe.router().name().toLowerCase(Locale.ROOT));
+        return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
+                config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,
+                opts.method().name().toLowerCase(Locale.ROOT), details);
+    }
+
+    /** Carves layer {@code l} into {@code out} and installs it in {@code model} in place of the dense FFN. */
+    private static CarveReport.Layer carveLayer(LlamaModel model, TensorSource dense, int l, int[][] windows,
+                                                MoeConfig moe, CarveOptions opts, Recipe recipe, TensorMap out,
+                                                CarveListener listener) {
+        ModelConfig config = model.config();
+        int d = config.hiddenSize();
+        int tokens = windows.length * windows[0].length;
+        long work = windows.length + tokens + 2L + opts.balanceSteps();
+        listener.layerStarted(l, config.numLayers(), work);
+        long start = System.nanoTime();
+
+        // 1. the FFN input of this layer, with the layers before it already carved
+        float[] x = Calibration.ffnInput(model, l, windows, done -> listener.progress(done, "capture"));
+        double capture = seconds(start);
+        // 2. ATopK markers of the normalised scores h, and the rates μ
+        long t = System.nanoTime();
+        DenseFfn ffn = DenseFfn.read(dense, l, d, config.intermediateSize());
+        int base = windows.length;
+        MarkerMatrix markers = NeuronScores.markers(x, ffn, opts.kAct(),
+                done -> listener.progress(base + done, "markers"));
+        double[] rates = markers.rates();
+        double markerSeconds = seconds(t);
+        // 3–5. shared expert, balanced clustering of the rest, representatives
+        t = System.nanoTime();
+        Clustering.Result c = Clustering.carve(markers, rates, moe.shared(), moe.routed(), moe.expertSize(),
+                recipe.maxPasses());
+        listener.progress(base + tokens + 1, "cluster");
+        double cluster = seconds(t);
+        // 6. the analytical router, u = 0 and b = 0
+        t = System.nanoTime();
+        RouterFit.Rows router = switch (recipe.router()) {
+            case REPRESENTATIVE -> RouterFit.reference(ffn, c.representatives());
+            case MEAN -> RouterFit.mean(ffn, c.experts(), c.representatives());
+            case FITTED -> RouterFit.fitted(ffn, c.experts(), x);
+            case LSQ -> RouterFit.leastSquares(ffn, c.experts(), c.representatives(), x);
+        };
+        LayerTensors.put(out, l, ffn, c, router);
+        MoeFeedForward carved = MoeFeedForward.load(model.manager(), out, l, config, moe);
+        listener.progress(base + tokens + 2, "router");
+        double routerSeconds = seconds(t);
+        // load balancing of b on this layer's calibration tokens; selection only
+        t = System.nanoTime();
+        float[] probs;
+        try (NDManager m = NDManager.newBaseManager()) {
+            probs = carved.route(m.create(x, new Shape(tokens, d))).probs();
+        }
+        carved.resetLoads();
+        LoadBalancer.Result balanced = LoadBalancer.balance(probs, tokens, moe.active(), carved.scale(),
+                carved.bias(), opts.balanceSteps(), opts.balanceGamma(),
+                done -> listener.progress(base + tokens + 2 + done, "balance"));
+        carved.setBias(balanced.bias());
+        System.arraycopy(balanced.bias(), 0, out.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
+        double balance = seconds(t);
+        // 7. the carved layer replaces the dense one before the next layer is calibrated
+        model.replaceFeedForward(l, carved).close();
+
+        CarveReport.Layer report = layerReport(l, rates, c, router, balanced,
+                new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance, seconds(start)));
+        listener.layerFinished(report);
+        return report;
+    }
+
+    private static CarveReport.Layer layerReport(int l, double[] rates, Clustering.Result c, RouterFit.Rows router,
+                                                 LoadBalancer.Result balanced, CarveReport.LayerTimings seconds) {
+        float[] mu = toFloats(rates);
+        float[] sharedRates = new float[c.shared().length];
+        for (int i = 0; i < sharedRates.length; i++) {
+            sharedRates[i] = mu[c.shared()[i]];
+        }
+        int[] sizes = new int[c.experts().length];
+        for (int j = 0; j < sizes.length; j++) {
+            sizes[j] = c.experts()[j].length;
+        }
+        return new CarveReport.Layer(l, mu, CarveReport.RateStats.of(mu), c.shared().length, c.shared(),
+                sharedRates, sizes, c.experts(), router.representatives(), c.passes(), c.converged(),
+                balanced.loadsBefore(), balanced.loadsAfter(), balanced.imbalanceBefore(), balanced.imbalanceAfter(),
+                balanced.bias(), seconds);
+    }
+
+    private static float[] toFloats(double[] v) {
+        float[] out = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = (float) v[i];
+        }
+        return out;
+    }
+
+    static double seconds(long since) {
+        return (System.nanoTime() - since) / 1e9;
+    }
+}

@@ -1,0 +1,70 @@
+package dev.cmoe.carve;
+
+import dev.cmoe.model.moe.Routing;
+import java.util.function.IntConsumer;
+
+/**
+ * Training-free load balancing: the auxiliary-loss-free bias update (b_j −= γ above the mean
+ * load, += γ below) run over a layer's calibration tokens instead of fine-tuning batches. Only b
+ * moves, and b only enters the selection key s' + b: the output weights g = 1 + s'·u and every
+ * expert weight stay exactly as carved.
+ */
+final class LoadBalancer {
+    /**
+     * @param bias the final b (N_r)
+     * @param loadsBefore tokens per expert with b = the starting bias
+     * @param loadsAfter tokens per expert with the final b
+     */
+    record Result(float[] bias, long[] loadsBefore, long[] loadsAfter) {
+        double imbalanceBefore() {
+            return imbalance(loadsBefore);
+        }
+
+        double imbalanceAfter() {
+            return imbalance(loadsAfter);
+        }
+    }
+
+    private LoadBalancer() {
+    }
+
+    /**
+     * Runs {@code steps} rounds; each counts the selections of all calibration tokens under the
+     * current b and moves b by γ towards the mean load.
+     *
+     * @param probs (tokens, N_r) the router's s' on the calibration tokens (fixed: b does not change them)
+     * @param scale (N_r) u
+     * @param bias (N_r) the starting b
+     */
+    static Result balance(float[] probs, int tokens, int nActive, float[] scale, float[] bias, int steps,
+                          double gamma, IntConsumer progress) {
+        float[] b = bias.clone();
+        int nRouted = b.length;
+        long[] before = Routing.select(probs, tokens, nActive, b, scale).loads();
+        double mean = (double) tokens * nActive / nRouted;
+        long[] loads = before;
+        for (int step = 0; step < steps; step++) {
+            for (int j = 0; j < nRouted; j++) {
+                if (loads[j] > mean) {
+                    b[j] -= (float) gamma;
+                } else if (loads[j] < mean) {
+                    b[j] += (float) gamma;
+                }
+            }
+            loads = Routing.select(probs, tokens, nActive, b, scale).loads();
+            progress.accept(step + 1);
+        }
+        return new Result(b, before, loads);
+    }
+
+    /** max load / mean load; 1 is perfectly balanced. */
+    static double imbalance(long[] loads) {
+        long max = 0;
+        long sum = 0;
+        for (long l : loads) {
+            max = Math.max(max, l);
+            sum += l;
+        }
+        return sum == 0 ? 1 : max / ((double) sum / loads.length);
+    }
+}

@@ -1,0 +1,76 @@
+package dev.cmoe.carve;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.carve.cluster.MarkerMatrix;
+import dev.cmoe.model.llama.Ops;
+import java.util.function.IntConsumer;
+
+/**
+ * CMoE steps 1–2 on the engine: every neuron's normalised score on every calibration token,
+ * h_i = SiLU(x̂·ĝ_i)·(x̂·û_i), and the ATopK markers (the K_a largest |h_i| of each token).
+ * Tokens are processed in chunks so the (tokens, intermediate) score matrix never exists whole.
+ */
+final class NeuronScores {
+    /** Tokens per chunk: a (CHUNK, intermediate) float block per step. */
+    static final int CHUNK = 1024;
+
+    private NeuronScores() {
+    }
+
+    /**
+     * @param x (tokens, hidden) FFN inputs
+     * @param ffn the layer's dense weights
+     * @param progress receives the tokens done so far
+     */
+    static MarkerMatrix markers(float[] x, DenseFfn ffn, int kAct, IntConsumer progress) {
+        int d = ffn.hidden();
+        int inter = ffn.inter();
+        int tokens = x.length / d;
+        MarkerMatrix markers = new MarkerMatrix(tokens, inter);
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray gateT = unitRows(m, ffn.gate(), inter, d).transpose(); // (hidden, inter)
+            NDArray upT = unitRows(m, ffn.up(), inter, d).transpose();     // (hidden, inter)
+            for (int t0 = 0; t0 < tokens; t0 += CHUNK) {
+                int n = Math.min(CHUNK, tokens - t0);
+                try (NDManager step = m.newSubManager()) {
+                    NDArray xs = step.create(java.nio.FloatBuffer.wrap(x, t0 * d, n * d).slice(), new Shape(n, d));
+                    NDArray xHat = xs.div(xs.norm(new int[] {1}, true).maximum(1e-12f)); // (n, hidden)
+                    NDArray h = Ops.silu(xHat.matMul(gateT)).mul(xHat.matMul(upT));    // (n, inter)
+                    NDList top = h.abs().topK(kAct, 1, true, false);
+                    long[] idx = top.get(1).toLongArray();                               // (n, kAct)
+                    for (int i = 0; i < idx.length; i++) {
+                        markers.set(t0 + i / kAct, (int) idx[i]);
+                    }
+                }
+                progress.accept(t0 + n);
+            }
+        }
+        return markers;
+    }
+
+    /**
+     * The analytical router's score of every listed neuron on every token, with x as the router
+     * sees it (not normalised): s_i = |(û_i·x)·SiLU(ĝ_i·x)|. Used to calibrate a router.
+     *
+     * @return (tokens, neurons.length) row-major
+     */
+    static float[] routerScores(float[] x, DenseFfn ffn, int[] neurons) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray gateT = unitRows(m, DenseFfn.rows(ffn.gate(), d, neurons), neurons.length, d).transpose();
+            NDArray upT = unitRows(m, DenseFfn.rows(ffn.up(), d, neurons), neurons.length, d).transpose();
+            NDArray xs = m.create(x, new Shape(tokens, d));
+            return xs.matMul(upT).mul(Ops.silu(xs.matMul(gateT))).abs().toFloatArray();
+        }
+    }
+
+    /** W (rows, hidden) with every row L2-normalised, on the engine. */
+    private static NDArray unitRows(NDManager m, float[] w, int rows, int d) {
+        NDArray a = m.create(w, new Shape(rows, d));
+        return a.div(a.norm(new int[] {1}, true).maximum(1e-12f));
+    }
+}

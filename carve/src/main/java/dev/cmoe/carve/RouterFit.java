@@ -1,0 +1,246 @@
+package dev.cmoe.carve;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.llama.Ops;
+
+/**
+ * CMoE step 6 and our variants of it: the analytical router's rows, classifier (N_r, hidden) and
+ * gate (N_r, hidden), built without training. All variants keep the router's form
+ * s_j = |(classifier_j·x)·SiLU(gate_j·x)|, so a carved model loads and serves the same way.
+ */
+final class RouterFit {
+    /** Which rows the router gets. */
+    enum Kind {
+        /** The reference: L2-normalised W_up and W_gate rows of each expert's representative neuron. */
+        REPRESENTATIVE,
+        /** The normalised mean of the members' normalised rows (ExpertWeaver's idea, both rows). */
+        MEAN,
+        /**
+         * Calibrated on the calibration tokens: per expert the member whose router score best
+         * correlates with the expert's actual output norm, and a scale α_j ≥ 0 on its classifier row
+         * fitted by least squares (α·s_j ≈ ‖expert_j(x)‖), so scores of different experts compare.
+         */
+        FITTED,
+        /**
+         * Least squares on the calibration tokens: the gate row stays the representative's, and
+         * the classifier row c_j minimises Σ_t ((c_j·x_t)·SiLU(gate_j·x_t) − ‖expert_j(x_t)‖)² (ridge),
+         * a linear problem because the gate factor is fixed. The router then predicts each
+         * expert's output norm in its own analytical form.
+         */
+        LSQ
+    }
+
+    /** Ridge strength relative to the mean diagonal of the normal equations. */
+    static final double RIDGE = 1e-4;
+
+    /**
+     * The router rows: classifier and gate, each (N_r, hidden) row-major, and per expert the
+     * neuron they come from (for {@link Kind#MEAN}, the representative they replace).
+     */
+    record Rows(float[] classifier, float[] gate, int[] representatives) {
+    }
+
+    private RouterFit() {
+    }
+
+    static Rows reference(DenseFfn ffn, int[] representatives) {
+        int d = ffn.hidden();
+        int nr = representatives.length;
+        float[] classifier = new float[nr * d];
+        float[] gate = new float[nr * d];
+        for (int j = 0; j < nr; j++) {
+            System.arraycopy(DenseFfn.unitRow(ffn.up(), d, representatives[j]), 0, classifier, j * d, d);
+            System.arraycopy(DenseFfn.unitRow(ffn.gate(), d, representatives[j]), 0, gate, j * d, d);
+        }
+        return new Rows(classifier, gate, representatives.clone());
+    }
+
+    static Rows mean(DenseFfn ffn, int[][] experts, int[] representatives) {
+        int d = ffn.hidden();
+        int nr = experts.length;
+        float[] classifier = new float[nr * d];
+        float[] gate = new float[nr * d];
+        for (int j = 0; j < nr; j++) {
+            System.arraycopy(meanUnitRow(ffn.up(), d, experts[j]), 0, classifier, j * d, d);
+            System.arraycopy(meanUnitRow(ffn.gate(), d, experts[j]), 0, gate, j * d, d);
+        }
+        return new Rows(classifier, gate, representatives.clone());
+    }
+
+    /**
+     * See {@link Kind#FITTED}.
+     *
+     * @param x (tokens, hidden) the calibration FFN inputs of this layer
+     */
+    static Rows fitted(DenseFfn ffn, int[][] experts, float[] x) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        int nr = experts.length;
+        float[] norms = expertNorms(x, ffn, experts); // (tokens, N_r)
+        int[] chosen = new int[nr];
+        double[] alpha = new double[nr];
+        for (int j = 0; j < nr; j++) {
+            int m = experts[j].length;
+            float[] s = NeuronScores.routerScores(x, ffn, experts[j]); // (tokens, m)
+            double bestCorr = Double.NEGATIVE_INFINITY;
+            for (int i = 0; i < m; i++) {
+                double corr = correlation(s, i, m, norms, j, nr, tokens);
+                if (corr > bestCorr) {
+                    bestCorr = corr;
+                    chosen[j] = experts[j][i];
+                    double sy = 0;
+                    double ss = 0;
+                    for (int t = 0; t < tokens; t++) {
+                        sy += (double) s[t * m + i] * norms[t * nr + j];
+                        ss += (double) s[t * m + i] * s[t * m + i];
+                    }
+                    alpha[j] = ss > 0 ? Math.max(0, sy / ss) : 1;
+                }
+            }
+        }
+        Rows rows = reference(ffn, chosen);
+        for (int j = 0; j < nr; j++) {
+            for (int k = 0; k < d; k++) {
+                rows.classifier()[j * d + k] *= (float) alpha[j];
+            }
+        }
+        return rows;
+    }
+
+    /** See {@link Kind#LSQ}. x: (tokens, hidden), the calibration FFN inputs of this layer. */
+    static Rows leastSquares(DenseFfn ffn, int[][] experts, int[] representatives, float[] x) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        int nr = experts.length;
+        float[] norms = expertNorms(x, ffn, experts); // (tokens, N_r)
+        Rows rows = reference(ffn, representatives);
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray xs = m.create(x, new Shape(tokens, d)).toType(DataType.FLOAT64, false);        // (T, hidden)
+            NDArray gates = m.create(rows.gate(), new Shape(nr, d)).toType(DataType.FLOAT64, false); // (N_r, hidden)
+            NDArray sigma = Ops.silu(xs.matMul(gates.transpose()));                                // (T, N_r)
+            NDArray y = m.create(norms, new Shape(tokens, nr)).toType(DataType.FLOAT64, false);
+            for (int j = 0; j < nr; j++) {
+                try (NDScope scope = new NDScope()) { // frees this expert's (T, hidden) temporaries
+                    scope.suppressNotUsedWarning();
+                    NDArray z = xs.mul(sigma.get(":, {}:{}", j, j + 1));                           // (T, hidden)
+                    double[] gram = z.transpose().matMul(z).toDoubleArray();                        // (hidden, hidden)
+                    double[] rhs = z.transpose().matMul(y.get(":, {}:{}", j, j + 1)).toDoubleArray(); // (hidden)
+                    double[] c = ridgeSolve(gram, rhs, d);
+                    for (int k = 0; k < d; k++) {
+                        rows.classifier()[j * d + k] = (float) c[k];
+                    }
+                }
+            }
+        }
+        return rows;
+    }
+
+    /** Solves (A + λI) c = b for symmetric positive semi-definite A (n, n) by Cholesky, λ = RIDGE·mean diag. */
+    static double[] ridgeSolve(double[] a, double[] b, int n) {
+        double trace = 0;
+        for (int i = 0; i < n; i++) {
+            trace += a[i * n + i];
+        }
+        double lambda = RIDGE * trace / n + 1e-12;
+        double[] l = new double[n * n];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j <= i; j++) {
+                double sum = a[i * n + j] + (i == j ? lambda : 0);
+                for (int k = 0; k < j; k++) {
+                    sum -= l[i * n + k] * l[j * n + k];
+                }
+                l[i * n + j] = i == j ? Math.sqrt(Math.max(sum, 1e-300)) : sum / l[j * n + j];
+            }
+        }
+        double[] z = new double[n];
+        for (int i = 0; i < n; i++) {
+            double sum = b[i];
+            for (int k = 0; k < i; k++) {
+                sum -= l[i * n + k] * z[k];
+            }
+            z[i] = sum / l[i * n + i];
+        }
+        double[] c = new double[n];
+        for (int i = n - 1; i >= 0; i--) {
+            double sum = z[i];
+            for (int k = i + 1; k < n; k++) {
+                sum -= l[k * n + i] * c[k];
+            }
+            c[i] = sum / l[i * n + i];
+        }
+        return c;
+    }
+
+    /** ‖expert_j(x_t)‖₂ for every token and routed expert, on the engine: (tokens, N_r). */
+    static float[] expertNorms(float[] x, DenseFfn ffn, int[][] experts) {
+        int d = ffn.hidden();
+        int tokens = x.length / d;
+        int nr = experts.length;
+        float[] out = new float[tokens * nr];
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray xs = m.create(x, new Shape(tokens, d));
+            for (int j = 0; j < nr; j++) {
+                int size = experts[j].length;
+                try (NDScope scope = new NDScope()) { // frees this expert's (T, m) and (T, hidden) temporaries
+                    scope.suppressNotUsedWarning();
+                    NDArray gate = m.create(DenseFfn.rows(ffn.gate(), d, experts[j]), new Shape(size, d));
+                    NDArray up = m.create(DenseFfn.rows(ffn.up(), d, experts[j]), new Shape(size, d));
+                    NDArray down = m.create(ffn.downColumns(experts[j]), new Shape(d, size));
+                    float[] norm = Ops.swiglu(xs, gate.transpose(), up.transpose(), down.transpose())
+                            .norm(new int[] {1}).toFloatArray();
+                    for (int t = 0; t < tokens; t++) {
+                        out[t * nr + j] = norm[t];
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Pearson correlation over tokens of column i of s (tokens, m) and column j of y (tokens, nr). */
+    private static double correlation(float[] s, int i, int m, float[] y, int j, int nr, int tokens) {
+        double ms = 0;
+        double my = 0;
+        for (int t = 0; t < tokens; t++) {
+            ms += s[t * m + i];
+            my += y[t * nr + j];
+        }
+        ms /= tokens;
+        my /= tokens;
+        double sxy = 0;
+        double sxx = 0;
+        double syy = 0;
+        for (int t = 0; t < tokens; t++) {
+            double a = s[t * m + i] - ms;
+            double b = y[t * nr + j] - my;
+            sxy += a * b;
+            sxx += a * a;
+            syy += b * b;
+        }
+        return sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : -1;
+    }
+
+    private static float[] meanUnitRow(float[] w, int d, int[] members) {
+        double[] sum = new double[d];
+        for (int i : members) {
+            float[] u = DenseFfn.unitRow(w, d, i);
+            for (int k = 0; k < d; k++) {
+                sum[k] += u[k];
+            }
+        }
+        double ss = 0;
+        for (double v : sum) {
+            ss += v * v;
+        }
+        double inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+        float[] out = new float[d];
+        for (int k = 0; k < d; k++) {
+            out[k] = (float) (sum[k] * inv);
+        }
+        return out;
+    }
+}

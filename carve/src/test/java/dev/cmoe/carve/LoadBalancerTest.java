@@ -1,0 +1,67 @@
+package dev.cmoe.carve;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.cmoe.model.moe.Routing;
+import java.util.Random;
+import java.util.stream.LongStream;
+import org.junit.jupiter.api.Test;
+
+class LoadBalancerTest {
+    /** Softmax-like probabilities where expert 0 is favoured on most tokens: a skewed router. */
+    static float[] skewed(int tokens, int experts, Random r) {
+        float[] p = new float[tokens * experts];
+        for (int t = 0; t < tokens; t++) {
+            double sum = 0;
+            for (int j = 0; j < experts; j++) {
+                double v = Math.exp(0.3 * r.nextGaussian() + (j == 0 ? 0.25 : 0) + (j == 1 ? 0.1 : 0));
+                p[t * experts + j] = (float) v;
+                sum += v;
+            }
+            for (int j = 0; j < experts; j++) {
+                p[t * experts + j] /= (float) sum;
+            }
+        }
+        return p;
+    }
+
+    @Test
+    void evensASkewedLoadAndLeavesTheOutputWeightsAlone() {
+        int tokens = 2000;
+        int experts = 7;
+        float[] probs = skewed(tokens, experts, new Random(1));
+        float[] scale = {0.5f, -0.2f, 1.5f, 0f, 0.3f, 2f, -1f};
+        LoadBalancer.Result r = LoadBalancer.balance(probs, tokens, 2, scale, new float[experts], 200, 1e-3,
+                done -> { });
+        assertTrue(r.imbalanceBefore() > 1.5, "skewed fixture: " + r.imbalanceBefore());
+        assertTrue(r.imbalanceAfter() < 1.1, r.imbalanceBefore() + " -> " + r.imbalanceAfter());
+        assertEquals(2L * tokens, LongStream.of(r.loadsAfter()).sum());
+        assertTrue(r.bias()[0] < 0, "the favoured expert is pushed down");
+        // the bias only picks experts: each selected expert's weight is still 1 + s'·u
+        Routing after = Routing.select(probs, tokens, 2, r.bias(), scale);
+        for (int t = 0; t < tokens; t++) {
+            for (int k = 0; k < 2; k++) {
+                int j = after.expert(t, k);
+                assertEquals(1f + probs[t * experts + j] * scale[j], after.gate(t, k), 0f);
+            }
+        }
+        assertArrayEquals(r.loadsAfter(), after.loads());
+    }
+
+    @Test
+    void zeroStepsChangeNothing() {
+        float[] probs = skewed(100, 4, new Random(2));
+        float[] bias = {0.01f, 0, 0, -0.01f};
+        LoadBalancer.Result r = LoadBalancer.balance(probs, 100, 1, new float[4], bias, 0, 1e-3, done -> { });
+        assertArrayEquals(bias, r.bias());
+        assertArrayEquals(r.loadsBefore(), r.loadsAfter());
+    }
+
+    @Test
+    void imbalanceIsMaxOverMean() {
+        assertEquals(1.0, LoadBalancer.imbalance(new long[] {5, 5, 5}));
+        assertEquals(2.0, LoadBalancer.imbalance(new long[] {10, 0, 5, 5}));
+    }
+}

@@ -1,0 +1,66 @@
+package dev.cmoe.model.moe;
+
+import dev.cmoe.model.llama.WeightNames;
+
+/**
+ * Tensor names of a carved layer, written once so the carver, the loader and the expert servers
+ * agree. Every name lives under {@code model.layers.{i}.mlp.}; m = expert_size, N_s = shared,
+ * N_r = experts − shared, d = hidden size:
+ *
+ * <pre>
+ * shared_expert.gate_proj.weight   (N_s·m, d)   absent when N_s = 0
+ * shared_expert.up_proj.weight     (N_s·m, d)
+ * shared_expert.down_proj.weight   (d, N_s·m)
+ * experts.{j}.gate_proj.weight     (m, d)       routed expert j = 0 … N_r−1
+ * experts.{j}.up_proj.weight       (m, d)
+ * experts.{j}.down_proj.weight     (d, m)
+ * router.classifier.weight         (N_r, d)     L2-normalised W_up row of expert j's representative
+ * router.gate.weight               (N_r, d)     L2-normalised W_gate row of the representative
+ * router.scale                     (N_r)        u: output weight g = 1 + s'·u
+ * router.bias                      (N_r)        b: load-balancing bias, selection only
+ * </pre>
+ */
+public final class MoeWeightNames {
+    public static final String GATE = "gate_proj";
+    public static final String UP = "up_proj";
+    public static final String DOWN = "down_proj";
+
+    private MoeWeightNames() {
+    }
+
+    /** {@code model.layers.{layer}.mlp.} */
+    public static String mlp(int layer) {
+        return WeightNames.layer(layer) + "mlp.";
+    }
+
+    /** The shared expert's {@code proj} ("gate_proj", "up_proj" or "down_proj") weight. */
+    public static String shared(int layer, String proj) {
+        return mlp(layer) + "shared_expert." + proj + ".weight";
+    }
+
+    /** Routed expert {@code expert}'s {@code proj} weight. */
+    public static String expert(int layer, int expert, String proj) {
+        return mlp(layer) + "experts." + expert + "." + proj + ".weight";
+    }
+
+    public static String routerClassifier(int layer) {
+        return mlp(layer) + "router.classifier.weight";
+    }
+
+    public static String routerGate(int layer) {
+        return mlp(layer) + "router.gate.weight";
+    }
+
+    public static String routerScale(int layer) {
+        return mlp(layer) + "router.scale";
+    }
+
+    public static String routerBias(int layer) {
+        return mlp(layer) + "router.bias";
+    }
+
+    /** The dense FFN's weight that carving replaces, e.g. {@code dense(3, "gate_proj")}. */
+    public static String dense(int layer, String proj) {
+        return mlp(layer) + proj + ".weight";
+    }
+}

@@ -1,0 +1,192 @@
+package dev.cmoe.model.moe;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.testing.RandomModel;
+import dev.cmoe.model.testing.ReferenceMoe;
+import java.nio.FloatBuffer;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+import java.util.stream.LongStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+class MoeFeedForwardTest {
+    static final int HIDDEN = 24;
+
+    /** A one-layer MoE of the given shape with random weights, its reference, and a source to load it. */
+    record Fixture(MoeConfig moe, ModelConfig config, Map<String, RandomModel.Tensor> tensors, ReferenceMoe reference) {
+        static Fixture of(int experts, int shared, int active, int m, long seed) {
+            MoeConfig moe = new MoeConfig(experts, shared, active, m, MoeConfig.ANALYTICAL, "test", null);
+            ModelConfig config = RandomModel.config("llama", HIDDEN, experts * m, 1, 4, 2, 50, false, null);
+            Map<String, RandomModel.Tensor> tensors = new LinkedHashMap<>();
+            ReferenceMoe.randomLayer(tensors, moe, HIDDEN, 0, seed);
+            return new Fixture(moe, config, tensors, new ReferenceMoe(moe, HIDDEN, 0, n -> tensors.get(n).data()));
+        }
+
+        TensorSource source() {
+            return (name, shape) -> {
+                RandomModel.Tensor t = tensors.get(name);
+                if (t == null || !Arrays.equals(t.shape(), shape)) {
+                    throw new IllegalArgumentException("no tensor " + name + " of shape " + Arrays.toString(shape));
+                }
+                return FloatBuffer.wrap(t.data());
+            };
+        }
+
+        MoeFeedForward load(NDManager m) {
+            return MoeFeedForward.load(m, source(), 0, config, moe);
+        }
+    }
+
+    static double[][] inputs(int tokens, long seed) {
+        Random r = new Random(seed);
+        double[][] x = new double[tokens][HIDDEN];
+        for (double[] row : x) {
+            for (int i = 0; i < HIDDEN; i++) {
+                row[i] = (float) (2 * r.nextGaussian()); // exactly representable as float
+            }
+        }
+        return x;
+    }
+
+    static NDArray toArray(NDManager m, double[][] x) {
+        float[] flat = new float[x.length * HIDDEN];
+        for (int t = 0; t < x.length; t++) {
+            for (int i = 0; i < HIDDEN; i++) {
+                flat[t * HIDDEN + i] = (float) x[t][i];
+            }
+        }
+        return m.create(flat, new Shape(x.length, HIDDEN));
+    }
+
+    @ParameterizedTest(name = "S{1}A{2}E{0}, m={3}, {4} tokens")
+    @CsvSource({
+        "8, 2, 2, 4, 9",  // the paper's S2A2E8 shape
+        "7, 0, 1, 5, 9",  // no shared expert, one active, N_r = 7
+        "6, 1, 3, 3, 1",  // one token, N_r = 5
+        "5, 2, 3, 4, 6",  // every routed expert active
+        "12, 1, 4, 2, 17"})
+    void matchesTheDoublePrecisionFormula(int experts, int shared, int active, int m, int tokens) {
+        Fixture f = Fixture.of(experts, shared, active, m, 31L * experts + shared);
+        double[][] x = inputs(tokens, experts + 100L * active);
+        try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
+            float[] got;
+            try (NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                NDArray out = ffn.forward(toArray(manager, x));
+                assertEquals(new Shape(tokens, HIDDEN), out.getShape());
+                got = out.toFloatArray();
+            }
+            double maxDiff = 0;
+            double maxRef = 0;
+            for (int t = 0; t < tokens; t++) {
+                double[] p = f.reference().probs(x[t]);
+                assertTrue(f.reference().margin(p) > 1e-5, "token " + t + ": selection too close to call");
+                double[] want = f.reference().forward(x[t]);
+                for (int i = 0; i < HIDDEN; i++) {
+                    maxDiff = Math.max(maxDiff, Math.abs(got[t * HIDDEN + i] - want[i]));
+                    maxRef = Math.max(maxRef, Math.abs(want[i]));
+                }
+            }
+            assertTrue(maxDiff / maxRef < 1e-5, "relative error " + maxDiff / maxRef);
+        }
+    }
+
+    @Test
+    void routingMatchesTheReferenceSelectionAndGates() {
+        Fixture f = Fixture.of(9, 1, 3, 2, 5);
+        double[][] x = inputs(11, 6);
+        try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
+            Routing r = ffn.route(toArray(manager, x));
+            float[] u = f.tensors().get(MoeWeightNames.routerScale(0)).data();
+            for (int t = 0; t < x.length; t++) {
+                double[] p = f.reference().probs(x[t]);
+                int[] want = f.reference().select(p);
+                for (int k = 0; k < want.length; k++) {
+                    assertEquals(want[k], r.expert(t, k), "token " + t + " slot " + k);
+                    assertEquals(1 + p[want[k]] * u[want[k]], r.gate(t, k), 1e-6);
+                    assertEquals(p[want[k]], r.prob(t, want[k]), 1e-6);
+                }
+            }
+        }
+    }
+
+    @Test
+    void aLargeBiasAlwaysSelectsItsExpertAndNeverChangesTheWeights() {
+        Fixture f = Fixture.of(8, 2, 2, 3, 8);
+        double[][] x = inputs(20, 9);
+        try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
+            NDArray in = toArray(manager, x);
+            Routing before = ffn.route(in);
+            float[] bias = ffn.bias();
+            bias[4] = 10f;
+            ffn.setBias(bias);
+            Routing after = ffn.route(in);
+            for (int t = 0; t < x.length; t++) {
+                assertEquals(4, after.expert(t, 0), "token " + t);
+                for (int k = 0; k < 2; k++) {
+                    // g = 1 + s'·u does not depend on b: same expert, same weight
+                    int j = after.expert(t, k);
+                    assertEquals(1 + before.prob(t, j) * ffn.scale()[j], after.gate(t, k), 0f);
+                }
+            }
+            assertEquals(x.length, after.rows(4).length);
+        }
+    }
+
+    @Test
+    void tokenCountersCountEverySelectionAndReset() {
+        Fixture f = Fixture.of(7, 1, 2, 2, 10);
+        try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
+            NDArray a = toArray(manager, inputs(13, 1));
+            NDArray b = toArray(manager, inputs(5, 2));
+            long[] expected = new long[6];
+            for (NDArray in : new NDArray[] {a, b}) {
+                try (NDScope scope = new NDScope()) {
+                    scope.suppressNotUsedWarning();
+                    ffn.forward(in);
+                }
+                long[] step = ffn.route(in).loads();
+                for (int j = 0; j < 6; j++) {
+                    expected[j] += 2 * step[j]; // forward and route both count
+                }
+            }
+            assertArrayEquals(expected, ffn.loads());
+            assertEquals(2 * (13 + 5) * 2, LongStream.of(ffn.loads()).sum());
+            ffn.resetLoads();
+            assertArrayEquals(new long[6], ffn.loads());
+        }
+    }
+
+    @Test
+    void sharedIsZeroWithoutASharedExpertAndExpertSplitsTheForward() {
+        Fixture f = Fixture.of(4, 0, 2, 3, 12);
+        double[][] x = inputs(5, 13);
+        try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
+            NDArray in = toArray(manager, x);
+            assertEquals(0f, ffn.shared(in).abs().sum().getFloat());
+            // the distributed split: route, run each expert on its rows, combine
+            Routing r = ffn.route(in);
+            NDArray[] outs = new NDArray[4];
+            for (int j = 0; j < 4; j++) {
+                if (r.rows(j).length > 0) {
+                    long[] rows = Arrays.stream(r.rows(j)).asLongStream().toArray();
+                    outs[j] = ffn.expert(j, in.get(new ai.djl.ndarray.index.NDIndex("{}", manager.create(rows))));
+                }
+            }
+            assertArrayEquals(ffn.forward(in).toFloatArray(), ffn.combine(r, outs).toFloatArray(), 0f);
+        }
+    }
+}
