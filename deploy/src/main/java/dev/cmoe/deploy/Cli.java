@@ -2,6 +2,7 @@ package dev.cmoe.deploy;
 
 import dev.cmoe.deploy.cli.BaselinesCommand;
 import dev.cmoe.deploy.cli.ClientCommand;
+import dev.cmoe.deploy.cli.CarveCommand;
 import dev.cmoe.deploy.cli.DataCommand;
 import dev.cmoe.deploy.cli.DemoCommand;
 import dev.cmoe.deploy.cli.EvalPplCommand;
@@ -14,8 +15,9 @@ import picocli.CommandLine.Command;
 /** The {@code cmoe} command line: one picocli subcommand per job. */
 @Command(name = "cmoe", mixinStandardHelpOptions = true, version = "cmoe 0.1.0",
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
-        subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, GenerateCommand.class, EvalPplCommand.class,
-            BaselinesCommand.class, ServeCommand.class, ClientCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
+            GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
+            ClientCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {

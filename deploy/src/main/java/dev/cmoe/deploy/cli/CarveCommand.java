@@ -1,0 +1,92 @@
+package dev.cmoe.deploy.cli;
+
+import dev.cmoe.carve.CarveListener;
+import dev.cmoe.carve.CarveOptions;
+import dev.cmoe.carve.CarveReport;
+import dev.cmoe.carve.Carver;
+import dev.cmoe.carve.report.CarvePlots;
+import dev.cmoe.model.data.BrownCorpus;
+import dev.cmoe.model.data.Split;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code cmoe carve}: dense checkpoint → carved MoE checkpoint, with a report and plots. */
+@Command(name = "carve", mixinStandardHelpOptions = true,
+        description = "Carve a dense model's FFNs into S shared + (E - S) routed experts, A active per token,"
+                + " with an analytical router (CMoE). Writes a loadable MoE checkpoint, carve_report.json and PNGs.")
+public final class CarveCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, description = "Dense model directory.")
+    Path model;
+
+    @Option(names = "--out", required = true, description = "Output directory (must not exist unless --force).")
+    Path out;
+
+    @Option(names = "--shared", required = true, description = "S: expert groups merged into the shared expert.")
+    int shared;
+
+    @Option(names = "--active", required = true, description = "A: routed experts per token.")
+    int active;
+
+    @Option(names = "--experts", required = true, description = "E: groups the FFN neurons are split into.")
+    int experts;
+
+    @Option(names = "--calib", description = "Calibration text (default: the corpus train split).")
+    Path calib;
+
+    @Option(names = "--calib-samples", defaultValue = "8", description = "Calibration windows (default: ${DEFAULT-VALUE}).")
+    int calibSamples;
+
+    @Option(names = "--calib-seqlen", defaultValue = "0",
+            description = "Tokens per window (default: min(512, the model's context)).")
+    int calibSeqlen;
+
+    @Option(names = "--k-act", defaultValue = "10", description = "K_a: neurons marked per token (default: ${DEFAULT-VALUE}).")
+    int kAct;
+
+    @Option(names = "--seed", defaultValue = "0", description = "Seed of the calibration windows (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--balance-steps", defaultValue = "0",
+            description = "Rounds of training-free bias balancing per layer (default: ${DEFAULT-VALUE}).")
+    int balanceSteps;
+
+    @Option(names = "--balance-gamma", defaultValue = "1e-3", description = "Bias step γ (default: ${DEFAULT-VALUE}).")
+    double balanceGamma;
+
+    @Option(names = "--method", defaultValue = "cmoe",
+            description = "cmoe (the reference) or ours (iterated clustering, calibrated router); default ${DEFAULT-VALUE}.")
+    String method;
+
+    @Option(names = "--force", description = "Replace an existing output directory.")
+    boolean force;
+
+    @Override
+    public Integer call() throws Exception {
+        CarveOptions.Method m = switch (method.toLowerCase(Locale.ROOT)) {
+            case "cmoe" -> CarveOptions.Method.CMOE;
+            case "ours" -> CarveOptions.Method.OURS;
+            default -> throw new IllegalArgumentException("--method must be cmoe or ours, got '" + method + "'");
+        };
+        CarveOptions opts = new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed,
+                balanceSteps, balanceGamma, m, force);
+        Path text = calib;
+        if (text == null) {
+            Path data = BrownCorpus.defaultDataDir();
+            BrownCorpus.fetch(data);
+            text = BrownCorpus.splitFile(data, Split.TRAIN);
+        }
+        CarveReport r = Carver.carve(model, text, out, opts, CarveListener.progressBars());
+        CarvePlots.write(r, out);
+        System.out.printf(Locale.ROOT, "carved %s -> %s: S%dA%dE%d (%s), expert size %d, %d calibration tokens,"
+                        + " %.1f s%n", model, out, shared, active, experts, m.name().toLowerCase(Locale.ROOT),
+                r.expertSize(), r.calibrationTokens(), r.seconds().total());
+        for (CarveReport.Layer l : r.layers()) {
+            System.out.printf(Locale.ROOT, "  layer %d: mean rate %.4f, shared %d neurons, imbalance %.2f -> %.2f%n",
+                    l.layer(), l.rateStats().mean(), l.sharedSize(), l.imbalanceBefore(), l.imbalanceAfter());
+        }
+        return 0;
+    }
+}
