@@ -39,6 +39,11 @@ class ShippedModelTest {
             assertEquals(expected, r.perplexity(), expected * 0.01, "test PPL differs from the card by more than 1%");
             assertTrue(r.perplexity() < card.get("bigram_ppl").getAsDouble() * 0.75,
                     "the model must be far below the bigram baseline");
+            // the tokenizer loses nothing: every test document decodes back to itself
+            for (String doc : BrownCorpus.readSplit(data, Split.TEST)) {
+                long[] ids = md.tokenizer().encode(doc);
+                assertEquals(doc, md.tokenizer().decode(ids), "round trip of a test document");
+            }
         }
     }
 }
