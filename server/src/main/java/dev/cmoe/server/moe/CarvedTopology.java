@@ -71,6 +71,7 @@ public final class CarvedTopology {
                     DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
             model.replaceFeedForward(l, new ActorMoeFeedForward(l, router, system.scheduler(),
                     timeout.plusSeconds(5), local));
+            local.releaseRoutedExperts(); // the expert actors hold them now, loaded from the checkpoint
         }
         return "actors: worker " + hosted.worker() + " (" + hosted.device() + ") hosts " + hosted.experts().size()
                 + " routed experts (" + layers + " layers × " + moe.routed() + "); one router per layer runs the "
