@@ -14,6 +14,8 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.PreRestart;
+import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -89,17 +91,19 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     public static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn,
                                            List<ActorRef<ExpertActor.Command>> experts, Duration timeout,
                                            ServerMetrics metrics) {
-        return Behaviors.setup(ctx -> new RouterActor(ctx, layer, hidden, ffn, experts, timeout, metrics));
+        // Restart on a bug rather than stop: a stopped router would fail every later step by
+        // timeout. Its children are the in-flight steps' gatherers; they finish on their own.
+        return Behaviors.supervise(Behaviors.<Command>setup(ctx ->
+                        new RouterActor(ctx, layer, hidden, ffn, experts, timeout, metrics)))
+                .onFailure(SupervisorStrategy.restart().withStopChildren(false));
     }
 
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Route.class, this::onRoute)
-                .onSignal(PostStop.class, s -> {
-                    manager.close();
-                    return this;
-                })
+                .onSignal(PreRestart.class, s -> release())
+                .onSignal(PostStop.class, s -> release())
                 .build();
     }
 
@@ -113,6 +117,9 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         try (NDManager step = manager.newSubManager()) {
             NDArray x = step.create(r.x(), new Shape(r.tokens(), hidden));
             routing = ffn.route(x);
+        } catch (RuntimeException e) {
+            r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ": routing failed: " + e));
+            return this;
         }
         for (int j = 0; j < tokens.length; j++) {
             int n = routing.rows(j).length;
@@ -122,6 +129,11 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         }
         getContext().spawnAnonymous(StepGather.create(layer, hidden, ffn, routing, r, experts, timeout),
                 DispatcherSelector.fromConfig(DISPATCHER));
+        return this;
+    }
+
+    private Behavior<Command> release() {
+        manager.close();
         return this;
     }
 }

@@ -116,4 +116,28 @@ class CarvedGenerateServiceTest {
                 .mapToDouble(Counter::count).sum();
         assertTrue(routed > 0, "the routers counted their tokens");
     }
+
+    @Test
+    void anExpertFaultRestartsItAndLaterRequestsStillEqualGenerator() throws Exception {
+        // the expert actors live under the system guardian: /system/experts-cpu-0/layer-L-expert-j
+        org.apache.pekko.actor.ActorRef classic = server.scheduler().classicSystem()
+                .actorSelection("/system/experts-cpu-0/layer-1-expert-3")
+                .resolveOne(Duration.ofSeconds(5)).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        org.apache.pekko.actor.typed.ActorRef<dev.cmoe.experts.ExpertActor.Command> expert =
+                org.apache.pekko.actor.typed.javadsl.Adapter.toTyped(classic);
+        TextTokenizer tok = reference.tokenizer();
+        int[] prompt = tok.encodeIds("The jury said the city", true);
+        int[] want = Generator.generate(reference.model(), prompt, 12, SamplingParams.greedy(), Set.of(),
+                t -> {
+                }).tokens();
+        for (int round = 0; round < 2; round++) {
+            expert.tell(new dev.cmoe.experts.ExpertActor.InjectFault("test round " + round));
+            Responses s = Responses.eager();
+            GenerationGrpc.newStub(channel).generate(GenerateRequest.newBuilder().setText("The jury said the city")
+                    .setMaxNewTokens(12).setIgnoreEos(true).build(), s);
+            List<GenerateResponse> messages = s.await(WAIT);
+            assertTrue(messages.getLast().hasFinal(), "round " + round + " ends with a Final: " + messages.getLast());
+            assertArrayEquals(want, s.tokens(), "round " + round);
+        }
+    }
 }
