@@ -2,7 +2,12 @@ package dev.cmoe.server;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import ai.djl.Device;
+import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.tokenizer.StreamDecoder;
 import dev.cmoe.model.tokenizer.TextTokenizer;
@@ -11,6 +16,8 @@ import dev.cmoe.server.grpc.GenerateService;
 import dev.cmoe.server.grpc.GrpcServer;
 import dev.cmoe.server.grpc.RequestValidator;
 import dev.cmoe.server.metrics.ServerMetrics;
+import dev.cmoe.server.moe.ActorMoeFeedForward;
+import dev.cmoe.server.moe.CarvedTopology;
 import dev.cmoe.server.scheduler.LlamaRunner;
 import dev.cmoe.server.scheduler.ModelRunner;
 import dev.cmoe.server.scheduler.SchedulerActor;
@@ -18,6 +25,7 @@ import dev.cmoe.server.scheduler.SchedulerConfig;
 import io.grpc.ServerBuilder;
 import java.io.IOException;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -40,10 +48,13 @@ public final class InferenceServer implements AutoCloseable {
 
     private final ActorSystem<SchedulerActor.Command> system;
     private final GrpcServer grpc;
+    private final List<AutoCloseable> resources; // closed once the actors have stopped
 
-    private InferenceServer(ActorSystem<SchedulerActor.Command> system, GrpcServer grpc) {
+    private InferenceServer(ActorSystem<SchedulerActor.Command> system, GrpcServer grpc,
+                            List<AutoCloseable> resources) {
         this.system = system;
         this.grpc = grpc;
+        this.resources = resources;
     }
 
     /**
@@ -66,10 +77,57 @@ public final class InferenceServer implements AutoCloseable {
     public static InferenceServer start(ModelRunner runner, ModelConfig modelConfig, ModelInfo info,
                                         TextTokenizer tokenizer, SchedulerConfig config, ServerBuilder<?> builder,
                                         ServerMetrics metrics, String authToken) throws IOException {
+        ActorSystem<SchedulerActor.Command> system = system(runner, tokenizer, config, metrics);
+        return serve(system, modelConfig, info, tokenizer, builder, metrics, authToken, List.of());
+    }
+
+    /**
+     * Starts serving the model of {@code dir}: in-process for a dense checkpoint; for a carved one
+     * (a {@code cmoe} block) through actors: an expert worker for the CPU hosting every (layer,
+     * routed expert), a router per layer, and each layer's FFN replaced by an
+     * {@link ActorMoeFeedForward}. {@code dir} stays the caller's to close, after this server.
+     */
+    public static InferenceServer start(ModelDir dir, SchedulerConfig config, ServerBuilder<?> builder,
+                                        ServerMetrics metrics, String authToken) throws IOException {
+        if (dir.moe().isEmpty()) {
+            return start(dir.model(), dir.tokenizer(), config, builder, metrics, authToken);
+        }
+        MoeConfig moe = dir.moe().get();
+        ActorSystem<SchedulerActor.Command> system = system(new LlamaRunner(dir.model()), dir.tokenizer(), config,
+                metrics);
+        // The experts read their weights from the checkpoint again whenever one restarts, so it
+        // stays open (memory-mapped, read-only) until the actors have stopped.
+        Checkpoint checkpoint = null;
+        try {
+            checkpoint = Checkpoint.open(dir.dir());
+            String placement = CarvedTopology.install(system, dir.model(), moe, TensorSource.of(checkpoint),
+                    Device.cpu(), metrics);
+            ModelInfo info = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())
+                    .setActiveExperts(moe.active()).setSharedExperts(moe.shared()).setPlacement(placement).build();
+            return serve(system, dir.config(), info, dir.tokenizer(), builder, metrics, authToken,
+                    List.of(checkpoint));
+        } catch (IOException | RuntimeException e) {
+            system.terminate();
+            if (checkpoint != null) {
+                checkpoint.close();
+            }
+            throw e;
+        }
+    }
+
+    private static ActorSystem<SchedulerActor.Command> system(ModelRunner runner, TextTokenizer tokenizer,
+                                                              SchedulerConfig config, ServerMetrics metrics) {
         Supplier<StreamDecoder> decoders = tokenizer != null ? tokenizer::streamDecoder
                 : () -> StreamDecoder.ofBytes(id -> null);
-        ActorSystem<SchedulerActor.Command> system = ActorSystem.create(
-                SchedulerActor.create(runner, config, metrics, decoders), "cmoe", PEKKO.withFallback(ConfigFactory.load()));
+        return ActorSystem.create(SchedulerActor.create(runner, config, metrics, decoders), "cmoe",
+                PEKKO.withFallback(ConfigFactory.load()));
+    }
+
+    /** Starts gRPC over a running {@code system}; {@code resources} are closed after the actors stop. */
+    private static InferenceServer serve(ActorSystem<SchedulerActor.Command> system, ModelConfig modelConfig,
+                                         ModelInfo info, TextTokenizer tokenizer, ServerBuilder<?> builder,
+                                         ServerMetrics metrics, String authToken, List<AutoCloseable> resources)
+            throws IOException {
         try {
             Set<Integer> eos = new HashSet<>(modelConfig.eosTokenIds());
             if (tokenizer != null && tokenizer.eosId() >= 0) {
@@ -78,7 +136,7 @@ public final class InferenceServer implements AutoCloseable {
             RequestValidator validator = new RequestValidator(tokenizer, modelConfig.vocabSize(),
                     modelConfig.maxPositionEmbeddings(), eos);
             GenerateService service = new GenerateService(system, system, validator, info, metrics);
-            return new InferenceServer(system, new GrpcServer(builder, service, authToken).start());
+            return new InferenceServer(system, new GrpcServer(builder, service, authToken).start(), resources);
         } catch (IOException | RuntimeException e) {
             system.terminate();
             throw e;
@@ -114,6 +172,14 @@ public final class InferenceServer implements AutoCloseable {
                 system.getWhenTerminated().toCompletableFuture().get(10, TimeUnit.SECONDS);
             } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
                 throw new IllegalStateException("the actor system did not stop within 10 s: " + e, e);
+            } finally {
+                for (AutoCloseable r : resources) {
+                    try {
+                        r.close();
+                    } catch (Exception e) {
+                        throw new IllegalStateException("could not close " + r + ": " + e, e);
+                    }
+                }
             }
         }
     }

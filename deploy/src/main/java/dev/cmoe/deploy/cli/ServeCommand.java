@@ -118,7 +118,8 @@ public final class ServeCommand implements Callable<Integer> {
         ModelDir dir = ModelDir.open(model);
         InferenceServer server = null;
         try {
-            server = InferenceServer.start(dir.model(), dir.tokenizer(), config,
+            // a carved model (cmoe block) is served through expert and router actors
+            server = InferenceServer.start(dir, config,
                     NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials),
                     new ServerMetrics(registry), token);
             MetricsHttpServer metrics = metricsPort >= 0 ? MetricsHttpServer.start(registry, host, metricsPort) : null;

@@ -146,9 +146,35 @@ public final class MoeFeedForward implements FeedForward {
         return routing;
     }
 
-    /** Routed expert {@code j}'s SwiGLU, unweighted. rows: (n, hidden) → (n, hidden). */
+    /**
+     * Routed expert {@code j}'s SwiGLU, unweighted. rows: (n, hidden) → (n, hidden).
+     *
+     * @throws IllegalStateException after {@link #releaseRoutedExperts()}
+     */
     public NDArray expert(int j, NDArray rows) {
+        if (gateT[j] == null) {
+            throw new IllegalStateException("routed expert " + j + "'s weights were released: it is served elsewhere");
+        }
         return Ops.swiglu(rows, gateT[j], upT[j], downT[j]);
+    }
+
+    /**
+     * Frees the routed experts' weights, keeping the router, the shared expert and
+     * {@link #combine}: when expert actors hold the routed experts, the copy here would only
+     * double the largest part of the model's memory. {@link #expert} and {@link #forward} fail
+     * afterwards. Idempotent.
+     */
+    public synchronized void releaseRoutedExperts() {
+        for (int j = 0; j < gateT.length; j++) {
+            if (gateT[j] != null) {
+                gateT[j].close();
+                upT[j].close();
+                downT[j].close();
+                gateT[j] = null;
+                upT[j] = null;
+                downT[j] = null;
+            }
+        }
     }
 
     /** The shared expert's output (weight 1), zeros when the model has none. x: (T, hidden) → (T, hidden). */
@@ -230,17 +256,13 @@ public final class MoeFeedForward implements FeedForward {
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
         if (sharedGateT != null) {
             sharedGateT.close();
             sharedUpT.close();
             sharedDownT.close();
         }
-        for (int j = 0; j < gateT.length; j++) {
-            gateT[j].close();
-            upT[j].close();
-            downT[j].close();
-        }
+        releaseRoutedExperts();
         classifierT.close();
         routerGateT.close();
     }

@@ -189,4 +189,28 @@ class MoeFeedForwardTest {
             assertArrayEquals(ffn.forward(in).toFloatArray(), ffn.combine(r, outs).toFloatArray(), 0f);
         }
     }
+
+    @Test
+    void releasingTheRoutedExpertsKeepsRouterSharedAndCombine() {
+        Fixture f = Fixture.of(5, 1, 2, 3, 14);
+        double[][] x = inputs(6, 15);
+        try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
+            NDArray in = toArray(manager, x);
+            float[] want = ffn.forward(in).toFloatArray();
+            Routing before = ffn.route(in);
+            NDArray[] outs = new NDArray[4];
+            for (int j = 0; j < 4; j++) {
+                if (before.rows(j).length > 0) {
+                    long[] rows = Arrays.stream(before.rows(j)).asLongStream().toArray();
+                    outs[j] = ffn.expert(j, in.get(new ai.djl.ndarray.index.NDIndex("{}", manager.create(rows))));
+                }
+            }
+            ffn.releaseRoutedExperts();
+            ffn.releaseRoutedExperts(); // idempotent
+            Routing after = ffn.route(in);
+            assertArrayEquals(before.probs(), after.probs(), 0f);
+            assertArrayEquals(want, ffn.shared(in).add(ffn.combine(after, outs)).toFloatArray(), 0f);
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> ffn.forward(in));
+        }
+    }
 }

@@ -97,6 +97,12 @@ public final class ServerMetrics {
         queueTime.record(nanos, TimeUnit.NANOSECONDS);
     }
 
+    /** The counter of tokens routed to routed expert {@code expert} of MoE layer {@code layer}. */
+    public Counter expertTokens(int layer, int expert) {
+        return Counter.builder("cmoe.expert.tokens").description("tokens routed to an expert")
+                .tag("layer", String.valueOf(layer)).tag("expert", String.valueOf(expert)).register(registry);
+    }
+
     /** KV cache bytes held by running sequences, as last reported by the scheduler. */
     public long kvBytesInUse() {
         return kvBytes.get();

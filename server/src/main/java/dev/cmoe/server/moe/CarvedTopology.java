@@ -1,0 +1,92 @@
+package dev.cmoe.server.moe;
+
+import ai.djl.Device;
+import dev.cmoe.experts.ExpertActor;
+import dev.cmoe.experts.ExpertId;
+import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.model.llama.FeedForward;
+import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.server.metrics.ServerMetrics;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+
+/**
+ * Wires a carved model for serving: an {@link ExpertWorker} for the device with an expert actor
+ * per (layer, routed expert), a {@link RouterActor} per layer, and each layer's in-process
+ * {@link MoeFeedForward} replaced by an {@link ActorMoeFeedForward}. Kept apart from
+ * {@code InferenceServer} so tests can build the same topology on a test kit's system.
+ */
+public final class CarvedTopology {
+    /** The config path of the time a step waits for its experts. */
+    public static final String EXPERT_TIMEOUT = "cmoe.router.expert-timeout";
+
+    private CarvedTopology() {
+    }
+
+    /**
+     * Spawns the topology under {@code system}'s system guardian and installs it into {@code model}.
+     * Call before serving: the FFNs are swapped without synchronisation with running steps.
+     *
+     * @param source the checkpoint's tensors; must stay open while the experts live (restarts reload)
+     * @return the placement summary that GetModelInfo reports
+     */
+    public static String install(ActorSystem<?> system, LlamaModel model, MoeConfig moe, TensorSource source,
+                                 Device device, ServerMetrics metrics) {
+        Duration timeout = system.settings().config().getDuration(EXPERT_TIMEOUT);
+        int layers = model.config().numLayers();
+        int hidden = model.config().hiddenSize();
+        List<ExpertId> ids = new ArrayList<>();
+        for (int l = 0; l < layers; l++) {
+            for (int j = 0; j < moe.routed(); j++) {
+                ids.add(new ExpertId(l, j));
+            }
+        }
+        String name = device.getDeviceType() + "-" + Math.max(0, device.getDeviceId());
+        ActorRef<ExpertWorker.Command> worker = system.systemActorOf(
+                ExpertWorker.create(name, device, hidden, moe.expertSize(), ids, source), "experts-" + name,
+                Props.empty());
+        ExpertWorker.Hosted hosted = hosted(system, worker);
+        for (int l = 0; l < layers; l++) {
+            FeedForward ffn = model.feedForward(l);
+            if (!(ffn instanceof MoeFeedForward local)) {
+                throw new IllegalStateException("layer " + l + "'s FFN is a " + ffn.getClass().getSimpleName()
+                        + ", not an in-process MoeFeedForward to serve through actors");
+            }
+            List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+            for (int j = 0; j < moe.routed(); j++) {
+                experts.add(hosted.experts().get(new ExpertId(l, j)));
+            }
+            ActorRef<RouterActor.Command> router = system.systemActorOf(
+                    RouterActor.create(l, hidden, local, experts, timeout, metrics), "router-layer-" + l,
+                    DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
+            model.replaceFeedForward(l, new ActorMoeFeedForward(l, router, system.scheduler(),
+                    timeout.plusSeconds(5), local));
+            local.releaseRoutedExperts(); // the expert actors hold them now, loaded from the checkpoint
+        }
+        return "actors: worker " + hosted.worker() + " (" + hosted.device() + ") hosts " + hosted.experts().size()
+                + " routed experts (" + layers + " layers × " + moe.routed() + "); one router per layer runs the "
+                + "router" + (moe.shared() > 0 ? ", the shared expert" : "") + " and the combine";
+    }
+
+    private static ExpertWorker.Hosted hosted(ActorSystem<?> system, ActorRef<ExpertWorker.Command> worker) {
+        try {
+            return AskPattern.<ExpertWorker.Command, ExpertWorker.Hosted>ask(worker, ExpertWorker.GetHosted::new,
+                    Duration.ofSeconds(30), system.scheduler()).toCompletableFuture().get(31, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            if (e instanceof InterruptedException) {
+                Thread.currentThread().interrupt();
+            }
+            throw new IllegalStateException("expert worker " + worker.path() + " did not report its experts: " + e, e);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+package dev.cmoe.server.moe;
+
+import dev.cmoe.carve.CarveListener;
+import dev.cmoe.carve.CarveOptions;
+import dev.cmoe.carve.Carver;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.testing.RandomModel;
+import dev.cmoe.model.testing.TinyCheckpoint;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Random;
+
+/**
+ * A small carved checkpoint on disk, made by the real carver from a {@link TinyCheckpoint}
+ * model: S1A2E8 of intermediate 96, so N_r = 7 routed experts of 12 neurons (not a power of
+ * two), two layers. Written once per test JVM; tests only read it.
+ */
+public final class CarvedFixture {
+    public static final int SHARED = 1;
+    public static final int ACTIVE = 2;
+    public static final int EXPERTS = 8;
+    private static Path dir;
+
+    private CarvedFixture() {
+    }
+
+    /** The carved model directory. */
+    public static synchronized Path dir() {
+        if (dir == null) {
+            try {
+                Path tmp = Files.createTempDirectory("cmoe-carved-serve");
+                tmp.toFile().deleteOnExit();
+                Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"),
+                        DType.F32);
+                Path text = calibrationText(tmp.resolve("calib.txt"));
+                Path out = tmp.resolve("carved");
+                Carver.carve(dense, text, out, CarveOptions.of(SHARED, ACTIVE, EXPERTS).withCalibration(4, 32, 7),
+                        CarveListener.NONE);
+                dir = out;
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
+        return dir;
+    }
+
+    /** Seeded random sentences over the fixture tokenizer's words. */
+    private static Path calibrationText(Path file) throws IOException {
+        String[] words = TinyCheckpoint.TEXT.replaceAll("[.,]", "").split("\\s+");
+        Random r = new Random(5);
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 1500; i++) {
+            sb.append(words[r.nextInt(words.length)]).append(i % 12 == 11 ? ".\n" : " ");
+        }
+        Files.writeString(file, sb.toString(), StandardCharsets.UTF_8);
+        return file;
+    }
+}

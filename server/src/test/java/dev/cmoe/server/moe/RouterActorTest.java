@@ -1,0 +1,190 @@
+package dev.cmoe.server.moe;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.experts.ExpertActor;
+import dev.cmoe.experts.ExpertId;
+import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.model.moe.Routing;
+import dev.cmoe.model.safetensors.Checkpoint;
+import dev.cmoe.server.metrics.ServerMetrics;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** A layer routed through actors equals the in-process MoE, and fails (never hangs) without its experts. */
+@Timeout(120)
+class RouterActorTest {
+    private static final int HIDDEN = 64;
+    private static ActorTestKit kit;
+    private static ModelDir carved;
+    private static Checkpoint checkpoint;
+    private static ExpertWorker.Hosted hosted;
+    private static int routed;
+
+    @BeforeAll
+    static void start() {
+        kit = ActorTestKit.create();
+        carved = ModelDir.open(CarvedFixture.dir());
+        checkpoint = Checkpoint.open(CarvedFixture.dir());
+        routed = carved.moe().orElseThrow().routed();
+        List<ExpertId> ids = new ArrayList<>();
+        for (int l = 0; l < carved.config().numLayers(); l++) {
+            for (int j = 0; j < routed; j++) {
+                ids.add(new ExpertId(l, j));
+            }
+        }
+        ActorRef<ExpertWorker.Command> worker = kit.spawn(ExpertWorker.create("cpu-0", Device.cpu(), HIDDEN,
+                carved.moe().get().expertSize(), ids, TensorSource.of(checkpoint)));
+        TestProbe<ExpertWorker.Hosted> probe = kit.createTestProbe();
+        worker.tell(new ExpertWorker.GetHosted(probe.getRef()));
+        hosted = probe.receiveMessage(Duration.ofSeconds(10));
+    }
+
+    @AfterAll
+    static void stop() {
+        kit.shutdownTestKit();
+        checkpoint.close();
+        carved.close();
+    }
+
+    private static MoeFeedForward local(int layer) {
+        return (MoeFeedForward) carved.model().feedForward(layer);
+    }
+
+    private static ActorRef<RouterActor.Command> router(int layer, List<ActorRef<ExpertActor.Command>> experts,
+                                                        Duration timeout, ServerMetrics metrics) {
+        return kit.spawn(RouterActor.create(layer, HIDDEN, local(layer), experts, timeout, metrics),
+                DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
+    }
+
+    private static float[] random(Random r, int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) (2 * r.nextGaussian());
+        }
+        return v;
+    }
+
+    private static RouterActor.Reply ask(ActorRef<RouterActor.Command> router, long step, float[] x, int tokens) {
+        TestProbe<RouterActor.Reply> probe = kit.createTestProbe();
+        router.tell(new RouterActor.Route(step, x, tokens, probe.getRef()));
+        return probe.receiveMessage(Duration.ofSeconds(20));
+    }
+
+    @Test
+    void routedThroughActorsEqualsTheInProcessForwardForEveryBatchSize() {
+        ServerMetrics metrics = new ServerMetrics(new SimpleMeterRegistry());
+        Random r = new Random(9);
+        long routedTokens = 0;
+        for (int l = 0; l < carved.config().numLayers(); l++) {
+            List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+            for (int j = 0; j < routed; j++) {
+                experts.add(hosted.experts().get(new ExpertId(l, j)));
+            }
+            ActorRef<RouterActor.Command> router = router(l, experts, Duration.ofSeconds(15), metrics);
+            for (int tokens : new int[] {1, 2, 3, 7, 16, 33}) {
+                float[] x = random(r, tokens * HIDDEN);
+                float[] want;
+                try (NDManager m = NDManager.newBaseManager()) {
+                    want = local(l).forward(m.create(x, new Shape(tokens, HIDDEN))).toFloatArray();
+                }
+                RouterActor.Routed got = assertInstanceOf(RouterActor.Routed.class, ask(router, tokens, x, tokens),
+                        "layer " + l + ", " + tokens + " tokens");
+                assertEquals(tokens, got.stepId());
+                double scale = 1;
+                for (float v : want) {
+                    scale = Math.max(scale, Math.abs(v));
+                }
+                for (int i = 0; i < want.length; i++) {
+                    assertEquals(want[i], got.output()[i], 1e-5 * scale,
+                            "layer " + l + ", " + tokens + " tokens, value " + i);
+                }
+                routedTokens += (long) tokens * carved.moe().get().active();
+            }
+        }
+        double counted = metrics.registry().find("cmoe.expert.tokens").counters().stream()
+                .mapToDouble(Counter::count).sum();
+        assertEquals(routedTokens, counted, "every routed token is counted once per selected expert");
+    }
+
+    @Test
+    void eachSelectedExpertGetsOneMessageAndSilenceFailsTheStepWithinTheTimeout() {
+        List<TestProbe<ExpertActor.Command>> probes = new ArrayList<>();
+        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+        for (int j = 0; j < routed; j++) {
+            probes.add(kit.createTestProbe());
+            experts.add(probes.get(j).getRef());
+        }
+        Duration timeout = Duration.ofMillis(500);
+        ActorRef<RouterActor.Command> router = router(0, experts, timeout, ServerMetrics.discarding());
+        int tokens = 9;
+        float[] x = random(new Random(3), tokens * HIDDEN);
+        Routing routing;
+        try (NDManager m = NDManager.newBaseManager()) {
+            routing = local(0).route(m.create(x, new Shape(tokens, HIDDEN)));
+        }
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        long start = System.nanoTime();
+        router.tell(new RouterActor.Route(42, x, tokens, reply.getRef()));
+        RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
+        double seconds = (System.nanoTime() - start) / 1e9;
+        assertEquals(42, failed.stepId());
+        assertTrue(failed.reason().contains("did not answer within"), failed.reason());
+        assertTrue(seconds >= 0.4 && seconds < 3, "failed after " + seconds + " s with a 0.5 s timeout");
+        for (int j = 0; j < routed; j++) {
+            int[] rows = routing.rows(j);
+            if (rows.length == 0) {
+                probes.get(j).expectNoMessage(Duration.ofMillis(20));
+                continue;
+            }
+            ExpertActor.Compute c = probes.get(j).expectMessageClass(ExpertActor.Compute.class);
+            assertEquals(rows.length, c.count(), "expert " + j + " gets all of its rows in one message");
+            for (int i = 0; i < rows.length; i++) {
+                assertEquals(x[rows[i] * HIDDEN], c.rows()[i * HIDDEN], "expert " + j + ", row " + i);
+            }
+            probes.get(j).expectNoMessage(Duration.ofMillis(20));
+        }
+    }
+
+    @Test
+    void anExpertsFailedReplyFailsTheStepAtOnce() {
+        List<TestProbe<ExpertActor.Command>> probes = new ArrayList<>();
+        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+        for (int j = 0; j < routed; j++) {
+            probes.add(kit.createTestProbe());
+            experts.add(probes.get(j).getRef());
+        }
+        ActorRef<RouterActor.Command> router = router(1, experts, Duration.ofSeconds(30), ServerMetrics.discarding());
+        float[] x = random(new Random(4), HIDDEN);
+        int best;
+        try (NDManager m = NDManager.newBaseManager()) {
+            best = local(1).route(m.create(x, new Shape(1, HIDDEN))).expert(0, 0);
+        }
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        router.tell(new RouterActor.Route(5, x, 1, reply.getRef()));
+        ExpertActor.Compute c = probes.get(best).expectMessageClass(ExpertActor.Compute.class, Duration.ofSeconds(5));
+        c.replyTo().tell(new ExpertActor.Failed(5, new ExpertId(1, best), "device lost"));
+        RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
+        assertTrue(failed.reason().contains("device lost"), failed.reason());
+    }
+}
