@@ -30,7 +30,11 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         /** The reference: one balanced-assignment pass, router rows of each expert's representative neuron. */
         CMOE,
         /** Clustering iterated to a fixed point and a router calibrated on the calibration tokens. */
-        OURS
+        OURS,
+        /** Ablation: the routed neurons split into equal groups at random (seeded), reference router. */
+        RANDOM_GROUPS,
+        /** Ablation: reference grouping, router rows drawn at random (seeded unit vectors). */
+        RANDOM_ROUTER
     }
 
     public static final int DEFAULT_K_ACT = 10;

@@ -27,13 +27,19 @@ import java.util.function.BiFunction;
  */
 public final class Carver {
     /** The choices behind a {@link CarveOptions.Method}: kept apart so experiments can vary them. */
-    record Recipe(int maxPasses, RouterFit.Kind router) {
+    record Recipe(int maxPasses, RouterFit.Kind router, boolean randomGroups) {
         static final int MAX_PASSES = 20;
+
+        Recipe(int maxPasses, RouterFit.Kind router) {
+            this(maxPasses, router, false);
+        }
 
         static Recipe of(CarveOptions.Method method) {
             return switch (method) {
                 case CMOE -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE);
                 case OURS -> new Recipe(MAX_PASSES, RouterFit.Kind.FITTED);
+                case RANDOM_GROUPS -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE, true);
+                case RANDOM_ROUTER -> new Recipe(1, RouterFit.Kind.RANDOM);
             };
         }
     }
@@ -156,8 +162,9 @@ public final class Carver {
         double markerSeconds = seconds(t);
         // 3–5. shared expert, balanced clustering of the rest, representatives
         t = System.nanoTime();
-        Clustering.Result c = Clustering.carve(markers, rates, moe.shared(), moe.routed(), moe.expertSize(),
-                recipe.maxPasses());
+        Clustering.Result c = recipe.randomGroups()
+                ? Clustering.random(markers, rates, moe.shared(), moe.routed(), moe.expertSize(), opts.seed() + l)
+                : Clustering.carve(markers, rates, moe.shared(), moe.routed(), moe.expertSize(), recipe.maxPasses());
         listener.progress(base + tokens + 1, "cluster");
         double cluster = seconds(t);
         // 6. the analytical router, u = 0 and b = 0
@@ -167,6 +174,7 @@ public final class Carver {
             case MEAN -> RouterFit.mean(ffn, c.experts(), c.representatives());
             case FITTED -> RouterFit.fitted(ffn, c.experts(), x);
             case LSQ -> RouterFit.leastSquares(ffn, c.experts(), c.representatives(), x);
+            case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
         LayerTensors.put(out, l, ffn, c, router);
         MoeFeedForward carved = MoeFeedForward.load(model.manager(), out, l, config, moe);

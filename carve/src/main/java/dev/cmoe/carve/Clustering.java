@@ -68,6 +68,31 @@ final class Clustering {
         return new Result(shared, experts, representatives(markers, experts, centroids), passes, converged);
     }
 
+    /**
+     * Ablation: the same shared expert, but the routed neurons dealt into groups of {@code m} in a
+     * seeded random order instead of clustered; representatives as usual (closest to the group mean).
+     */
+    static Result random(MarkerMatrix markers, double[] rates, int nShared, int nRouted, int m, long seed) {
+        int[] byRate = byRateDescending(rates);
+        int[] shared = Arrays.copyOf(byRate, nShared * m);
+        Arrays.sort(shared);
+        int[] rest = Arrays.copyOfRange(byRate, nShared * m, byRate.length);
+        java.util.Random r = new java.util.Random(seed);
+        for (int i = rest.length - 1; i > 0; i--) {
+            int j = r.nextInt(i + 1);
+            int tmp = rest[i];
+            rest[i] = rest[j];
+            rest[j] = tmp;
+        }
+        int[] assignment = new int[rest.length];
+        for (int i = 0; i < rest.length; i++) {
+            assignment[i] = i / m;
+        }
+        int[][] experts = members(rest, assignment, nRouted);
+        float[][] centroids = means(markers, rest, assignment, nRouted);
+        return new Result(shared, experts, representatives(markers, experts, centroids), 0, false);
+    }
+
     /** Neuron indices by μ, highest first; ties go to the lower index. */
     static int[] byRateDescending(double[] rates) {
         return IntStream.range(0, rates.length).boxed()

@@ -31,7 +31,9 @@ final class RouterFit {
          * a linear problem because the gate factor is fixed. The router then predicts each
          * expert's output norm in its own analytical form.
          */
-        LSQ
+        LSQ,
+        /** Ablation: seeded random unit rows, to show what the analytical router is worth. */
+        RANDOM
     }
 
     /** Ridge strength relative to the mean diagonal of the normal equations. */
@@ -55,6 +57,27 @@ final class RouterFit {
         for (int j = 0; j < nr; j++) {
             System.arraycopy(DenseFfn.unitRow(ffn.up(), d, representatives[j]), 0, classifier, j * d, d);
             System.arraycopy(DenseFfn.unitRow(ffn.gate(), d, representatives[j]), 0, gate, j * d, d);
+        }
+        return new Rows(classifier, gate, representatives.clone());
+    }
+
+    /** Seeded random unit classifier and gate rows (ablation). */
+    static Rows random(int d, int[] representatives, long seed) {
+        int nr = representatives.length;
+        java.util.Random r = new java.util.Random(seed);
+        float[] classifier = new float[nr * d];
+        float[] gate = new float[nr * d];
+        for (float[] rows : new float[][] {classifier, gate}) {
+            for (int j = 0; j < nr; j++) {
+                double norm = 0;
+                for (int i = 0; i < d; i++) {
+                    rows[j * d + i] = (float) r.nextGaussian();
+                    norm += rows[j * d + i] * rows[j * d + i];
+                }
+                for (int i = 0; i < d; i++) {
+                    rows[j * d + i] /= (float) Math.sqrt(norm);
+                }
+            }
         }
         return new Rows(classifier, gate, representatives.clone());
     }

@@ -57,7 +57,8 @@ public final class CarveCommand implements Callable<Integer> {
     double balanceGamma;
 
     @Option(names = "--method", defaultValue = "cmoe",
-            description = "cmoe (the reference) or ours (iterated clustering, calibrated router); default ${DEFAULT-VALUE}.")
+            description = "cmoe (the reference), ours (calibrated router), or the ablations random-groups and"
+                    + " random-router; default ${DEFAULT-VALUE}.")
     String method;
 
     @Option(names = "--force", description = "Replace an existing output directory.")
@@ -68,7 +69,10 @@ public final class CarveCommand implements Callable<Integer> {
         CarveOptions.Method m = switch (method.toLowerCase(Locale.ROOT)) {
             case "cmoe" -> CarveOptions.Method.CMOE;
             case "ours" -> CarveOptions.Method.OURS;
-            default -> throw new IllegalArgumentException("--method must be cmoe or ours, got '" + method + "'");
+            case "random-groups" -> CarveOptions.Method.RANDOM_GROUPS;
+            case "random-router" -> CarveOptions.Method.RANDOM_ROUTER;
+            default -> throw new IllegalArgumentException(
+                    "--method must be cmoe, ours, random-groups or random-router, got '" + method + "'");
         };
         CarveOptions opts = new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed,
                 balanceSteps, balanceGamma, m, force);
