@@ -29,7 +29,10 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
     public enum Method {
         /** The reference: one balanced-assignment pass, router rows of each expert's representative neuron. */
         CMOE,
-        /** Clustering iterated to a fixed point and a router calibrated on the calibration tokens. */
+        /**
+         * The reference clustering with a router calibrated on the calibration tokens: per expert the
+         * member whose score best tracks the expert's output norm, scaled to predict it.
+         */
         OURS,
         /** Ablation: the routed neurons split into equal groups at random (seeded), reference router. */
         RANDOM_GROUPS,

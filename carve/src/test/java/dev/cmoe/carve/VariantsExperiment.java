@@ -26,23 +26,26 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
  * ./mvnw -o -pl carve -am test -Dtest=VariantsExperiment -Dsurefire.failIfNoSpecifiedTests=false \
  *     -Dcmoe.experiment.model=/path/to/model -Dcmoe.experiment.data=$HOME/.cache/cmoe/data \
  *     [-Dcmoe.experiment.shapes=S2A2E8,S1A1E8] [-Dcmoe.experiment.windows=200] [-Dcmoe.experiment.split=test]
- *     [-Dcmoe.experiment.only=lsq] [-Dcmoe.experiment.balance=500] [-Dcmoe.experiment.oracle=true]
+ *     [-Dcmoe.experiment.only=cmoe,ours] [-Dcmoe.experiment.balance=500] [-Dcmoe.experiment.oracle=true]
  * </pre>
  */
 @EnabledIfSystemProperty(named = "cmoe.experiment.model", matches = ".+")
 class VariantsExperiment {
 
-    record Variant(String name, Carver.Recipe recipe, int balanceSteps) {
+    record Variant(String id, String name, Carver.Recipe recipe) {
     }
 
+    static final int PASSES = Carver.Recipe.MAX_PASSES;
     static final List<Variant> VARIANTS = List.of(
-            new Variant("cmoe (reference)", new Carver.Recipe(1, Kind.REPRESENTATIVE), 0),
-            new Variant("iterated clustering", new Carver.Recipe(Carver.Recipe.MAX_PASSES, Kind.REPRESENTATIVE), 0),
-            new Variant("iterated + mean router", new Carver.Recipe(Carver.Recipe.MAX_PASSES, Kind.MEAN), 0),
-            new Variant("iterated + fitted router", new Carver.Recipe(Carver.Recipe.MAX_PASSES, Kind.FITTED), 0),
-            new Variant("iterated + lsq router", new Carver.Recipe(Carver.Recipe.MAX_PASSES, Kind.LSQ), 0),
-            new Variant("reference + fitted router", new Carver.Recipe(1, Kind.FITTED), 0),
-            new Variant("reference + lsq router", new Carver.Recipe(1, Kind.LSQ), 0));
+            new Variant("cmoe", "cmoe (reference)", Carver.Recipe.of(CarveOptions.Method.CMOE)),
+            new Variant("iter", "iterated clustering", new Carver.Recipe(PASSES, Kind.REPRESENTATIVE)),
+            new Variant("iter-mean", "iterated + mean router", new Carver.Recipe(PASSES, Kind.MEAN)),
+            new Variant("iter-fitted", "iterated + fitted router", new Carver.Recipe(PASSES, Kind.FITTED)),
+            new Variant("iter-lsq", "iterated + lsq router", new Carver.Recipe(PASSES, Kind.LSQ)),
+            new Variant("mean", "mean router", new Carver.Recipe(1, Kind.MEAN)),
+            new Variant("fitted", "fitted router", new Carver.Recipe(1, Kind.FITTED)),
+            new Variant("lsq", "lsq router", new Carver.Recipe(1, Kind.LSQ)),
+            new Variant("ours", "ours", Carver.Recipe.of(CarveOptions.Method.OURS)));
 
     @Test
     void measure() throws Exception {
@@ -53,7 +56,8 @@ class VariantsExperiment {
         String[] shapes = System.getProperty("cmoe.experiment.shapes", "S2A2E8").split(",");
         int windows = Integer.getInteger("cmoe.experiment.windows", 0);
         int balance = Integer.getInteger("cmoe.experiment.balance", 0);
-        String only = System.getProperty("cmoe.experiment.only", "");
+        List<String> only = List.of(System.getProperty("cmoe.experiment.only", "cmoe,iter,iter-mean,iter-fitted,"
+                + "iter-lsq,mean,fitted,lsq").split(","));
         String split = System.getProperty("cmoe.experiment.split", "validation");
         String validation = Files.readString(data.resolve(split + ".txt"), StandardCharsets.UTF_8);
         System.out.println("scoring " + split + ".txt");
@@ -74,7 +78,7 @@ class VariantsExperiment {
         for (String shape : shapes) {
             int[] sae = parse(shape);
             for (Variant v : VARIANTS) {
-                if (!only.isEmpty() && !v.name().contains(only)) {
+                if (!only.contains(v.id())) {
                     continue;
                 }
                 for (int steps : balance > 0 ? new int[] {0, balance} : new int[] {0}) {

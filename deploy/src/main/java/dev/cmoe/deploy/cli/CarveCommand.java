@@ -57,7 +57,7 @@ public final class CarveCommand implements Callable<Integer> {
     double balanceGamma;
 
     @Option(names = "--method", defaultValue = "cmoe",
-            description = "cmoe (the reference), ours (calibrated router), or the ablations random-groups and"
+            description = "cmoe (the reference), ours (router calibrated on the calibration tokens), or the ablations random-groups and"
                     + " random-router; default ${DEFAULT-VALUE}.")
     String method;
 
