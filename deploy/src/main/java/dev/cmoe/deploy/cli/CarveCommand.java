@@ -57,8 +57,8 @@ public final class CarveCommand implements Callable<Integer> {
     double balanceGamma;
 
     @Option(names = "--method", defaultValue = "cmoe",
-            description = "cmoe (the reference), ours (router calibrated on the calibration tokens), or the ablations random-groups and"
-                    + " random-router; default ${DEFAULT-VALUE}.")
+            description = "cmoe (the reference), ours (router calibrated on the calibration tokens),"
+                    + " or the ablations random-groups and random-router; default ${DEFAULT-VALUE}.")
     String method;
 
     @Option(names = "--force", description = "Replace an existing output directory.")
