@@ -149,7 +149,8 @@ public final class ReferenceLlama {
         return y;
     }
 
-    private static double[] matVec(float[] m, int rows, int cols, double[] x) {
+    /** y = M·x for a row-major (rows, cols) float matrix, in double precision. */
+    static double[] matVec(float[] m, int rows, int cols, double[] x) {
         double[] y = new double[rows];
         for (int r = 0; r < rows; r++) {
             double s = 0;

@@ -28,8 +28,8 @@ public final class ReferenceMoe {
     /** Router probabilities s' of one token: (N_r). */
     public double[] probs(double[] x) {
         int nr = moe.routed();
-        double[] c = matVec(tensors.apply(MoeWeightNames.routerClassifier(layer)), nr, hidden, x);
-        double[] g = matVec(tensors.apply(MoeWeightNames.routerGate(layer)), nr, hidden, x);
+        double[] c = ReferenceLlama.matVec(tensors.apply(MoeWeightNames.routerClassifier(layer)), nr, hidden, x);
+        double[] g = ReferenceLlama.matVec(tensors.apply(MoeWeightNames.routerGate(layer)), nr, hidden, x);
         double[] s = new double[nr];
         double max = Double.NEGATIVE_INFINITY;
         for (int j = 0; j < nr; j++) {
@@ -92,13 +92,13 @@ public final class ReferenceMoe {
     }
 
     private double[] swiglu(double[] x, String gate, String up, String down, int inter) {
-        double[] g = matVec(tensors.apply(gate), inter, hidden, x);
-        double[] u = matVec(tensors.apply(up), inter, hidden, x);
+        double[] g = ReferenceLlama.matVec(tensors.apply(gate), inter, hidden, x);
+        double[] u = ReferenceLlama.matVec(tensors.apply(up), inter, hidden, x);
         double[] a = new double[inter];
         for (int i = 0; i < inter; i++) {
             a[i] = silu(g[i]) * u[i];
         }
-        return matVec(tensors.apply(down), hidden, inter, a);
+        return ReferenceLlama.matVec(tensors.apply(down), hidden, inter, a);
     }
 
     /**
@@ -144,17 +144,5 @@ public final class ReferenceMoe {
         for (int i = 0; i < acc.length; i++) {
             acc[i] += w * v[i];
         }
-    }
-
-    private static double[] matVec(float[] m, int rows, int cols, double[] x) {
-        double[] y = new double[rows];
-        for (int r = 0; r < rows; r++) {
-            double s = 0;
-            for (int k = 0; k < cols; k++) {
-                s += m[r * cols + k] * x[k];
-            }
-            y[r] = s;
-        }
-        return y;
     }
 }
