@@ -10,8 +10,6 @@ import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
@@ -32,16 +30,9 @@ final class Fixtures {
         return TinyCheckpoint.write(RandomModel.of(c, seed), dir, DType.F32);
     }
 
-    /** Seeded random sentences over the fixture tokenizer's words: a few thousand tokens. */
+    /** Seeded random sentences over the fixture tokenizer's words (shared with other modules' tests). */
     static Path calibrationText(Path file) throws IOException {
-        String[] words = TinyCheckpoint.TEXT.replaceAll("[.,]", "").split("\\s+");
-        Random r = new Random(5);
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 1500; i++) {
-            sb.append(words[r.nextInt(words.length)]).append(i % 12 == 11 ? ".\n" : " ");
-        }
-        Files.writeString(file, sb.toString(), StandardCharsets.UTF_8);
-        return file;
+        return TinyCheckpoint.calibrationText(file);
     }
 
     /** Small calibration so tests stay fast: 4 windows of 32 tokens. */

@@ -44,4 +44,16 @@ public final class TinyCheckpoint {
         BpeTrainer.train(List.of(TEXT), Math.min(weights.config().vocabSize(), 300), dir);
         return dir;
     }
+
+    /** Seeded random sentences over {@link #TEXT}'s words (a few thousand tokens): calibration text for carving tests. */
+    public static Path calibrationText(Path file) throws IOException {
+        String[] words = TEXT.replaceAll("[.,]", "").split("\\s+");
+        java.util.Random r = new java.util.Random(5);
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 1500; i++) {
+            sb.append(words[r.nextInt(words.length)]).append(i % 12 == 11 ? ".\n" : " ");
+        }
+        Files.writeString(file, sb.toString(), StandardCharsets.UTF_8);
+        return file;
+    }
 }

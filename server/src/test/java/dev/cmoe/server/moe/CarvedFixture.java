@@ -8,7 +8,6 @@ import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Random;
@@ -35,7 +34,7 @@ public final class CarvedFixture {
                 tmp.toFile().deleteOnExit();
                 Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"),
                         DType.F32);
-                Path text = calibrationText(tmp.resolve("calib.txt"));
+                Path text = TinyCheckpoint.calibrationText(tmp.resolve("calib.txt"));
                 Path out = tmp.resolve("carved");
                 Carver.carve(dense, text, out, CarveOptions.of(SHARED, ACTIVE, EXPERTS).withCalibration(4, 32, 7),
                         CarveListener.NONE);
@@ -45,17 +44,5 @@ public final class CarvedFixture {
             }
         }
         return dir;
-    }
-
-    /** Seeded random sentences over the fixture tokenizer's words. */
-    private static Path calibrationText(Path file) throws IOException {
-        String[] words = TinyCheckpoint.TEXT.replaceAll("[.,]", "").split("\\s+");
-        Random r = new Random(5);
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 1500; i++) {
-            sb.append(words[r.nextInt(words.length)]).append(i % 12 == 11 ? ".\n" : " ");
-        }
-        Files.writeString(file, sb.toString(), StandardCharsets.UTF_8);
-        return file;
     }
 }
