@@ -3,12 +3,11 @@ package dev.cmoe.carve;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.cmoe.model.llama.FeedForward;
-import dev.cmoe.model.llama.KvCache;
 import dev.cmoe.model.llama.LlamaModel;
-import dev.cmoe.model.llama.LogitsMode;
-import dev.cmoe.model.llama.SequenceChunk;
+import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.io.IOException;
+import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,7 +23,7 @@ import java.util.function.IntConsumer;
  */
 final class Calibration {
     /** Windows per forward step while capturing: bounds the activations held at once. */
-    static final int BATCH = 4;
+    static final int BATCH = 8;
 
     private Calibration() {
     }
@@ -58,45 +57,79 @@ final class Calibration {
     }
 
     /**
-     * Runs every window through {@code model} and returns the input of layer {@code layer}'s FFN
-     * (after the post-attention RMSNorm), window after window: (windows·seqlen, hidden).
-     *
-     * <p>A capturing wrapper stands in for the layer's FFN during the run: it copies x out and
-     * delegates, so the layers before it run as they are (already carved). The whole model runs
-     * each time, the layers after {@code layer} included; at L layers that is L full passes over
-     * the calibration tokens, cheap next to the clustering and simpler than a partial forward.
+     * The calibration windows' residual stream at the layer being carved. Carving reads a layer's
+     * FFN input from it, carves the layer, then advances the stream through the carved layer, so
+     * each layer's calibration sees the layers before it as carved. That costs two layer passes
+     * per layer, where re-running the model from the start would cost a model pass per layer.
      */
-    static float[] ffnInput(LlamaModel model, int layer, int[][] windows, IntConsumer progress) {
-        Capture capture = new Capture(model.feedForward(layer));
-        model.replaceFeedForward(layer, capture);
-        try {
-            for (int w0 = 0; w0 < windows.length; w0 += BATCH) {
-                int n = Math.min(BATCH, windows.length - w0);
-                List<KvCache> caches = new ArrayList<>(n);
-                try (NDManager out = NDManager.newBaseManager()) {
-                    List<SequenceChunk> batch = new ArrayList<>(n);
-                    for (int i = 0; i < n; i++) {
-                        KvCache cache = model.newCache(windows[w0 + i].length);
-                        caches.add(cache);
-                        batch.add(new SequenceChunk(cache, windows[w0 + i]));
+    static final class ResidualStream {
+        private final LlamaModel model;
+        private final int windows;
+        private final int seqlen;
+        private final int hidden;
+        private float[] residual; // (windows·seqlen, hidden), entering layer `layer`
+        private int layer;
+
+        ResidualStream(LlamaModel model, int[][] windows) {
+            this.model = model;
+            this.windows = windows.length;
+            this.seqlen = windows[0].length;
+            this.hidden = model.config().hiddenSize();
+            try (NDManager m = NDManager.newBaseManager()) {
+                residual = model.embedWindows(windows, m).toFloatArray();
+            }
+        }
+
+        /** The layer whose input the stream holds. */
+        int layer() {
+            return layer;
+        }
+
+        /**
+         * The input of the current layer's FFN (after the post-attention RMSNorm),
+         * (windows·seqlen, hidden): a capturing wrapper stands in for the FFN during one pass.
+         */
+        float[] ffnInput(IntConsumer progress) {
+            Capture capture = new Capture(model.feedForward(layer));
+            model.replaceFeedForward(layer, capture);
+            try {
+                pass(progress, false);
+            } finally {
+                model.replaceFeedForward(layer, capture.inner);
+            }
+            int total = capture.rows.stream().mapToInt(r -> r.length).sum();
+            float[] x = new float[total];
+            int at = 0;
+            for (float[] r : capture.rows) {
+                System.arraycopy(r, 0, x, at, r.length);
+                at += r.length;
+            }
+            return x;
+        }
+
+        /** Moves the stream past the current layer, through the FFN the layer holds now. */
+        void advance(IntConsumer progress) {
+            residual = pass(progress, true);
+            layer++;
+        }
+
+        private float[] pass(IntConsumer progress, boolean keep) {
+            float[] next = keep ? new float[residual.length] : null;
+            int rowFloats = seqlen * hidden;
+            for (int w0 = 0; w0 < windows; w0 += BATCH) {
+                int n = Math.min(BATCH, windows - w0);
+                try (NDManager m = NDManager.newBaseManager()) {
+                    NDArray x = Tensors.create(m, FloatBuffer.wrap(residual, w0 * rowFloats, n * rowFloats),
+                            (long) n * seqlen, hidden);
+                    NDArray y = model.forwardLayer(layer, x, n, seqlen, m);
+                    if (keep) {
+                        System.arraycopy(y.toFloatArray(), 0, next, w0 * rowFloats, n * rowFloats);
                     }
-                    model.forward(batch, LogitsMode.LAST, out);
-                } finally {
-                    caches.forEach(KvCache::close);
                 }
                 progress.accept(w0 + n);
             }
-        } finally {
-            model.replaceFeedForward(layer, capture.inner);
+            return next;
         }
-        int total = capture.rows.stream().mapToInt(r -> r.length).sum();
-        float[] x = new float[total];
-        int at = 0;
-        for (float[] r : capture.rows) {
-            System.arraycopy(r, 0, x, at, r.length);
-            at += r.length;
-        }
-        return x;
     }
 
     /** Records the FFN input of every step, then runs the real FFN on it. */

@@ -98,10 +98,11 @@ public final class Carver {
             t = System.nanoTime();
             List<CarveReport.Layer> layers = new ArrayList<>();
             List<TensorMap> tensors = new ArrayList<>();
+            Calibration.ResidualStream stream = new Calibration.ResidualStream(dense.model(), calibration);
             for (int l = 0; l < config.numLayers(); l++) {
                 TensorMap layerTensors = new TensorMap();
-                layers.add(carveLayer(dense.model(), TensorSource.of(checkpoint), l, calibration, moe, opts, recipe,
-                        layerTensors, listener));
+                layers.add(carveLayer(dense.model(), TensorSource.of(checkpoint), stream, calibration, moe, opts,
+                        recipe, layerTensors, listener));
                 tensors.add(layerTensors);
             }
             double carve = seconds(t);
@@ -141,18 +142,20 @@ public final class Carver {
     }
 
     /** Carves layer {@code l} into {@code out} and installs it in {@code model} in place of the dense FFN. */
-    private static CarveReport.Layer carveLayer(LlamaModel model, TensorSource dense, int l, int[][] windows,
-                                                MoeConfig moe, CarveOptions opts, Recipe recipe, TensorMap out,
+    private static CarveReport.Layer carveLayer(LlamaModel model, TensorSource dense,
+                                                Calibration.ResidualStream stream, int[][] windows, MoeConfig moe,
+                                                CarveOptions opts, Recipe recipe, TensorMap out,
                                                 CarveListener listener) {
         ModelConfig config = model.config();
+        int l = stream.layer();
         int d = config.hiddenSize();
         int tokens = windows.length * windows[0].length;
-        long work = windows.length + tokens + 2L + opts.balanceSteps();
+        long work = 2L * windows.length + tokens + 2L + opts.balanceSteps();
         listener.layerStarted(l, config.numLayers(), work);
         long start = System.nanoTime();
 
         // 1. the FFN input of this layer, with the layers before it already carved
-        float[] x = Calibration.ffnInput(model, l, windows, done -> listener.progress(done, "capture"));
+        float[] x = stream.ffnInput(done -> listener.progress(done, "capture"));
         double capture = seconds(start);
         // 2. ATopK markers of the normalised scores h, and the rates μ
         long t = System.nanoTime();
@@ -197,6 +200,8 @@ public final class Carver {
         double balance = seconds(t);
         // 7. the carved layer replaces the dense one before the next layer is calibrated
         model.replaceFeedForward(l, carved).close();
+        int advanced = base + tokens + 2 + opts.balanceSteps();
+        stream.advance(done -> listener.progress(advanced + done, "advance"));
 
         CarveReport.Layer report = layerReport(l, rates, c, router, balanced,
                 new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance, seconds(start)));

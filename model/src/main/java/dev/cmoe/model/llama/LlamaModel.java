@@ -195,6 +195,75 @@ public final class LlamaModel implements AutoCloseable {
         return logits;
     }
 
+    /**
+     * The residual stream entering layer 0 for whole windows: their token embeddings,
+     * (windows·seqlen, hidden), attached to {@code out}. With {@link #forwardLayer} it lets a
+     * caller walk the model one layer at a time and change a layer before moving past it.
+     */
+    public NDArray embedWindows(int[][] windows, NDManager out) {
+        int seqlen = windows[0].length;
+        long[] ids = new long[windows.length * seqlen];
+        for (int w = 0; w < windows.length; w++) {
+            if (windows[w].length != seqlen) {
+                throw new IllegalArgumentException("windows must all have " + seqlen + " tokens, window " + w
+                        + " has " + windows[w].length);
+            }
+            for (int t = 0; t < seqlen; t++) {
+                int id = windows[w][t];
+                if (id < 0 || id >= config.vocabSize()) {
+                    throw new IllegalArgumentException("token id " + id + " outside the vocabulary of "
+                            + config.vocabSize());
+                }
+                ids[w * seqlen + t] = id;
+            }
+        }
+        try (NDManager tmp = embed.getManager().newSubManager()) {
+            NDArray x = embed.get(new NDIndex("{}", tmp.create(ids)));
+            x.attach(out);
+            return x;
+        }
+    }
+
+    /**
+     * Runs decoder layer {@code l}, with whatever FFN it holds now, over whole windows that start
+     * at position 0: x is (windows·seqlen, hidden) and so is the result, attached to {@code out}.
+     * The code path is the step's own (scratch caches, causal masks), so walking the layers this
+     * way gives what {@link #forward} computes inside.
+     */
+    public NDArray forwardLayer(int l, NDArray x, int windows, int seqlen, NDManager out) {
+        if (x.getShape().get(0) != (long) windows * seqlen) {
+            throw new IllegalArgumentException("x has " + x.getShape().get(0) + " rows, not " + windows + " windows of "
+                    + seqlen);
+        }
+        List<SequenceChunk> batch = new ArrayList<>(windows);
+        int[] placeholder = new int[seqlen]; // only the chunk length matters to a layer
+        try {
+            for (int w = 0; w < windows; w++) {
+                KvCache cache = newCache(seqlen);
+                cache.reserve(seqlen);
+                batch.add(new SequenceChunk(cache, placeholder));
+            }
+            NDArray y;
+            try (NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                NDManager step = embed.getManager();
+                long[] positions = new long[windows * seqlen];
+                for (int i = 0; i < positions.length; i++) {
+                    positions[i] = i % seqlen;
+                }
+                NDArray pos = step.create(positions);
+                NDArray cos = ropeCos.get(new NDIndex("{}", pos)).expandDims(1);
+                NDArray sin = ropeSin.get(new NDIndex("{}", pos)).expandDims(1);
+                y = layer(l, x, cos, sin, masks(step, batch), batch);
+                NDScope.unregister(y);
+            }
+            y.attach(out);
+            return y;
+        } finally {
+            batch.forEach(c -> c.cache().close());
+        }
+    }
+
     /** One decoder layer over all tokens of the step. x: (T, hidden) → (T, hidden). */
     private NDArray layer(int l, NDArray x, NDArray cos, NDArray sin, NDArray[] masks, List<SequenceChunk> batch) {
         Layer w = layers.get(l);
