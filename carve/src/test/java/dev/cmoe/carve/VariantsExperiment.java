@@ -45,7 +45,10 @@ class VariantsExperiment {
             new Variant("mean", "mean router", new Carver.Recipe(1, Kind.MEAN)),
             new Variant("fitted", "fitted router", new Carver.Recipe(1, Kind.FITTED)),
             new Variant("lsq", "lsq router", new Carver.Recipe(1, Kind.LSQ)),
-            new Variant("ours", "ours", Carver.Recipe.of(CarveOptions.Method.OURS)));
+            new Variant("ours", "ours", Carver.Recipe.of(CarveOptions.Method.OURS)),
+            new Variant("random-groups", "random groups (ablation)", Carver.Recipe.of(CarveOptions.Method.RANDOM_GROUPS)),
+            new Variant("random-groups-fitted", "random groups + fitted router",
+                    new Carver.Recipe(1, Kind.FITTED, true)));
 
     @Test
     void measure() throws Exception {
@@ -67,7 +70,8 @@ class VariantsExperiment {
         try (ModelDir dense = ModelDir.open(model)) {
             seqlen = Math.min(256, dense.config().maxPositionEmbeddings());
             tokens = dense.tokenizer().encodeIds(validation, false);
-            calibration = Calibration.windows(dense.tokenizer(), calib, 8, seqlen, 0);
+            calibration = Calibration.windows(dense.tokenizer(), calib, Integer.getInteger("cmoe.experiment.samples", 8),
+                    seqlen, 0);
             if (windows > 0) {
                 tokens = Arrays.copyOf(tokens, Math.min(tokens.length, windows * seqlen));
             }
@@ -82,7 +86,8 @@ class VariantsExperiment {
                     continue;
                 }
                 for (int steps : balance > 0 ? new int[] {0, balance} : new int[] {0}) {
-                    CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2]).withCalibration(8, seqlen, 0)
+                    CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2])
+                            .withCalibration(calibration.length, seqlen, 0)
                             .withBalance(steps, CarveOptions.DEFAULT_GAMMA);
                     try (CarvedModel c = Carver.carveInMemory(model, calib, opts, v.recipe(), CarveListener.NONE,
                             (tok, len) -> calibration)) {
@@ -107,7 +112,7 @@ class VariantsExperiment {
         if (Boolean.getBoolean("cmoe.experiment.oracle")) {
             for (String shape : shapes) {
                 int[] sae = parse(shape);
-                CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2]).withCalibration(8, seqlen, 0);
+                CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2]).withCalibration(calibration.length, seqlen, 0);
                 try (CarvedModel c = Carver.carveInMemory(model, calib, opts, VARIANTS.get(0).recipe(),
                         CarveListener.NONE, (tok, len) -> calibration)) {
                     for (int l = 0; l < c.model().config().numLayers(); l++) {
