@@ -98,8 +98,18 @@ public final class PlanCommand implements Callable<Integer> {
     static void print(PrintStream o, PlacementPlan plan, ExpertLoads loads, ExpertMemory memory, int spare,
                       PlacementStats planned, PlacementStats baseline) {
         int replicated = (int) plan.assignments().stream().filter(a -> a.devices().size() > 1).count();
+        long smallest = Long.MAX_VALUE;
+        long largest = 0;
+        for (long[] row : memory.bytes()) {
+            for (long b : row) {
+                smallest = Math.min(smallest, b);
+                largest = Math.max(largest, b);
+            }
+        }
+        String size = smallest == largest ? Bytes.format(largest)
+                : Bytes.format(smallest) + " to " + Bytes.format(largest);
         o.printf(Locale.ROOT, "%d layers × %d routed experts (%s each) on %d devices, %d spare replicas"
-                        + " (%d experts replicated)%n", plan.layers(), plan.experts(), Bytes.format(memory.of(0, 0)),
+                        + " (%d experts replicated)%n", plan.layers(), plan.experts(), size,
                 plan.devices().size(), spare, replicated);
         o.printf(Locale.ROOT, "loads: %s%n%n", loads.source());
         int width = Math.max(6, plan.devices().stream().mapToInt(d -> d.id().length()).max().orElse(6));
