@@ -9,6 +9,8 @@ import dev.cmoe.deploy.cli.EvalPplCommand;
 import dev.cmoe.deploy.cli.ServeCommand;
 import dev.cmoe.deploy.cli.TrainCommand;
 import dev.cmoe.deploy.cli.GenerateCommand;
+import dev.cmoe.deploy.cli.HealthCommand;
+import dev.cmoe.deploy.cli.PlanCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -17,7 +19,7 @@ import picocli.CommandLine.Command;
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
             GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
-            ClientCommand.class, CommandLine.HelpCommand.class})
+            ClientCommand.class, PlanCommand.class, HealthCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {
