@@ -35,10 +35,10 @@ public record BenchReport(String title, Map<String, Object> setup, List<LoadSumm
         out.println("== " + title);
         setup.forEach((k, v) -> out.printf(Locale.ROOT, "   %-18s %s%n", k, v));
         if (loads.size() > 1) {
-            out.printf(Locale.ROOT, "%n%-16s %6s %6s %8s %9s %9s %9s %9s %9s %9s  %s%n", "load", "ok", "calls",
+            out.printf(Locale.ROOT, "%n%-24s %6s %6s %8s %9s %9s %9s %9s %9s %9s  %s%n", "load", "ok", "calls",
                     "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "ITL p99", "E2E p99", "errors");
             for (LoadSummary l : loads) {
-                out.printf(Locale.ROOT, "%-16s %6d %6d %8.2f %9.1f %9s %9s %9s %9s %9s  %s%n", l.label(), l.ok(),
+                out.printf(Locale.ROOT, "%-24s %6d %6d %8.2f %9.1f %9s %9s %9s %9s %9s  %s%n", l.label(), l.ok(),
                         l.issued(), l.requestsPerSecond(), l.outputTokensPerSecond(), ms(l.ttft().p50()),
                         ms(l.ttft().p99()), ms(l.tpot().p50()), ms(l.itl().p99()), ms(l.e2e().p99()), l.errors());
             }

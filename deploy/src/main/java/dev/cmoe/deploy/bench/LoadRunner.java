@@ -114,7 +114,7 @@ public final class LoadRunner {
     public List<RequestResult> run(Plan plan, Requests requests, Listener listener) throws InterruptedException {
         Map<Long, Call> open = new ConcurrentHashMap<>();
         List<RequestResult> results = java.util.Collections.synchronizedList(new ArrayList<>());
-        Semaphore clients = new Semaphore(plan.concurrency() != null ? plan.concurrency() : Integer.MAX_VALUE);
+        Semaphore clients = plan.concurrency() != null ? new Semaphore(plan.concurrency()) : null;
         long stopAt = now() + plan.duration().toNanos();
         SplittableRandom schedule = new SplittableRandom(plan.seed());
         long nextArrival = now();
@@ -148,7 +148,9 @@ public final class LoadRunner {
             Call call = new Call(index, issue, r -> {
                 open.remove(r.index());
                 results.add(r);
-                clients.release();
+                if (clients != null) {
+                    clients.release();
+                }
                 listener.finished(r);
             });
             open.put(index, call);

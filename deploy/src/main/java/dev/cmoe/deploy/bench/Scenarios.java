@@ -17,8 +17,6 @@ import java.util.concurrent.atomic.AtomicLong;
  * cache, requests that hang or fail with the wrong status).
  */
 public final class Scenarios {
-    private static final Duration DRAIN = Duration.ofSeconds(30);
-
     /** A scenario's loads (one per phase) and its verdict. */
     public record Outcome(List<LoadSummary> loads, List<RequestResult> results, Verdict verdict) {
     }
@@ -45,7 +43,7 @@ public final class Scenarios {
         MetricsScraper.Scrape before = w.scrape();
         List<RequestResult> overload = w.run(LoadRunner.Plan.open(Arrivals.poisson(rate), requests, duration,
                 w.timeout(), w.seed()), w.requests("overload", false, 0, 2));
-        MetricsScraper.Scrape drained = w.awaitDrained(DRAIN);
+        MetricsScraper.Scrape drained = w.awaitDrained();
         LoadSummary over = LoadSummary.of(String.format(Locale.ROOT, "overload %.1f req/s", rate), overload);
 
         Verdict.Builder v = new Verdict.Builder("saturate");
@@ -131,7 +129,7 @@ public final class Scenarios {
         List<RequestResult> results = w.run(LoadRunner.Plan.closed(clients, requests, duration, w.timeout()),
                 w.requests("cancel-storm", false, 0.5, 5));
         long end = w.now();
-        MetricsScraper.Scrape drained = w.awaitDrained(DRAIN);
+        MetricsScraper.Scrape drained = w.awaitDrained();
         double drainMs = (w.now() - end) / 1e6;
         LoadSummary l = LoadSummary.of("half cancelled", results);
         long cancelled = results.stream().filter(RequestResult::cancelledByClient).count();
@@ -164,7 +162,7 @@ public final class Scenarios {
     public static Outcome soak(Workload w, LoadRunner.Plan plan) throws InterruptedException {
         MetricsScraper.Scrape before = w.scrape();
         List<RequestResult> results = w.run(plan, w.requests("soak", false, 0, 6));
-        MetricsScraper.Scrape drained = w.awaitDrained(DRAIN);
+        MetricsScraper.Scrape drained = w.awaitDrained();
         long first = results.stream().mapToLong(RequestResult::start).min().orElse(0);
         long last = results.stream().mapToLong(RequestResult::start).max().orElse(0);
         long third = (last - first) / 3;

@@ -13,12 +13,14 @@ import java.util.SplittableRandom;
  * from it, so a scenario's phases differ only in what the scenario changes.
  *
  * @param context the server's context length: prompt + output are clipped to fit it
+ * @param drainTimeout how long to wait after a load for the server to empty before calling what is left a leak
  * @param scraper the server's metrics, or null when there is no endpoint
  * @param limits the server's admission limits, as far as they are known
  */
 public record Workload(Channel channel, long origin, PromptSource prompts, LengthDistribution input,
                       LengthDistribution output, int context, double temperature, boolean ignoreEos, long seed,
-                      Duration timeout, MetricsScraper scraper, Limits limits, LoadRunner.Listener progress) {
+                      Duration timeout, Duration drainTimeout, MetricsScraper scraper, Limits limits,
+                      LoadRunner.Listener progress) {
 
     /**
      * The server's limits that verdicts compare against; -1 where unknown (a remote server whose
@@ -73,6 +75,11 @@ public record Workload(Channel channel, long origin, PromptSource prompts, Lengt
         } catch (IOException e) {
             return null;
         }
+    }
+
+    /** {@link #awaitDrained(Duration)} for {@link #drainTimeout}. */
+    public MetricsScraper.Scrape awaitDrained() throws InterruptedException {
+        return awaitDrained(drainTimeout);
     }
 
     /**

@@ -117,6 +117,11 @@ public final class BenchCommand implements Callable<Integer> {
             description = "Deadline of each call (default: ${DEFAULT-VALUE}).")
     Duration timeout;
 
+    @Option(names = "--drain-timeout", converter = DurationConverter.class, defaultValue = "30s",
+            description = "After a load, how long the server may take to empty its batch and KV cache before what is"
+                    + " left counts as leaked (default: ${DEFAULT-VALUE}).")
+    Duration drainTimeout;
+
     @Option(names = "--factor", defaultValue = "2", description = "saturate: offered load as a multiple of the"
             + " sustainable rate (default: ${DEFAULT-VALUE}).")
     double factor;
@@ -218,7 +223,7 @@ public final class BenchCommand implements Callable<Integer> {
             try (ProgressBar bar = quiet ? null : Progress.bar("bench", plannedRequests(sc), "req")) {
                 LoadRunner.Listener progress = bar == null ? r -> { } : r -> bar.step();
                 Workload w = new Workload(channel, origin, source, input, output, info.getContextLength(), temperature,
-                        ignoreEos, seed, timeout, scraper, limits, progress);
+                        ignoreEos, seed, timeout, drainTimeout, scraper, limits, progress);
                 report = execute(sc, w, setup, scraper, info);
             }
         } finally {
