@@ -363,7 +363,8 @@ public final class BenchCommand implements Callable<Integer> {
         if (outputLen == null) {
             outputLen = sc.output;
         }
-        if (sc == Scenario.SATURATE) {
+        if (sc == Scenario.SATURATE && target == null) {
+            // a small queue and batch, so the in-process server saturates within seconds
             maxQueue = maxQueue != null ? maxQueue : 8;
             maxRunning = maxRunning != null ? maxRunning : 8;
         }
@@ -410,8 +411,8 @@ public final class BenchCommand implements Callable<Integer> {
     /** The server's limits as the verdicts should see them. */
     private Workload.Limits limits(ModelConfig config, ModelInfo info, boolean inProcess) {
         int queue = maxQueue != null ? maxQueue : inProcess ? 256 : -1;
-        int running = maxRunning != null ? Math.min(maxRunning, maxBatchTokens) : inProcess ? Math.min(64, maxBatchTokens)
-                : -1;
+        int running = !inProcess ? (maxRunning != null ? maxRunning : -1)
+                : Math.min(maxRunning != null ? maxRunning : 64, maxBatchTokens);
         long kv = -1;
         if (config != null && running > 0) {
             long perToken = 2L * config.numLayers() * config.kvDim() * Float.BYTES; // K and V, float32
