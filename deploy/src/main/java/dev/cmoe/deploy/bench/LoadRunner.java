@@ -139,7 +139,8 @@ public final class LoadRunner {
             Issue issue = requests.next(index);
             if (open.size() >= plan.maxInFlight()) {
                 long t = now();
-                RequestResult dropped = new RequestResult(index, issue.phase(), t, t, new long[0], 0, CLIENT_OVERFLOW,
+                RequestResult dropped = new RequestResult(index, issue.phase(), t, t, new long[0], new int[0], 0,
+                        CLIENT_OVERFLOW,
                         "", false, "more than " + plan.maxInFlight() + " calls open");
                 results.add(dropped);
                 listener.finished(dropped);
@@ -176,6 +177,7 @@ public final class LoadRunner {
         private final java.util.function.Consumer<RequestResult> done;
         private final long start = now();
         private long[] times = new long[16];
+        private int[] ids = new int[16];
         private int count;
         private int promptTokens;
         private String finishReason = "";
@@ -208,7 +210,9 @@ public final class LoadRunner {
                     for (int i = 0; i < r.getChunk().getTokenIdsCount(); i++) {
                         if (count == times.length) {
                             times = Arrays.copyOf(times, count * 2);
+                            ids = Arrays.copyOf(ids, count * 2);
                         }
+                        ids[count] = r.getChunk().getTokenIds(i);
                         times[count++] = t;
                     }
                     promptTokens = r.getChunk().getPromptTokens();
@@ -255,7 +259,7 @@ public final class LoadRunner {
             }
             ended = true;
             done.accept(new RequestResult(index, issue.phase(), start, now(), Arrays.copyOf(times, count),
-                    promptTokens, status, finishReason, cancelled, why));
+                    Arrays.copyOf(ids, count), promptTokens, status, finishReason, cancelled, why));
         }
     }
 

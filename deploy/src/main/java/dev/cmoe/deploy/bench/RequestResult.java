@@ -9,13 +9,15 @@ package dev.cmoe.deploy.bench;
  * @param start when the call was issued
  * @param end when the call ended (its last message or its error)
  * @param tokenTimes arrival time of each generated token, in order
+ * @param tokenIds the generated tokens, in order (compared across runs by worker-loss)
  * @param promptTokens the prompt length the server reported (0 when it reported none)
  * @param status the gRPC status code name; in-stream errors report their code
  * @param finishReason the Final message's reason, or "" when none came
  * @param cancelledByClient the client cancelled the call on purpose (cancel-storm)
  * @param message the error description, or ""
  */
-public record RequestResult(long index, String phase, long start, long end, long[] tokenTimes, int promptTokens,
+public record RequestResult(long index, String phase, long start, long end, long[] tokenTimes, int[] tokenIds,
+                            int promptTokens,
                             String status, String finishReason, boolean cancelledByClient, String message) {
 
     public boolean ok() {

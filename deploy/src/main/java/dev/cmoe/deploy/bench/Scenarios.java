@@ -194,12 +194,16 @@ public final class Scenarios {
      * worker-loss: a load during which the process {@code killPid} (an expert worker of a cluster)
      * is killed with SIGKILL after {@code killAfter}. Every admitted call must complete or fail with
      * UNAVAILABLE; none may hang (no DEADLINE_EXCEEDED, no call left open). Reports the latency
-     * spike: calls in flight at the kill and after it against calls before it.
+     * spike: calls in flight at the kill and after it against calls before it. With
+     * {@code reference}, the same requests run once first without a kill, and every call that
+     * completes in both runs must have produced the same tokens (greedy or seeded sampling is
+     * deterministic; a failover that recomputes a step differently shows here).
      */
-    public static Outcome workerLoss(Workload w, LoadRunner.Plan plan, long killPid, Duration killAfter)
-            throws InterruptedException {
+    public static Outcome workerLoss(Workload w, LoadRunner.Plan plan, long killPid, Duration killAfter,
+                                     boolean reference) throws InterruptedException {
         ProcessHandle victim = ProcessHandle.of(killPid).orElseThrow(() -> new IllegalArgumentException(
                 "--kill-pid " + killPid + ": no such process"));
+        List<RequestResult> before = reference ? w.run(plan, w.requests("worker-loss", false, 0, 7)) : List.of();
         AtomicLong killedAt = new AtomicLong(-1);
         ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor();
         List<RequestResult> results;
@@ -227,9 +231,25 @@ public final class Scenarios {
         long hung = results.stream().filter(r -> "HUNG".equals(r.status()) || "DEADLINE_EXCEEDED".equals(r.status()))
                 .count();
         v.check(hung == 0, "none hung: %d calls hit their deadline or never ended", hung);
-        List<RequestResult> before = results.stream().filter(r -> kill < 0 || r.end() < kill).toList();
+        if (reference) {
+            java.util.Map<Long, RequestResult> ref = new java.util.HashMap<>();
+            before.forEach(r -> ref.put(r.index(), r));
+            long compared = 0;
+            long differ = 0;
+            for (RequestResult r : results) {
+                RequestResult q = ref.get(r.index());
+                if (q != null && completed(q) && completed(r)) {
+                    compared++;
+                    differ += java.util.Arrays.equals(q.tokenIds(), r.tokenIds()) ? 0 : 1;
+                }
+            }
+            v.check(compared > 0 && differ == 0, "same tokens as without the kill: %d of %d calls completed in both"
+                    + " runs differ", differ, compared);
+            v.figure("token_mismatches", differ);
+        }
+        List<RequestResult> earlier = results.stream().filter(r -> kill < 0 || r.end() < kill).toList();
         List<RequestResult> spanning = results.stream().filter(r -> kill >= 0 && r.end() >= kill).toList();
-        LoadSummary b = LoadSummary.of("before the kill", before);
+        LoadSummary b = LoadSummary.of("before the kill", earlier);
         LoadSummary a = LoadSummary.of("at and after the kill", spanning);
         v.figure("e2e_p99_ms_before", b.e2e().p99()).figure("e2e_p99_ms_after", a.e2e().p99());
         v.figure("e2e_max_ms_after", a.e2e().max()).figure("unavailable", all.count("UNAVAILABLE"));

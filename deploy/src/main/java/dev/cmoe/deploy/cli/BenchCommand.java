@@ -133,6 +133,11 @@ public final class BenchCommand implements Callable<Integer> {
             + " it (default: a third of --duration).")
     Duration killAfter;
 
+    @Option(names = "--reference", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "worker-loss: run the same requests once without the kill first and require equal tokens"
+                    + " from every call that completes in both (default: on).")
+    boolean reference;
+
     @Option(names = "--max-batch-tokens", defaultValue = "512", description = "In-process server: tokens per step"
             + " (default: ${DEFAULT-VALUE}).")
     int maxBatchTokens;
@@ -277,7 +282,7 @@ public final class BenchCommand implements Callable<Integer> {
             case CANCEL_STORM -> outcome = Scenarios.cancelStorm(w, concurrency.getFirst(), requests, duration);
             case SOAK -> outcome = Scenarios.soak(w, plan());
             case WORKER_LOSS -> outcome = Scenarios.workerLoss(w, plan(), killPid,
-                    killAfter != null ? killAfter : duration.dividedBy(3));
+                    killAfter != null ? killAfter : duration.dividedBy(3), reference);
         }
         if (outcome != null) {
             loads.addAll(outcome.loads());
@@ -378,6 +383,7 @@ public final class BenchCommand implements Callable<Integer> {
             case LOAD -> rate != null ? requests : (long) requests * concurrency.size();
             case SATURATE -> requests + 4L * Math.max(8, concurrency.getFirst());
             case SKEW -> 2L * requests;
+            case WORKER_LOSS -> reference ? 2L * requests : requests;
             default -> requests;
         };
     }

@@ -124,11 +124,13 @@ class BenchPartsTest {
     @Test
     void loadSummaryCountsStatusesAndTokenTimings() {
         List<RequestResult> results = List.of(
-                new RequestResult(0, "p", 0, 100_000_000, new long[] {10_000_000, 20_000_000, 40_000_000}, 5, "OK",
+                new RequestResult(0, "p", 0, 100_000_000, new long[] {10_000_000, 20_000_000, 40_000_000}, new int[] {4, 5, 6}, 5, "OK",
                         "LENGTH", false, ""),
-                new RequestResult(1, "p", 50_000_000, 52_000_000, new long[0], 0, "RESOURCE_EXHAUSTED", "", false,
+                new RequestResult(1, "p", 50_000_000, 52_000_000, new long[0], new int[0], 0, "RESOURCE_EXHAUSTED", "",
+                        false,
                         "queue is full"),
-                new RequestResult(2, "p", 0, 30_000_000, new long[] {25_000_000}, 5, "CANCELLED", "", true, ""));
+                new RequestResult(2, "p", 0, 30_000_000, new long[] {25_000_000}, new int[] {9}, 5, "CANCELLED", "",
+                        true, ""));
         LoadSummary s = LoadSummary.of("x", results);
         assertEquals(3, s.issued());
         assertEquals(1, s.ok());

@@ -138,13 +138,14 @@ class BenchScenariosTest {
         try (ServeCommand.Running server = serve(BenchFixture.dense())) {
             BenchFixture.Run run = BenchFixture.bench(tmp, "--target", "127.0.0.1:" + server.port(),
                     "--model", BenchFixture.dense().toString(), "--scenario", "worker-loss",
-                    "--kill-pid", Long.toString(victim.pid()), "--kill-after", "300ms", "--duration", "2s",
+                    "--kill-pid", Long.toString(victim.pid()), "--kill-after", "300ms", "--duration", "1500ms",
                     "--concurrency", "2", "--input-len", "8", "--output-len", "8");
             Verdict v = run.report().verdict();
             assertTrue(v.pass(), v.line());
             assertTrue(victim.waitFor(5, TimeUnit.SECONDS), "the victim was killed");
             assertTrue(v.line().contains("process " + victim.pid() + " killed at"), v.line());
             assertTrue(run.report().loads().getLast().ok() > 0, "calls went on after the kill");
+            assertTrue(v.line().contains("same tokens as without the kill: 0 of"), v.line());
         } finally {
             victim.destroyForcibly();
         }
