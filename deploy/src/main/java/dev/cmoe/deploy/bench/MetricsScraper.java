@@ -140,10 +140,14 @@ public final class MetricsScraper implements AutoCloseable {
     }
 
     @Override
-    public void close() throws InterruptedException {
+    public void close() {
         if (timer != null) {
             timer.shutdownNow();
-            timer.awaitTermination(5, TimeUnit.SECONDS);
+            try {
+                timer.awaitTermination(5, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt(); // the scraper thread is a daemon; leave it to end
+            }
         }
     }
 }
