@@ -18,12 +18,10 @@ import dev.cmoe.model.tokenizer.TextTokenizer;
 import dev.cmoe.proto.v1.GenerationGrpc;
 import dev.cmoe.proto.v1.GetModelInfoRequest;
 import dev.cmoe.proto.v1.ModelInfo;
-import io.grpc.ClientInterceptors;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
-import io.grpc.stub.MetadataUtils;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -38,8 +36,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import me.tongfei.progressbar.ProgressBar;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -411,7 +407,7 @@ public final class BenchCommand implements Callable<Integer> {
         Metadata headers = new Metadata();
         headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
                 "Bearer " + Files.readString(authTokenFile, StandardCharsets.UTF_8).strip());
-        return new AuthChannel(ch, headers);
+        return new BearerChannel(ch, headers);
     }
 
     /** The server's limits as the verdicts should see them. */
@@ -460,79 +456,5 @@ public final class BenchCommand implements Callable<Integer> {
             BrownCorpus.fetch(data);
         }
         return test;
-    }
-
-    /** A channel that adds the bearer token to every call and closes the channel under it. */
-    private static final class AuthChannel extends ManagedChannel {
-        private final ManagedChannel inner;
-        private final io.grpc.Channel intercepted;
-
-        AuthChannel(ManagedChannel inner, Metadata headers) {
-            this.inner = inner;
-            this.intercepted = ClientInterceptors.intercept(inner, MetadataUtils.newAttachHeadersInterceptor(headers));
-        }
-
-        @Override
-        public <Q, R> io.grpc.ClientCall<Q, R> newCall(io.grpc.MethodDescriptor<Q, R> method,
-                                                       io.grpc.CallOptions options) {
-            return intercepted.newCall(method, options);
-        }
-
-        @Override
-        public String authority() {
-            return inner.authority();
-        }
-
-        @Override
-        public ManagedChannel shutdown() {
-            inner.shutdown();
-            return this;
-        }
-
-        @Override
-        public boolean isShutdown() {
-            return inner.isShutdown();
-        }
-
-        @Override
-        public boolean isTerminated() {
-            return inner.isTerminated();
-        }
-
-        @Override
-        public ManagedChannel shutdownNow() {
-            inner.shutdownNow();
-            return this;
-        }
-
-        @Override
-        public boolean awaitTermination(long timeout, TimeUnit unit) throws InterruptedException {
-            return inner.awaitTermination(timeout, unit);
-        }
-    }
-
-    /** Parses 500ms, 30s, 5m, 1h (and ISO-8601 PT30S). */
-    public static final class DurationConverter implements CommandLine.ITypeConverter<Duration> {
-        private static final Pattern SIMPLE = Pattern.compile("(\\d+(?:\\.\\d+)?)(ms|s|m|h)");
-
-        @Override
-        public Duration convert(String value) {
-            Matcher m = SIMPLE.matcher(value.strip());
-            if (m.matches()) {
-                double n = Double.parseDouble(m.group(1));
-                long ms = Math.round(n * switch (m.group(2)) {
-                    case "ms" -> 1;
-                    case "s" -> 1_000;
-                    case "m" -> 60_000;
-                    default -> 3_600_000;
-                });
-                return Duration.ofMillis(ms);
-            }
-            try {
-                return Duration.parse(value.strip());
-            } catch (java.time.format.DateTimeParseException e) {
-                throw new CommandLine.TypeConversionException("'" + value + "' is not a duration like 500ms, 30s, 5m, 1h");
-            }
-        }
     }
 }

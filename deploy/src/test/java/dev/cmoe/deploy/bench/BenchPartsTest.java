@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cmoe.deploy.cli.BenchCommand;
+import dev.cmoe.deploy.cli.DurationConverter;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -147,7 +148,7 @@ class BenchPartsTest {
 
     @Test
     void badFlagsAreNamed() {
-        BenchCommand.DurationConverter d = new BenchCommand.DurationConverter();
+        DurationConverter d = new DurationConverter();
         assertEquals(Duration.ofMillis(500), d.convert("500ms"));
         assertEquals(Duration.ofMinutes(5), d.convert("5m"));
         assertEquals(Duration.ofSeconds(30), d.convert("PT30S"));
