@@ -1,6 +1,8 @@
 package dev.cmoe.deploy;
 
 import dev.cmoe.deploy.cli.BaselinesCommand;
+import dev.cmoe.deploy.cli.BenchCommand;
+import dev.cmoe.deploy.cli.BenchEngineCommand;
 import dev.cmoe.deploy.cli.ClientCommand;
 import dev.cmoe.deploy.cli.CarveCommand;
 import dev.cmoe.deploy.cli.DataCommand;
@@ -19,7 +21,8 @@ import picocli.CommandLine.Command;
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
             GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
-            ClientCommand.class, PlanCommand.class, HealthCommand.class, CommandLine.HelpCommand.class})
+            ClientCommand.class, PlanCommand.class, HealthCommand.class, BenchCommand.class, BenchEngineCommand.class,
+            CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {

@@ -3,6 +3,7 @@ package dev.cmoe.deploy.cli;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.server.InferenceServer;
 import dev.cmoe.server.metrics.MetricsHttpServer;
+import dev.cmoe.server.metrics.ProcessMetrics;
 import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.scheduler.SchedulerConfig;
 import io.grpc.InsecureServerCredentials;
@@ -115,6 +116,7 @@ public final class ServeCommand implements Callable<Integer> {
         SchedulerConfig config = new SchedulerConfig(maxBatchTokens, maxQueue, Math.min(maxRunning, maxBatchTokens),
                 maxKvBytes, SchedulerConfig.defaults().streamWindow());
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        ProcessMetrics.bindTo(registry);
         ModelDir dir = ModelDir.open(model);
         InferenceServer server = null;
         try {

@@ -1,0 +1,277 @@
+package dev.cmoe.deploy.cli;
+
+import dev.cmoe.carve.CarveListener;
+import dev.cmoe.carve.CarveOptions;
+import dev.cmoe.carve.CarveReport;
+import dev.cmoe.carve.Carver;
+import dev.cmoe.deploy.bench.EngineBench;
+import dev.cmoe.deploy.bench.SyntheticModel;
+import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.data.BrownCorpus;
+import dev.cmoe.model.data.Split;
+import dev.cmoe.model.llama.FeedForward;
+import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.model.safetensors.Checkpoint;
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import me.tongfei.progressbar.ProgressBar;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code cmoe bench-engine}: decode throughput and FFN time of dense vs carved FFNs on the same
+ * engine, for the shipped model and for a LLaMA-2-7B-shaped model with random weights, and the
+ * carve time of the shipped model. Prints tables; the figures in docs/PERFORMANCE.md come from it.
+ */
+@Command(name = "bench-engine", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Decode throughput and FFN time per token, dense vs carved on one engine (shipped model and a"
+                + " synthetic LLaMA-2-7B-shaped one), and carve time. Run it on an otherwise idle machine."})
+public final class BenchEngineCommand implements Callable<Integer> {
+    @Option(names = "--model", description = "Dense model (default: models/brown-llama).")
+    Path model;
+
+    @Option(names = "--carved", description = "Its carving (default: ~/.cache/cmoe/models/brown-llama-S2A2E16, made"
+            + " by `cmoe demo`).")
+    Path carved;
+
+    @Option(names = "--skip-shipped", description = "Skip the shipped model.")
+    boolean skipShipped;
+
+    @Option(names = "--skip-synthetic", description = "Skip the synthetic 7B-shaped model.")
+    boolean skipSynthetic;
+
+    @Option(names = "--batch", split = ",", defaultValue = "1,8,32", description = "Sequences per decode step"
+            + " (default: ${DEFAULT-VALUE}).")
+    int[] batches;
+
+    @Option(names = "--steps", defaultValue = "16", description = "Timed decode steps per measurement (default:"
+            + " ${DEFAULT-VALUE}).")
+    int steps;
+
+    @Option(names = "--prompt", defaultValue = "32", description = "Prompt tokens prefilled per sequence (default:"
+            + " ${DEFAULT-VALUE}).")
+    int prompt;
+
+    @Option(names = "--repeats", defaultValue = "3", description = "Repeats, variants alternating in each (default:"
+            + " ${DEFAULT-VALUE}).")
+    int repeats;
+
+    @Option(names = "--hidden", defaultValue = "4096", description = "Synthetic d (default: ${DEFAULT-VALUE}).")
+    int hidden;
+
+    @Option(names = "--intermediate", defaultValue = "11008", description = "Synthetic d_h (default: ${DEFAULT-VALUE}).")
+    int intermediate;
+
+    @Option(names = "--layers", defaultValue = "2", description = "Synthetic layers (default: ${DEFAULT-VALUE}).")
+    int layers;
+
+    @Option(names = "--heads", defaultValue = "32", description = "Synthetic attention heads (and KV heads)"
+            + " (default: ${DEFAULT-VALUE}).")
+    int heads;
+
+    @Option(names = "--vocab", defaultValue = "1024", description = "Synthetic vocabulary (default: ${DEFAULT-VALUE}).")
+    int vocab;
+
+    @Option(names = "--experts", defaultValue = "16", description = "Synthetic carving: N (default: ${DEFAULT-VALUE}).")
+    int experts;
+
+    @Option(names = "--shared", defaultValue = "2", description = "Synthetic carving: N_s (default: ${DEFAULT-VALUE}).")
+    int shared;
+
+    @Option(names = "--active", split = ",", defaultValue = "2,10", description = "Synthetic carving: N_k values;"
+            + " with N_s 2 of 16, 2 is 25% and 10 is 75% of the FFN active (default: ${DEFAULT-VALUE}).")
+    int[] active;
+
+    @Option(names = "--ffn-iterations", defaultValue = "20", description = "FFN-only forwards per measurement"
+            + " (default: ${DEFAULT-VALUE}).")
+    int ffnIterations;
+
+    @Option(names = "--threads", description = "PyTorch intra-op threads (default: the engine's, one per core). On a"
+            + " machine shared with other jobs, 1 avoids OpenMP threads spinning against each other.")
+    Integer threads;
+
+    @Option(names = "--carve", description = "Also carve the shipped model (S2A2E16, into a temporary directory)"
+            + " and report the time per layer and phase.")
+    boolean carve;
+
+    @Override
+    public Integer call() throws Exception {
+        if (threads != null) {
+            // read once, when the engine starts: this command has not touched it yet
+            System.setProperty("ai.djl.pytorch.num_threads", threads.toString());
+        }
+        PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+        out.printf(Locale.ROOT, "cmoe bench-engine: %d cores, %s engine threads, load average %.2f at start; batches %s,"
+                        + " %d timed steps, %d repeats (variants take turns step by step)%n",
+                Runtime.getRuntime().availableProcessors(), threads == null ? "default" : threads.toString(),
+                ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage(), Arrays.toString(batches), steps,
+                repeats);
+        if (!skipShipped) {
+            shipped(out);
+        }
+        if (!skipSynthetic) {
+            synthetic(out);
+        }
+        if (carve) {
+            carve(out);
+        }
+        out.printf(Locale.ROOT, "load average at the end %.2f%n",
+                ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage());
+        return 0;
+    }
+
+    private void shipped(PrintStream out) throws Exception {
+        Path dense = model != null ? model : Paths.shippedModel();
+        Path moeDir = carved != null ? carved : BrownCorpus.defaultDataDir().resolveSibling("models")
+                .resolve("brown-llama-S2A2E16");
+        if (!Files.exists(moeDir.resolve("config.json"))) {
+            throw new IllegalArgumentException("no carved model at " + moeDir + ": run `./cmoe demo` once, or `cmoe"
+                    + " carve` and pass --carved DIR");
+        }
+        ModelConfig carvedConfig = ModelConfig.load(moeDir);
+        MoeConfig moe = MoeConfig.of(carvedConfig).orElseThrow(() -> new IllegalArgumentException(
+                moeDir + " has no cmoe block: not a carved model"));
+        try (ModelDir dir = ModelDir.open(dense); Checkpoint ckpt = Checkpoint.open(moeDir)) {
+            LlamaModel m = dir.model();
+            ModelConfig c = m.config();
+            List<FeedForward> denseFfns = ffns(m);
+            List<FeedForward> moeFfns = new ArrayList<>();
+            for (int l = 0; l < c.numLayers(); l++) {
+                moeFfns.add(MoeFeedForward.load(m.manager(), TensorSource.of(ckpt), l, carvedConfig, moe));
+            }
+            String name = "S" + moe.shared() + "A" + moe.active() + "E" + moe.experts();
+            String label = String.format(Locale.ROOT, "%s (%d layers, d %d, d_h %d)", dense.getFileName(),
+                    c.numLayers(), c.hiddenSize(), c.intermediateSize());
+            run(out, label, m, c.hiddenSize(), List.of(new EngineBench.Variant("dense", denseFfns),
+                    new EngineBench.Variant(name + " " + pct(moe), moeFfns)));
+            EngineBench.install(m, new EngineBench.Variant("dense", denseFfns));
+            moeFfns.forEach(FeedForward::close);
+        }
+    }
+
+    private void synthetic(PrintStream out) throws Exception {
+        ModelConfig c = SyntheticModel.config(hidden, intermediate, layers, heads, heads, vocab,
+                prompt + steps + 8);
+        SyntheticModel source = new SyntheticModel(42);
+        out.printf(Locale.ROOT, "%nbuilding the synthetic model (d %d, d_h %d, %d layers, %d heads, vocab %d) and its"
+                + " carvings %s of %d experts, N_s %d ...%n", hidden, intermediate, layers, heads, vocab,
+                Arrays.toString(active), experts, shared);
+        try (LlamaModel m = LlamaModel.dense(c, source)) {
+            List<EngineBench.Variant> variants = new ArrayList<>();
+            List<FeedForward> denseFfns = ffns(m);
+            variants.add(new EngineBench.Variant("dense", denseFfns));
+            for (int k : active) {
+                MoeConfig moe = SyntheticModel.moe(intermediate, experts, shared, k);
+                List<FeedForward> f = new ArrayList<>();
+                for (int l = 0; l < layers; l++) {
+                    f.add(MoeFeedForward.load(m.manager(), source, l, c, moe));
+                }
+                variants.add(new EngineBench.Variant("S" + shared + "A" + k + "E" + experts + " " + pct(moe), f));
+            }
+            String label = String.format(Locale.ROOT, "synthetic 7B-shaped (%d layers, d %d, d_h %d)", layers, hidden,
+                    intermediate);
+            run(out, label, m, hidden, variants);
+            EngineBench.install(m, variants.getFirst());
+            for (EngineBench.Variant v : variants.subList(1, variants.size())) {
+                v.ffns().forEach(FeedForward::close);
+            }
+        }
+    }
+
+    private void run(PrintStream out, String label, LlamaModel m, int d, List<EngineBench.Variant> variants) {
+        List<EngineBench.Decode> decode;
+        try (ProgressBar bar = Progress.bar("decode", (long) batches.length * repeats, "run")) {
+            decode = EngineBench.decode(m, variants, batches, prompt, steps, repeats, bar::step);
+        }
+        String base = variants.getFirst().name();
+        out.printf(Locale.ROOT, "%n== decode throughput, %s: tokens/s (median of %d), carved/dense = median of the"
+                + " per-repeat ratios [min-max]%n", label, repeats);
+        StringBuilder head = new StringBuilder(String.format(Locale.ROOT, "%6s %10s", "batch", base));
+        for (EngineBench.Variant v : variants.subList(1, variants.size())) {
+            head.append(String.format(Locale.ROOT, " %16s %22s", v.name(), "carved/dense"));
+        }
+        out.println(head);
+        for (EngineBench.Decode r : decode) {
+            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d %10.1f", r.batch(), r.median(base)));
+            for (EngineBench.Variant v : variants.subList(1, variants.size())) {
+                double[] range = r.range(v.name(), base);
+                row.append(String.format(Locale.ROOT, " %16.1f %8.2fx [%.2f-%.2f]", r.median(v.name()),
+                        r.ratio(v.name(), base), range[0], range[1]));
+            }
+            out.println(row);
+        }
+        out.printf(Locale.ROOT, "%n== FFN only (layer 0), %s: microseconds per token (median of %d), MoE/dense time%n",
+                label, repeats);
+        out.println(head.toString().replace("carved/dense", "  MoE/dense"));
+        for (int batch : batches) {
+            Map<String, double[]> us = EngineBench.ffnMicrosPerToken(variants, d, batch, ffnIterations, repeats);
+            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d %10.1f", batch,
+                    median(us.get(base))));
+            for (EngineBench.Variant v : variants.subList(1, variants.size())) {
+                double[] ratio = new double[repeats];
+                for (int i = 0; i < repeats; i++) {
+                    ratio[i] = us.get(v.name())[i] / us.get(base)[i];
+                }
+                row.append(String.format(Locale.ROOT, " %16.1f %8.2fx %13s", median(us.get(v.name())), median(ratio),
+                        ""));
+            }
+            out.println(row);
+        }
+    }
+
+    private void carve(PrintStream out) throws Exception {
+        Path dense = model != null ? model : Paths.shippedModel();
+        Path data = BrownCorpus.defaultDataDir();
+        BrownCorpus.fetch(data);
+        Path tmp = Files.createTempDirectory("cmoe-bench-carve");
+        try {
+            long t = System.nanoTime();
+            CarveReport report = Carver.carve(dense, BrownCorpus.splitFile(data, Split.TRAIN), tmp.resolve("carved"),
+                    CarveOptions.of(2, 2, 16).withBalance(10, 1e-3).withForce(true), CarveListener.progressBars());
+            double total = (System.nanoTime() - t) / 1e9;
+            out.printf(Locale.ROOT, "%n== carve %s to S2A2E16 (10 balancing steps): %.1f s in all%n", dense, total);
+            out.printf(Locale.ROOT, "%6s %9s %9s %9s %9s %9s %9s%n", "layer", "capture", "markers", "cluster", "router",
+                    "balance", "total");
+            for (CarveReport.Layer l : report.layers()) {
+                CarveReport.LayerTimings s = l.seconds();
+                out.printf(Locale.ROOT, "%6d %8.2fs %8.2fs %8.2fs %8.2fs %8.2fs %8.2fs%n", l.layer(), s.capture(),
+                        s.markers(), s.cluster(), s.router(), s.balance(), s.total());
+            }
+        } finally {
+            try (var walk = Files.walk(tmp)) {
+                walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+    }
+
+    private static List<FeedForward> ffns(LlamaModel m) {
+        List<FeedForward> f = new ArrayList<>();
+        for (int l = 0; l < m.config().numLayers(); l++) {
+            f.add(m.feedForward(l));
+        }
+        return f;
+    }
+
+    private static String pct(MoeConfig moe) {
+        return String.format(Locale.ROOT, "(%d%%)", Math.round(100.0 * (moe.shared() + moe.active()) / moe.experts()));
+    }
+
+    private static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+}
