@@ -1,0 +1,110 @@
+package dev.cmoe.experts.cluster;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.cmoe.experts.ExpertShape;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.safetensors.Checkpoint;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.cluster.typed.Cluster;
+
+/**
+ * A running expert-worker node (the {@code cmoe worker} command, and tests): an actor system with
+ * the {@code expert-worker} role in the cluster, one device worker per device, and the carved
+ * checkpoint memory-mapped so that devices load only the experts the head places on them.
+ */
+public final class WorkerNode implements AutoCloseable {
+    private static final Config LOGGING = ConfigFactory.parseString("""
+            pekko.loggers = ["org.apache.pekko.event.slf4j.Slf4jLogger"]
+            pekko.logging-filter = "org.apache.pekko.event.slf4j.Slf4jLoggingFilter"
+            pekko.log-dead-letters-during-shutdown = off
+            pekko.log-dead-letters = 0
+            """);
+
+    private final ActorSystem<Void> system;
+    private final Checkpoint checkpoint;
+    private final ExpertShape shape;
+
+    private WorkerNode(ActorSystem<Void> system, Checkpoint checkpoint, ExpertShape shape) {
+        this.system = system;
+        this.checkpoint = checkpoint;
+        this.shape = shape;
+    }
+
+    /**
+     * Joins the cluster of {@code settings} as worker {@code name} hosting {@code devices}.
+     *
+     * @param modelDir the carved checkpoint, at the same path content as the head's (a shared volume)
+     * @param maxBatchTokens the head's largest step, to size this node's frames
+     */
+    public static WorkerNode start(String host, int port, List<String> seeds, String name, List<DeviceSpec> devices,
+                                   Path modelDir, long memoryPerDevice, int maxBatchTokens) {
+        ModelConfig config = ModelConfig.load(modelDir);
+        MoeConfig moe = MoeConfig.of(config).orElseThrow(() -> new IllegalArgumentException("model " + modelDir
+                + " is dense (its config.json has no cmoe block): expert workers host a carved model's experts"));
+        ExpertShape shape = ExpertShape.of(config, moe);
+        if (memoryPerDevice > 0 && memoryPerDevice < shape.expertBytes()) {
+            throw new IllegalArgumentException("--memory-per-device " + memoryPerDevice + " cannot hold one expert of "
+                    + shape.expertBytes() + " bytes");
+        }
+        int frame = ClusterSettings.frameBytesFor(maxBatchTokens, shape.hidden());
+        ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER), frame);
+        Checkpoint checkpoint = Checkpoint.open(modelDir);
+        ActorSystem<Void> system = null;
+        try {
+            system = ActorSystem.create(Behaviors.empty(), ClusterSettings.SYSTEM_NAME,
+                    LOGGING.withFallback(settings.config()).resolve());
+            ExpertDevices.start(system, name, devices, shape, TensorSource.of(checkpoint), memoryPerDevice, frame);
+            return new WorkerNode(system, checkpoint, shape);
+        } catch (RuntimeException e) {
+            if (system != null) {
+                system.terminate();
+            }
+            checkpoint.close();
+            throw e;
+        }
+    }
+
+    public ActorSystem<Void> system() {
+        return system;
+    }
+
+    public ExpertShape shape() {
+        return shape;
+    }
+
+    /** The address other nodes reach this one at. */
+    public String address() {
+        return Cluster.get(system).selfMember().address().toString();
+    }
+
+    /** Completes when the actor system has stopped (closed, or downed by the cluster). */
+    public CompletionStage<Done> whenTerminated() {
+        return system.getWhenTerminated();
+    }
+
+    /** Leaves the cluster gracefully (the head re-places this node's experts) and stops. */
+    @Override
+    public void close() {
+        try {
+            system.terminate();
+            system.getWhenTerminated().toCompletableFuture().get(Duration.ofSeconds(30).toSeconds(), TimeUnit.SECONDS);
+        } catch (Exception e) {
+            if (e instanceof InterruptedException) {
+                Thread.currentThread().interrupt();
+            }
+            throw new IllegalStateException("worker node did not stop within 30 s: " + e, e);
+        } finally {
+            checkpoint.close();
+        }
+    }
+}
