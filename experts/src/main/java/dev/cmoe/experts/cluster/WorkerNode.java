@@ -13,6 +13,8 @@ import java.util.List;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.Done;
+import dev.cmoe.experts.ExpertWorker;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.typed.Cluster;
@@ -33,11 +35,14 @@ public final class WorkerNode implements AutoCloseable {
     private final ActorSystem<Void> system;
     private final Checkpoint checkpoint;
     private final ExpertShape shape;
+    private final List<ActorRef<ExpertWorker.Command>> devices;
 
-    private WorkerNode(ActorSystem<Void> system, Checkpoint checkpoint, ExpertShape shape) {
+    private WorkerNode(ActorSystem<Void> system, Checkpoint checkpoint, ExpertShape shape,
+                       List<ActorRef<ExpertWorker.Command>> devices) {
         this.system = system;
         this.checkpoint = checkpoint;
         this.shape = shape;
+        this.devices = List.copyOf(devices);
     }
 
     /**
@@ -63,8 +68,9 @@ public final class WorkerNode implements AutoCloseable {
         try {
             system = ActorSystem.create(Behaviors.empty(), ClusterSettings.SYSTEM_NAME,
                     LOGGING.withFallback(settings.config()).resolve());
-            ExpertDevices.start(system, name, devices, shape, TensorSource.of(checkpoint), memoryPerDevice, frame);
-            return new WorkerNode(system, checkpoint, shape);
+            List<ActorRef<ExpertWorker.Command>> refs = ExpertDevices.start(system, name, devices, shape,
+                    TensorSource.of(checkpoint), memoryPerDevice, frame);
+            return new WorkerNode(system, checkpoint, shape, refs);
         } catch (RuntimeException e) {
             if (system != null) {
                 system.terminate();
@@ -76,6 +82,11 @@ public final class WorkerNode implements AutoCloseable {
 
     public ActorSystem<Void> system() {
         return system;
+    }
+
+    /** The device workers of this node, in {@code --devices} order. */
+    public List<ActorRef<ExpertWorker.Command>> devices() {
+        return devices;
     }
 
     public ExpertShape shape() {

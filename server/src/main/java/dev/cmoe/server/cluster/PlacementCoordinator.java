@@ -76,8 +76,10 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
      *
      * @param hosted device id -> routed experts it serves
      * @param unserved experts without a live host; the head serves only when this is empty
+     * @param plan where experts are meant to be over the live devices; null before every expert has one
      */
-    public record PlacementView(boolean placed, Map<String, Integer> hosted, List<ExpertId> unserved, String summary) {
+    public record PlacementView(boolean placed, Map<String, Integer> hosted, List<ExpertId> unserved, String summary,
+                                PlacementPlan plan) {
         public boolean serving() {
             return placed && unserved.isEmpty();
         }
@@ -591,7 +593,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
                 + (!state.placed() ? "waiting for devices before the first placement"
                 : unserved.isEmpty() ? "every expert has a live host"
                 : unserved.size() + " expert(s) without a live host");
-        return new PlacementView(state.placed(), hosted, unserved, summary);
+        return new PlacementView(state.placed(), hosted, unserved, summary, state.current(windowLoad()));
     }
 
     private void announce() {
