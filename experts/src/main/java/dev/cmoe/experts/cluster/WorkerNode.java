@@ -2,6 +2,8 @@ package dev.cmoe.experts.cluster;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.TensorSource;
@@ -62,6 +64,14 @@ public final class WorkerNode implements AutoCloseable {
                     + shape.expertBytes() + " bytes");
         }
         int frame = ClusterSettings.frameBytesFor(maxBatchTokens, shape.hidden());
+        for (DeviceSpec d : devices) {
+            // Start the engine on every device before joining: loading its natives takes seconds,
+            // better spent while the cluster forms than in the head's first placement, and a
+            // device that cannot work is reported here rather than as failed loads.
+            try (NDManager m = NDManager.newBaseManager(d.device())) {
+                m.zeros(new Shape(1)).toFloatArray();
+            }
+        }
         ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER), frame);
         Checkpoint checkpoint = Checkpoint.open(modelDir);
         ActorSystem<Void> system = null;
