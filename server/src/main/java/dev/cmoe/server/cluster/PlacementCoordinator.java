@@ -146,7 +146,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     private final Set<Address> unreachable = new HashSet<>();
     private final List<RebalanceResultWaiter> waiters = new ArrayList<>(); // answered when loads are done
     private final long startNanos = System.nanoTime();
-    private double[][] baseline;      // expert token counts at the last rebalance: loads are measured from here
+    private final Rebalancing rebalancing; // the load measured since the last rebalance
     private boolean loading;          // a load operation is in flight
     private final Set<ActorRef<ExpertWorker.Command>> opDevices = new HashSet<>(); // devices it waits for
     private long opId;
@@ -173,7 +173,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
         this.listener = listener;
         this.timers = timers;
         this.self = Cluster.get(context.getSystem()).selfMember().address();
-        this.baseline = counts();
+        this.rebalancing = new Rebalancing(metrics, state.shape().layers(), state.shape().routed());
         this.unloaded = context.messageAdapter(ExpertWorker.Unloaded.class, Unloaded::new);
         context.getSystem().receptionist().tell(Receptionist.subscribe(ExpertWorker.SERVICE_KEY,
                 context.messageAdapter(Receptionist.Listing.class, Listing::new)));
@@ -489,45 +489,24 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     // ---- rebalancing ----------------------------------------------------------------------------
 
     private Behavior<Command> onRebalance(Rebalance r) {
-        double[][] load = windowLoad();
+        double[][] load = rebalancing.windowLoad();
         PlacementPlan current = state.current(load);
         if (current == null) {
-            r.replyTo().tell(new RebalanceResult(null, 0, 0, 0, 0, state.devices().isEmpty()
-                    ? "no expert-worker device has joined" : "the experts are not placed yet (waiting for devices)"));
+            r.replyTo().tell(Rebalancing.failed(state.devices().isEmpty() ? "no expert-worker device has joined"
+                    : "the experts are not placed yet (waiting for devices)"));
             return this;
         }
-        PlacementPlan next;
-        try {
-            next = r.plan() != null ? r.plan() : settings.policy().place(current, state.liveDevices(), load,
-                    state.shape().expertBytes());
-        } catch (RuntimeException e) {
-            r.replyTo().tell(new RebalanceResult(null, 0, 0, 0, 0, "the placement policy failed: " + e.getMessage()));
-            return this;
-        }
-        String invalid = state.validate(next);
-        if (invalid != null) {
-            r.replyTo().tell(new RebalanceResult(null, 0, 0, 0, 0, invalid));
-            return this;
-        }
-        int added = 0;
-        int removed = 0;
-        for (PlacementPlan.Assignment a : next.assignments()) {
-            List<String> was = current.devicesFor(a.id());
-            added += (int) a.devices().stream().filter(d -> !was.contains(d)).count();
-            removed += (int) was.stream().filter(d -> !a.devices().contains(d)).count();
-        }
-        RebalanceResult result = new RebalanceResult(next, added, removed, DefaultPlacement.imbalance(current, load),
-                DefaultPlacement.imbalance(next, load), "");
-        if (r.dryRun()) {
+        RebalanceResult result = Rebalancing.propose(state, current, r.plan(), settings.policy(), load);
+        if (!result.error().isEmpty() || r.dryRun()) {
             r.replyTo().tell(result);
             return this;
         }
         getContext().getLog().info("rebalance ({}): {} replicas added, {} retired; imbalance {} -> {}", r.trigger(),
-                added, removed, String.format("%.3f", result.imbalanceBefore()),
+                result.added(), result.removed(), String.format("%.3f", result.imbalanceBefore()),
                 String.format("%.3f", result.imbalanceAfter()));
         metrics.rebalanced(r.trigger());
-        baseline = counts();
-        state.desire(next);
+        rebalancing.restartWindow();
+        state.desire(result.plan());
         waiters.add(new RebalanceResultWaiter(r.replyTo(), result));
         reconcile();
         return this;
@@ -537,19 +516,9 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
         if (loading || !state.placed() || !waiters.isEmpty()) {
             return this;
         }
-        double[][] load = windowLoad();
-        double total = 0;
-        for (double[] row : load) {
-            for (double v : row) {
-                total += v - 1; // windowLoad adds one per expert
-            }
-        }
-        PlacementPlan current = state.current(load);
-        if (current == null || total < settings.minWindowTokens()) {
-            return this;
-        }
-        double imbalance = DefaultPlacement.imbalance(current, load);
-        if (imbalance > settings.imbalanceThreshold()) {
+        double imbalance = rebalancing.imbalanceToAct(state.current(rebalancing.windowLoad()),
+                settings.imbalanceThreshold(), settings.minWindowTokens());
+        if (!Double.isNaN(imbalance)) {
             getContext().getLog().info("measured imbalance {} exceeds {}: rebalancing", String.format("%.3f", imbalance),
                     settings.imbalanceThreshold());
             getContext().getSelf().tell(new Rebalance(null, false, "imbalance", getContext().getSystem().ignoreRef()));
@@ -562,27 +531,6 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
         waiters.clear();
     }
 
-    /** Tokens per expert since the last rebalance, plus one each (an idle window weighs experts equally). */
-    private double[][] windowLoad() {
-        double[][] now = counts();
-        for (int l = 0; l < now.length; l++) {
-            for (int j = 0; j < now[l].length; j++) {
-                now[l][j] = now[l][j] - baseline[l][j] + 1;
-            }
-        }
-        return now;
-    }
-
-    private double[][] counts() {
-        double[][] c = new double[state.shape().layers()][state.shape().routed()];
-        for (int l = 0; l < c.length; l++) {
-            for (int j = 0; j < c[l].length; j++) {
-                c[l][j] = metrics.expertTokens(l, j).count();
-            }
-        }
-        return c;
-    }
-
     // ---- views ----------------------------------------------------------------------------------
 
     private PlacementView view() {
@@ -593,7 +541,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
                 + (!state.placed() ? "waiting for devices before the first placement"
                 : unserved.isEmpty() ? "every expert has a live host"
                 : unserved.size() + " expert(s) without a live host");
-        return new PlacementView(state.placed(), hosted, unserved, summary, state.current(windowLoad()));
+        return new PlacementView(state.placed(), hosted, unserved, summary, state.current(rebalancing.windowLoad()));
     }
 
     private void announce() {
