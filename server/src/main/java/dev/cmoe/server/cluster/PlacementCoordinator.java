@@ -43,7 +43,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
 
     /** What the coordinator understands. */
     public sealed interface Command permits Rebalance, GetPlacement, Listing, Reachability, Described, LoadDone,
-            RoutersUpdated, RoutersDrained, Unloaded, Settle, Tick {
+            RoutersUpdated, RoutersDrained, Unloaded, Removed, Settle, Tick {
     }
 
     /**
@@ -107,6 +107,9 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     }
 
     private record Reachability(ClusterEvent.ReachabilityEvent event) implements Command {
+    }
+
+    private record Removed(ClusterEvent.MemberRemoved event) implements Command {
     }
 
     private record Described(ActorRef<ExpertWorker.Command> ref, ExpertWorker.Description description,
@@ -180,6 +183,9 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
         Cluster.get(context.getSystem()).subscriptions().tell(Subscribe.create(
                 context.messageAdapter(ClusterEvent.ReachabilityEvent.class, Reachability::new),
                 ClusterEvent.ReachabilityEvent.class));
+        Cluster.get(context.getSystem()).subscriptions().tell(Subscribe.create(
+                context.messageAdapter(ClusterEvent.MemberRemoved.class, Removed::new),
+                ClusterEvent.MemberRemoved.class));
         if (settings.imbalanceThreshold() > 0) {
             timers.startTimerWithFixedDelay(Tick.INSTANCE, settings.checkInterval());
         }
@@ -202,6 +208,13 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
         return newReceiveBuilder()
                 .onMessage(Listing.class, this::onListing)
                 .onMessage(Reachability.class, this::onReachability)
+                .onMessage(Removed.class, m -> {
+                    // a restarted worker may come back at the same host:port, as a new member
+                    if (unreachable.remove(m.event().member().address())) {
+                        listed.forEach(this::discover);
+                    }
+                    return this;
+                })
                 .onMessage(Described.class, this::onDescribed)
                 .onMessage(Settle.class, s -> onSettle())
                 .onMessage(LoadDone.class, this::onLoadDone)
