@@ -145,7 +145,7 @@ public final class InferenceServer implements AutoCloseable {
         ActorSystem<SchedulerActor.Command> system = null;
         try {
             system = system(new LlamaRunner(dir.model()), dir.tokenizer(), config, metrics,
-                    PEKKO.withFallback(cluster.config()));
+                    options.overrides().withFallback(PEKKO).withFallback(cluster.config()).resolve());
             ClusterHead head = ClusterHead.install(system, dir.model(), moe, shape, options, frame,
                     checkpoint == null ? null : TensorSource.of(checkpoint), metrics);
             ModelInfo base = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())

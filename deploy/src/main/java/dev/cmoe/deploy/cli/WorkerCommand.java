@@ -59,8 +59,9 @@ public final class WorkerCommand implements Callable<Integer> {
                 String.join(",", clusterSeeds), node.shape());
         node.whenTerminated().toCompletableFuture().join();
         if (!stopping.get()) {
-            // downed by the cluster (cut off from the head): exit non-zero so a supervisor restarts it
-            System.err.println("cmoe worker: " + name + " was removed from the cluster; exiting");
+            // downed by the cluster (cut off from the head), or the head left: exit non-zero so that a
+            // supervisor restarts it and it joins the (new) head
+            System.err.println("cmoe worker: " + name + " is no longer in a cluster with a head; exiting");
             return 1;
         }
         return 0;

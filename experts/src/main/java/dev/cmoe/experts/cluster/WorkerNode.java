@@ -19,7 +19,12 @@ import dev.cmoe.experts.ExpertWorker;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.cluster.ClusterEvent;
+import org.apache.pekko.cluster.Member;
 import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Subscribe;
 
 /**
  * A running expert-worker node (the {@code cmoe worker} command, and tests): an actor system with
@@ -38,6 +43,7 @@ public final class WorkerNode implements AutoCloseable {
     private final Checkpoint checkpoint;
     private final ExpertShape shape;
     private final List<ActorRef<ExpertWorker.Command>> devices;
+    private final AtomicBoolean closed = new AtomicBoolean();
 
     private WorkerNode(ActorSystem<Void> system, Checkpoint checkpoint, ExpertShape shape,
                        List<ActorRef<ExpertWorker.Command>> devices) {
@@ -76,7 +82,7 @@ public final class WorkerNode implements AutoCloseable {
         Checkpoint checkpoint = Checkpoint.open(modelDir);
         ActorSystem<Void> system = null;
         try {
-            system = ActorSystem.create(Behaviors.empty(), ClusterSettings.SYSTEM_NAME,
+            system = ActorSystem.create(headWatch(), ClusterSettings.SYSTEM_NAME,
                     LOGGING.withFallback(settings.config()).resolve());
             List<ActorRef<ExpertWorker.Command>> refs = ExpertDevices.start(system, name, devices, shape,
                     TensorSource.of(checkpoint), memoryPerDevice, frame);
@@ -88,6 +94,37 @@ public final class WorkerNode implements AutoCloseable {
             checkpoint.close();
             throw e;
         }
+    }
+
+    /**
+     * Stops this node when the last head leaves the cluster: the split-brain resolver downs a
+     * worker cut off from a crashed head, but a head that leaves gracefully (restart, rollout)
+     * would leave its workers in a cluster no new head joins. Stopped, {@code cmoe worker} exits
+     * and its supervisor starts it again, to join the new head.
+     */
+    private static Behavior<Void> headWatch() {
+        return Behaviors.setup(ctx -> {
+            ctx.spawn(headWatcher(), "head-watch");
+            return Behaviors.empty();
+        });
+    }
+
+    private static Behavior<ClusterEvent.MemberRemoved> headWatcher() {
+        return Behaviors.setup(ctx -> {
+            Cluster cluster = Cluster.get(ctx.getSystem());
+            cluster.subscriptions().tell(Subscribe.create(ctx.getSelf(), ClusterEvent.MemberRemoved.class));
+            return Behaviors.receiveMessage(removed -> {
+                boolean otherHead = false;
+                for (Member m : cluster.state().getMembers()) {
+                    otherHead |= m.hasRole(ClusterSettings.ROLE_HEAD) && !m.equals(removed.member());
+                }
+                if (removed.member().hasRole(ClusterSettings.ROLE_HEAD) && !otherHead) {
+                    ctx.getLog().warn("the head {} left the cluster; stopping this worker", removed.member().address());
+                    ctx.getSystem().terminate();
+                }
+                return Behaviors.same();
+            });
+        });
     }
 
     public ActorSystem<Void> system() {
@@ -113,9 +150,12 @@ public final class WorkerNode implements AutoCloseable {
         return system.getWhenTerminated();
     }
 
-    /** Leaves the cluster gracefully (the head re-places this node's experts) and stops. */
+    /** Leaves the cluster gracefully (the head re-places this node's experts) and stops; idempotent. */
     @Override
     public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
         try {
             system.terminate();
             system.getWhenTerminated().toCompletableFuture().get(Duration.ofSeconds(30).toSeconds(), TimeUnit.SECONDS);

@@ -1,5 +1,7 @@
 package dev.cmoe.server.cluster;
 
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.PlacementPlan;
@@ -18,9 +20,17 @@ import java.util.List;
  * @param localDevices devices this JVM also hosts experts on (the head is then an expert worker too); may be empty
  * @param localName the worker name of those devices
  * @param memoryPerDevice their memory budget in bytes; 0 = not limited
+ * @param overrides configuration over the defaults ({@code cmoe.cluster.*}, {@code cmoe.router.*}), e.g. from tests
  */
 public record HeadOptions(String host, int port, List<String> seeds, PlacementPlan plan, PlacementPolicy policy,
-                          int minDevices, List<DeviceSpec> localDevices, String localName, long memoryPerDevice) {
+                          int minDevices, List<DeviceSpec> localDevices, String localName, long memoryPerDevice,
+                          Config overrides) {
+    public HeadOptions(String host, int port, List<String> seeds, PlacementPlan plan, PlacementPolicy policy,
+                       int minDevices, List<DeviceSpec> localDevices, String localName, long memoryPerDevice) {
+        this(host, port, seeds, plan, policy, minDevices, localDevices, localName, memoryPerDevice,
+                ConfigFactory.empty());
+    }
+
     public HeadOptions {
         seeds = List.copyOf(seeds);
         localDevices = List.copyOf(localDevices);
@@ -36,10 +46,17 @@ public record HeadOptions(String host, int port, List<String> seeds, PlacementPl
     }
 
     public HeadOptions withPlan(PlacementPlan p) {
-        return new HeadOptions(host, port, seeds, p, policy, minDevices, localDevices, localName, memoryPerDevice);
+        return new HeadOptions(host, port, seeds, p, policy, minDevices, localDevices, localName, memoryPerDevice,
+                overrides);
     }
 
     public HeadOptions withMinDevices(int n) {
-        return new HeadOptions(host, port, seeds, plan, policy, n, localDevices, localName, memoryPerDevice);
+        return new HeadOptions(host, port, seeds, plan, policy, n, localDevices, localName, memoryPerDevice,
+                overrides);
+    }
+
+    public HeadOptions withConfig(Config c) {
+        return new HeadOptions(host, port, seeds, plan, policy, minDevices, localDevices, localName, memoryPerDevice,
+                c.withFallback(overrides));
     }
 }

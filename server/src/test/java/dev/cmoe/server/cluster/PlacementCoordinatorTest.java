@@ -9,7 +9,9 @@ import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.placement.DefaultPlacement;
+import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.Replica;
@@ -32,8 +34,8 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Join;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -50,8 +52,9 @@ class PlacementCoordinatorTest {
     private static final Duration WAIT = Duration.ofSeconds(40);
     private static ActorTestKit kit;
 
-    @BeforeAll
-    static void start() {
+    /** A fresh one-node cluster per test: the receptionist's registrations must not leak between tests. */
+    @BeforeEach
+    void start() {
         kit = ActorTestKit.create("cmoe", ConfigFactory.parseString("""
                 pekko.actor.provider = cluster
                 pekko.remote.artery.canonical.hostname = 127.0.0.1
@@ -62,8 +65,8 @@ class PlacementCoordinatorTest {
         cluster.manager().tell(Join.create(cluster.selfMember().address()));
     }
 
-    @AfterAll
-    static void stop() {
+    @AfterEach
+    void stop() {
         kit.shutdownTestKit();
     }
 
@@ -103,14 +106,18 @@ class PlacementCoordinatorTest {
     }
 
     private static Head head(String name, double threshold) {
+        return head(name, threshold, null);
+    }
+
+    private static Head head(String name, double threshold, PlacementPlan plan) {
         ServerMetrics metrics = new ServerMetrics(new SimpleMeterRegistry());
         List<ActorRef<RouterActor.Command>> routers = new ArrayList<>();
         for (int l = 0; l < SHAPE.layers(); l++) {
             routers.add(kit.spawn(router(), name + "-router-" + l));
         }
         AtomicReference<PlacementCoordinator.PlacementView> view = new AtomicReference<>();
-        PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(null, new DefaultPlacement(16), 2,
-                Duration.ofMillis(300), Duration.ofSeconds(5), 0, Duration.ofSeconds(5), Duration.ofSeconds(20),
+        PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, new DefaultPlacement(16), 2,
+                Duration.ofMillis(300), Duration.ofSeconds(3), 0, Duration.ofSeconds(5), Duration.ofSeconds(20),
                 Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50);
         ActorRef<PlacementCoordinator.Command> c = kit.spawn(PlacementCoordinator.create(settings,
                 new PlacementState(SHAPE), routers, metrics, view::set), name);
@@ -190,5 +197,40 @@ class PlacementCoordinatorTest {
                 break;
             }
         }
+    }
+
+    @Test
+    void aPlanIsFollowedWithItsReplicasAndItsMissingDeviceIsCoveredBySurvivors() throws Exception {
+        told.clear();
+        // c3 never joins: after the plan wait its experts go to c1 and c2; (0, 0) has two replicas
+        List<PlacementPlan.Device> devices = List.of(new PlacementPlan.Device("c1/cpu", 0),
+                new PlacementPlan.Device("c2/cpu", 0), new PlacementPlan.Device("c3/cpu", 0));
+        List<PlacementPlan.Assignment> as = new ArrayList<>();
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            for (int j = 0; j < SHAPE.routed(); j++) {
+                List<String> on = l == 0 && j == 0 ? List.of("c1/cpu", "c2/cpu")
+                        : List.of(devices.get((l * SHAPE.routed() + j) % 3).id());
+                as.add(new PlacementPlan.Assignment(l, j, on, 0.25));
+            }
+        }
+        PlacementPlan plan = new PlacementPlan(1, SHAPE.layers(), SHAPE.routed(), devices, as);
+        Head head = head("placement-c", 0, plan);
+        device("c1/cpu");
+        device("c2/cpu");
+        Thread.sleep(1000);
+        assertFalse(head.view().get().placed(), "waits for the plan's devices");
+        await("serving without c3", () -> head.view().get().serving());
+        PlacementPlan now = head.view().get().plan();
+        assertEquals(List.of("c1/cpu", "c2/cpu"), now.devicesFor(new ExpertId(0, 0)));
+        for (PlacementPlan.Assignment a : plan.assignments()) {
+            if (!a.devices().contains("c3/cpu")) {
+                assertEquals(a.devices(), now.devicesFor(a.id()), "kept where the plan put it: " + a.id());
+            }
+        }
+        RouterActor.UpdateReplicas layer0 = (RouterActor.UpdateReplicas) told.stream()
+                .filter(m -> m instanceof RouterActor.UpdateReplicas u && u.replicas().layer() == 0)
+                .reduce((x, y) -> y).orElseThrow();
+        assertEquals(Set.of("c1/cpu", "c2/cpu"), Set.copyOf(layer0.replicas().of(0).stream().map(Replica::device)
+                .toList()), "both replicas of (0, 0) are in the router's table");
     }
 }

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
@@ -62,6 +63,9 @@ import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -72,6 +76,7 @@ import org.junit.jupiter.api.Timeout;
  * expert while requests stream loses nothing.
  */
 @Timeout(300)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class ClusterGenerateServiceTest {
     private static final Duration WAIT = Duration.ofSeconds(120);
     private static final int MAX_BATCH_TOKENS = 2048; // × hidden 64 × 4 bytes = 512 KiB, twice Artery's default frame
@@ -94,7 +99,8 @@ class ClusterGenerateServiceTest {
         String name = InProcessServerBuilder.generateName();
         head = InferenceServer.startHead(served, SchedulerConfig.defaults().withMaxBatchTokens(MAX_BATCH_TOKENS)
                         .withStreamWindow(4), InProcessServerBuilder.forName(name), METRICS, TOKEN,
-                HeadOptions.seed("127.0.0.1", port).withMinDevices(3));
+                HeadOptions.seed("127.0.0.1", port).withMinDevices(3).withConfig(ConfigFactory.parseString(
+                        "cmoe.router.unavailable-timeout = 3s")));
         Metadata auth = new Metadata();
         auth.put(BearerTokenInterceptor.AUTHORIZATION, "Bearer " + TOKEN);
         channel = InProcessChannelBuilder.forName(name).intercept(MetadataUtils.newAttachHeadersInterceptor(auth))
@@ -184,6 +190,7 @@ class ClusterGenerateServiceTest {
     }
 
     @Test
+    @Order(1)
     void greedyGenerationOverTheClusterEqualsTheInProcessModel() throws Exception {
         int n = 6;
         List<Responses> streams = new ArrayList<>();
@@ -211,6 +218,7 @@ class ClusterGenerateServiceTest {
     }
 
     @Test
+    @Order(2)
     void theLargestConfiguredBatchCrossesNodesIntact() throws Exception {
         int hidden = reference.config().hiddenSize();
         long bytes = ClusterSettings.tensorMessageBytes(MAX_BATCH_TOKENS, hidden);
@@ -252,6 +260,7 @@ class ClusterGenerateServiceTest {
     }
 
     @Test
+    @Order(3)
     void aRebalanceThatMovesEveryExpertWhileRequestsStreamLosesNothing() throws Exception {
         PlacementCoordinator.PlacementView before = placement();
         PlacementPlan current = before.plan();
@@ -301,5 +310,38 @@ class ClusterGenerateServiceTest {
         double rebalances = METRICS.registry().find("cmoe.cluster.rebalances").tag("trigger", "rpc").counters()
                 .stream().mapToDouble(Counter::count).sum();
         assertEquals(1.0, rebalances);
+    }
+
+    @Test
+    @Order(4)
+    void withEveryWorkerGoneRunningRequestsEndUnavailableWithinTheBound() throws Exception {
+        List<Thread> readers = new ArrayList<>();
+        List<Responses> streams = stream(3, 100, readers);
+        for (Responses s : streams) {
+            s.awaitFirst();
+        }
+        long start = System.nanoTime();
+        workers.forEach(w -> w.system().terminate()); // all at once: no capacity is left anywhere
+        for (int i = 0; i < streams.size(); i++) {
+            io.grpc.Status.Code code;
+            try {
+                List<GenerateResponse> messages = streams.get(i).await(WAIT);
+                code = messages.stream().filter(GenerateResponse::hasError)
+                        .map(m -> io.grpc.Status.fromCodeValue(m.getError().getCode()).getCode()).findFirst()
+                        .orElse(io.grpc.Status.Code.OK);
+            } catch (java.util.concurrent.ExecutionException e) {
+                code = io.grpc.Status.fromThrowable(e.getCause()).getCode();
+            }
+            assertEquals(io.grpc.Status.Code.UNAVAILABLE, code, "request " + i);
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        assertTrue(seconds < 60, "ended within the bound: " + seconds + " s");
+        readers.forEach(Thread::interrupt);
+        await("NOT_SERVING", () -> health() == HealthCheckResponse.ServingStatus.NOT_SERVING);
+        StatusRuntimeException refused = assertThrows(StatusRuntimeException.class, () ->
+                GenerationGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+                        .generate(GenerateRequest.newBuilder().setText("The jury").setMaxNewTokens(2).build()).next());
+        assertEquals(io.grpc.Status.Code.UNAVAILABLE, refused.getStatus().getCode());
+        assertTrue(refused.getMessage().contains("without a live host"), refused.getMessage());
     }
 }
