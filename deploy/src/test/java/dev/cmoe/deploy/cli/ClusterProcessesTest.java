@@ -14,13 +14,10 @@ import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.sample.SamplingParams;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
-import dev.cmoe.proto.v1.AdminGrpc;
 import dev.cmoe.proto.v1.GenerateRequest;
 import dev.cmoe.proto.v1.GenerateResponse;
 import dev.cmoe.proto.v1.GenerationGrpc;
 import dev.cmoe.proto.v1.GetModelInfoRequest;
-import dev.cmoe.proto.v1.RebalanceRequest;
-import dev.cmoe.proto.v1.RebalanceResponse;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.health.v1.HealthCheckRequest;
@@ -255,11 +252,27 @@ class ClusterProcessesTest {
             processes.add(again);
             await("worker-2 rejoined", () -> info(ch).contains("worker-2/cpu=0"), tmp);
             phase("worker-2 rejoined; rebalancing");
-            RebalanceResponse r = AdminGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS)
-                    .rebalance(RebalanceRequest.getDefaultInstance());
-            PlacementPlan plan = PlacementPlan.fromJson(r.getPlanJson());
-            assertFalse(plan.byDevice().get("worker-2/cpu").isEmpty(), r.getPlanJson());
-            assertTrue(r.getReplicasAdded() > 0 && r.getImbalanceAfter() < r.getImbalanceBefore(), r.toString());
+            // the operator's command: cmoe rebalance (Admin/Rebalance with the bearer token)
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+            java.io.PrintStream oldOut = System.out;
+            java.io.PrintStream oldErr = System.err;
+            int exit;
+            try {
+                System.setOut(new java.io.PrintStream(out, true, StandardCharsets.UTF_8));
+                System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+                exit = dev.cmoe.deploy.Cli.run("rebalance", "--server", "127.0.0.1:" + grpcPort, "--auth-token-file",
+                        token.toString(), "--out", tmp.resolve("plan.json").toString());
+            } finally {
+                System.setOut(oldOut);
+                System.setErr(oldErr);
+            }
+            String report = err.toString(StandardCharsets.UTF_8);
+            assertTrue(exit == 0, report);
+            PlacementPlan plan = PlacementPlan.fromJson(out.toString(StandardCharsets.UTF_8));
+            assertFalse(plan.byDevice().get("worker-2/cpu").isEmpty(), plan.toJson());
+            assertTrue(PlacementPlan.read(tmp.resolve("plan.json")).equals(plan), "--out wrote the plan in force");
+            assertTrue(report.matches("(?s).*[1-9]\\d* replicas added.*"), report);
             await("worker-2 serves experts", () -> !info(ch).contains("worker-2/cpu=0"), tmp);
             // and a request now crosses both workers, with the same tokens as in-process
             SlowStream last = new SlowStream();
