@@ -43,7 +43,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
 
     /** What the coordinator understands. */
     public sealed interface Command permits Rebalance, GetPlacement, Listing, Reachability, Described, LoadDone,
-            RoutersUpdated, RoutersDrained, Unloaded, Removed, Settle, Tick {
+            RoutersUpdated, RoutersDrained, Unloaded, Removed, Rediscover, Settle, Tick {
     }
 
     /**
@@ -110,6 +110,9 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     }
 
     private record Removed(ClusterEvent.MemberRemoved event) implements Command {
+    }
+
+    private record Rediscover(ActorRef<ExpertWorker.Command> ref) implements Command {
     }
 
     private record Described(ActorRef<ExpertWorker.Command> ref, ExpertWorker.Description description,
@@ -216,6 +219,12 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
                     return this;
                 })
                 .onMessage(Described.class, this::onDescribed)
+                .onMessage(Rediscover.class, m -> {
+                    if (listed.contains(m.ref())) {
+                        discover(m.ref());
+                    }
+                    return this;
+                })
                 .onMessage(Settle.class, s -> onSettle())
                 .onMessage(LoadDone.class, this::onLoadDone)
                 .onMessage(RoutersUpdated.class, this::onRoutersUpdated)
@@ -278,7 +287,9 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
             return this;
         }
         if (m.failure() != null) {
-            getContext().getLog().warn("device at {} did not describe itself: {}", m.ref().path(), m.failure().toString());
+            getContext().getLog().warn("device at {} did not describe itself: {}; asking again", m.ref().path(),
+                    m.failure().toString());
+            timers.startSingleTimer(m.ref(), new Rediscover(m.ref()), settings.describeTimeout());
             return this;
         }
         ExpertWorker.Description d = m.description();
