@@ -8,7 +8,9 @@ import dev.cmoe.deploy.cli.CarveCommand;
 import dev.cmoe.deploy.cli.DataCommand;
 import dev.cmoe.deploy.cli.DemoCommand;
 import dev.cmoe.deploy.cli.EvalPplCommand;
+import dev.cmoe.deploy.cli.RebalanceCommand;
 import dev.cmoe.deploy.cli.ServeCommand;
+import dev.cmoe.deploy.cli.WorkerCommand;
 import dev.cmoe.deploy.cli.TrainCommand;
 import dev.cmoe.deploy.cli.GenerateCommand;
 import dev.cmoe.deploy.cli.HealthCommand;
@@ -21,8 +23,8 @@ import picocli.CommandLine.Command;
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
             GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
-            ClientCommand.class, PlanCommand.class, HealthCommand.class, BenchCommand.class, BenchEngineCommand.class,
-            CommandLine.HelpCommand.class})
+            WorkerCommand.class, RebalanceCommand.class, ClientCommand.class, PlanCommand.class,
+            HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {

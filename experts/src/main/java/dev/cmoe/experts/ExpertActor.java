@@ -4,6 +4,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.experts.cluster.ClusterMessage;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.Tensors;
@@ -30,7 +31,7 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
     public static final String DISPATCHER = "cmoe.expert-dispatcher";
 
     /** What an expert actor understands. */
-    public sealed interface Command permits Compute, InjectFault {
+    public sealed interface Command permits Compute, InjectFault, AwaitReady {
     }
 
     /**
@@ -38,14 +39,26 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
      *
      * @param rows (count, hidden) row-major: the hidden states of the tokens routed here
      */
-    public record Compute(long stepId, float[] rows, int count, ActorRef<Reply> replyTo) implements Command {
+    public record Compute(long stepId, float[] rows, int count, ActorRef<Reply> replyTo)
+            implements Command, ClusterMessage {
     }
 
     /**
      * Throws inside the actor as an engine fault would, so tests (and fault drills) can check
      * that supervision restarts the expert with its weights reloaded.
      */
-    public record InjectFault(String reason) implements Command {
+    public record InjectFault(String reason) implements Command, ClusterMessage {
+    }
+
+    /**
+     * Answered with {@link Ready} once the weights are loaded: messages are handled after setup,
+     * so the answer means the expert serves. Its worker uses it before reporting a load done.
+     */
+    public record AwaitReady(ActorRef<Ready> replyTo) implements Command {
+    }
+
+    /** The expert's weights are loaded; {@code self} serves {@link Compute}. */
+    public record Ready(ExpertId expert, ActorRef<Command> self) {
     }
 
     /** An expert's answer to {@link Compute}. */
@@ -56,11 +69,11 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
     }
 
     /** @param outputs (count, hidden) row-major, the expert's unweighted SwiGLU of the rows */
-    public record Computed(long stepId, ExpertId expert, float[] outputs) implements Reply {
+    public record Computed(long stepId, ExpertId expert, float[] outputs) implements Reply, ClusterMessage {
     }
 
     /** The rows could not be computed; {@code reason} names the value at fault. */
-    public record Failed(long stepId, ExpertId expert, String reason) implements Reply {
+    public record Failed(long stepId, ExpertId expert, String reason) implements Reply, ClusterMessage {
     }
 
     private final ExpertId id;
@@ -109,6 +122,10 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
         return newReceiveBuilder()
                 .onMessage(Compute.class, this::onCompute)
                 .onMessage(InjectFault.class, this::onInjectFault)
+                .onMessage(AwaitReady.class, a -> {
+                    a.replyTo().tell(new Ready(id, getContext().getSelf()));
+                    return this;
+                })
                 .onSignal(PreRestart.class, s -> release())
                 .onSignal(PostStop.class, s -> release())
                 .build();

@@ -1,12 +1,17 @@
 package dev.cmoe.experts;
 
 import ai.djl.Device;
+import dev.cmoe.experts.cluster.ClusterMessage;
 import dev.cmoe.model.llama.TensorSource;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -15,18 +20,27 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+import org.apache.pekko.actor.typed.receptionist.ServiceKey;
 
 /**
  * The experts of one device: spawns an {@link ExpertActor} per hosted expert and restarts any
- * that fails, so one device's faults are contained there and routers keep the same refs.
+ * that fails, so one device's faults are contained there and routers keep the same refs. In a
+ * cluster the head tells it which experts to {@link Load} and {@link Unload} (placement and
+ * rebalancing); it loads only those, within its memory budget, from the shared checkpoint.
  */
 public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
+    /** The key under which expert-worker nodes register each device's worker with the receptionist. */
+    public static final ServiceKey<Command> SERVICE_KEY = ServiceKey.create(Command.class, "cmoe-expert-device");
+    /** The config path of how long a {@link Load} may take before it is answered as failed. */
+    public static final String LOAD_TIMEOUT = "cmoe.expert.load-timeout";
 
     /** What a worker understands. */
-    public sealed interface Command permits GetHosted {
+    public sealed interface Command permits GetHosted, Describe, Load, Unload, ExpertReady, ExpertStopped,
+            LoadTimedOut {
     }
 
-    /** Asks which experts this worker hosts, and their refs. */
+    /** Asks which experts this worker hosts, and their refs (in-process use). */
     public record GetHosted(ActorRef<Hosted> replyTo) implements Command {
     }
 
@@ -38,47 +52,257 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     public record Hosted(String worker, Device device, Map<ExpertId, ActorRef<ExpertActor.Command>> experts) {
     }
 
+    /** Asks a device what it is (the head's first message to a newly discovered device). */
+    public record Describe(ActorRef<Description> replyTo) implements Command, ClusterMessage {
+    }
+
+    /**
+     * A device as the head needs to know it.
+     *
+     * @param deviceId {@code WORKER/DEVICE}, e.g. {@code worker-1/gpu:0}
+     * @param memoryBytes what it may spend on expert weights; 0 = not limited
+     * @param maxFrameBytes the largest message its node accepts (Artery's maximum-frame-size); 0 = in-process
+     * @param hosted the experts it serves now
+     */
+    public record Description(String deviceId, ExpertShape shape, long memoryBytes, int maxFrameBytes,
+                              List<ExpertId> hosted) implements ClusterMessage {
+    }
+
+    /** Host these experts (those already hosted are kept); answered once all serve, or with a failure. */
+    public record Load(long opId, List<ExpertId> experts, ActorRef<LoadResult> replyTo)
+            implements Command, ClusterMessage {
+    }
+
+    /**
+     * The answer to {@link Load}.
+     *
+     * @param ready requested expert → its serving actor (all of them when {@code failure} is empty)
+     * @param failure empty on success, else what went wrong, naming the experts and values at fault
+     */
+    public record LoadResult(long opId, String deviceId, Map<ExpertId, ActorRef<ExpertActor.Command>> ready,
+                             String failure) implements ClusterMessage {
+        public boolean ok() {
+            return failure.isEmpty();
+        }
+    }
+
+    /** Stop hosting these experts (make-before-break: the head sends it once no router uses them). */
+    public record Unload(long opId, List<ExpertId> experts, ActorRef<Unloaded> replyTo)
+            implements Command, ClusterMessage {
+    }
+
+    /** The answer to {@link Unload}: what the device hosts now. */
+    public record Unloaded(long opId, String deviceId, List<ExpertId> hosted) implements ClusterMessage {
+    }
+
+    private record ExpertReady(ExpertActor.Ready ready) implements Command {
+    }
+
+    private record ExpertStopped(ExpertId id, ActorRef<ExpertActor.Command> ref) implements Command {
+    }
+
+    private record LoadTimedOut(long opId) implements Command {
+    }
+
+    /** A load waiting for its experts' weights. */
+    private record PendingLoad(Load load, Set<ExpertId> waiting) {
+    }
+
     private final String name;
     private final Device device;
+    private final ExpertShape shape;
+    private final TensorSource source;
+    private final long memoryBytes;
+    private final int maxFrameBytes;
+    private final Duration loadTimeout;
+    private final TimerScheduler<Command> timers;
     private final Map<ExpertId, ActorRef<ExpertActor.Command>> experts = new LinkedHashMap<>(); // id -> actor
+    private final Set<ExpertId> ready = new HashSet<>();             // weights loaded, serving
+    private final Map<Long, PendingLoad> loads = new LinkedHashMap<>(); // opId -> load in progress
+    private final ActorRef<ExpertActor.Ready> readyAdapter;
+    private long incarnations;
 
-    private ExpertWorker(ActorContext<Command> context, String name, Device device, int hidden, int expertSize,
-                         List<ExpertId> hosted, TensorSource source) {
+    private ExpertWorker(ActorContext<Command> context, TimerScheduler<Command> timers, String name, Device device,
+                         ExpertShape shape, TensorSource source, long memoryBytes, int maxFrameBytes,
+                         List<ExpertId> hosted) {
         super(context);
         this.name = name;
         this.device = device;
+        this.shape = shape;
+        this.source = source;
+        this.memoryBytes = memoryBytes;
+        this.maxFrameBytes = maxFrameBytes;
+        this.timers = timers;
+        this.loadTimeout = context.getSystem().settings().config().getDuration(LOAD_TIMEOUT);
+        this.readyAdapter = context.messageAdapter(ExpertActor.Ready.class, ExpertReady::new);
         for (ExpertId id : hosted) {
-            // Restart, not stop: a restarted expert reloads its weights in setup and keeps its ref,
-            // so routers need not learn about the fault. Repeated faults still end it (limit).
-            Behavior<ExpertActor.Command> supervised = Behaviors.supervise(
-                            ExpertActor.create(id, hidden, expertSize, source, device))
-                    .onFailure(SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)));
-            experts.put(id, context.spawn(supervised, id.actorName(),
-                    DispatcherSelector.fromConfig(ExpertActor.DISPATCHER)));
+            spawn(id);
         }
     }
 
     /**
      * Hosts {@code hosted} experts on {@code device}, their weights read from {@code source} (which
-     * must stay readable while the worker lives: restarts read it again).
+     * must stay readable while the worker lives: restarts and later loads read it again).
      *
-     * @param name the worker's name in placement reports, e.g. "cpu-0"
+     * @param name the device id in placement reports, e.g. "worker-1/gpu:0" or "cpu-0"
+     * @param memoryBytes what the experts may take on the device; 0 = not limited
+     * @param maxFrameBytes the largest message this node accepts, reported to the head; 0 in-process
      */
+    public static Behavior<Command> create(String name, Device device, ExpertShape shape, TensorSource source,
+                                           long memoryBytes, int maxFrameBytes, List<ExpertId> hosted) {
+        List<ExpertId> initial = List.copyOf(hosted);
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new ExpertWorker(ctx, timers, name, device, shape,
+                source, memoryBytes, maxFrameBytes, initial)));
+    }
+
+    /** An in-process worker hosting {@code hosted} (single-node serving, tests): no budget, no frames. */
     public static Behavior<Command> create(String name, Device device, int hidden, int expertSize,
                                            List<ExpertId> hosted, TensorSource source) {
-        return Behaviors.setup(ctx -> new ExpertWorker(ctx, name, device, hidden, expertSize, List.copyOf(hosted),
-                source));
+        int layers = hosted.stream().mapToInt(ExpertId::layer).max().orElse(0) + 1;
+        int routed = hosted.stream().mapToInt(ExpertId::expert).max().orElse(0) + 1;
+        return create(name, device, new ExpertShape(layers, routed, hidden, expertSize), source, 0, 0, hosted);
     }
 
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(GetHosted.class, this::onGetHosted)
+                .onMessage(Describe.class, this::onDescribe)
+                .onMessage(Load.class, this::onLoad)
+                .onMessage(Unload.class, this::onUnload)
+                .onMessage(ExpertReady.class, this::onExpertReady)
+                .onMessage(ExpertStopped.class, this::onExpertStopped)
+                .onMessage(LoadTimedOut.class, this::onLoadTimedOut)
                 .build();
     }
 
     private Behavior<Command> onGetHosted(GetHosted g) {
         g.replyTo().tell(new Hosted(name, device, Collections.unmodifiableMap(new LinkedHashMap<>(experts))));
         return this;
+    }
+
+    private Behavior<Command> onDescribe(Describe d) {
+        d.replyTo().tell(new Description(name, shape, memoryBytes, maxFrameBytes, readyList()));
+        return this;
+    }
+
+    private Behavior<Command> onLoad(Load load) {
+        List<ExpertId> foreign = load.experts().stream().filter(id -> !shape.contains(id)).toList();
+        if (!foreign.isEmpty()) {
+            return answer(load, "device " + name + " serves " + shape + "; it has no experts " + foreign);
+        }
+        List<ExpertId> missing = load.experts().stream().distinct().filter(id -> !experts.containsKey(id)).toList();
+        long need = (experts.size() + missing.size()) * shape.expertBytes();
+        if (memoryBytes > 0 && need > memoryBytes) {
+            return answer(load, "device " + name + " cannot host " + missing.size() + " more experts: "
+                    + (experts.size() + missing.size()) + " × " + shape.expertBytes() + " bytes = " + need
+                    + " bytes exceeds its memory budget of " + memoryBytes + " bytes");
+        }
+        missing.forEach(this::spawn);
+        Set<ExpertId> waiting = new LinkedHashSet<>(load.experts());
+        waiting.removeAll(ready);
+        if (waiting.isEmpty()) {
+            return answer(load, "");
+        }
+        loads.put(load.opId(), new PendingLoad(load, waiting));
+        timers.startSingleTimer(load.opId(), new LoadTimedOut(load.opId()), loadTimeout);
+        return this;
+    }
+
+    private Behavior<Command> onUnload(Unload u) {
+        for (ExpertId id : u.experts()) {
+            ActorRef<ExpertActor.Command> ref = experts.remove(id);
+            ready.remove(id);
+            if (ref != null) {
+                getContext().stop(ref);
+            }
+        }
+        getContext().getLog().info("device {} unloaded {} experts, hosts {}", name, u.experts().size(),
+                experts.size());
+        u.replyTo().tell(new Unloaded(u.opId(), name, readyList()));
+        return this;
+    }
+
+    private Behavior<Command> onExpertReady(ExpertReady m) {
+        ExpertId id = m.ready().expert();
+        if (experts.get(id) == null || !experts.get(id).equals(m.ready().self())) {
+            return this; // unloaded meanwhile
+        }
+        ready.add(id);
+        for (PendingLoad p : List.copyOf(loads.values())) {
+            if (p.waiting().remove(id) && p.waiting().isEmpty()) {
+                loads.remove(p.load().opId());
+                timers.cancel(p.load().opId());
+                answer(p.load(), "");
+            }
+        }
+        return this;
+    }
+
+    private Behavior<Command> onExpertStopped(ExpertStopped m) {
+        if (!m.ref().equals(experts.get(m.id()))) {
+            return this; // an unloaded expert finished stopping
+        }
+        // Supervision gave up (repeated faults, or weights that cannot be loaded): it is gone.
+        experts.remove(m.id());
+        ready.remove(m.id());
+        for (PendingLoad p : List.copyOf(loads.values())) {
+            if (p.waiting().contains(m.id())) {
+                loads.remove(p.load().opId());
+                timers.cancel(p.load().opId());
+                answer(p.load(), "expert " + m.id() + " stopped on device " + name
+                        + " before serving (its weights could not be loaded; see that worker's log)");
+            }
+        }
+        return this;
+    }
+
+    private Behavior<Command> onLoadTimedOut(LoadTimedOut t) {
+        PendingLoad p = loads.remove(t.opId());
+        if (p != null) {
+            answer(p.load(), "experts " + p.waiting() + " did not finish loading on device " + name + " within "
+                    + loadTimeout);
+        }
+        return this;
+    }
+
+    private Behavior<Command> answer(Load load, String failure) {
+        Map<ExpertId, ActorRef<ExpertActor.Command>> out = new LinkedHashMap<>();
+        for (ExpertId id : load.experts()) {
+            if (ready.contains(id)) {
+                out.put(id, experts.get(id));
+            }
+        }
+        if (!failure.isEmpty()) {
+            getContext().getLog().warn("load {} on device {} failed: {}", load.opId(), name, failure);
+        }
+        load.replyTo().tell(new LoadResult(load.opId(), name, out, failure));
+        return this;
+    }
+
+    private void spawn(ExpertId id) {
+        // Restart, not stop: a restarted expert reloads its weights in setup and keeps its ref,
+        // so routers need not learn about the fault. Repeated faults still end it (limit).
+        Behavior<ExpertActor.Command> supervised = Behaviors.supervise(
+                        ExpertActor.create(id, shape.hidden(), shape.expertSize(), source, device))
+                .onFailure(SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)));
+        // An unloaded expert's name stays taken until it has stopped; a quick reload gets a fresh one.
+        String actorName = getContext().getChild(id.actorName()).isEmpty() ? id.actorName()
+                : id.actorName() + "-" + (++incarnations);
+        ActorRef<ExpertActor.Command> ref = getContext().spawn(supervised, actorName,
+                DispatcherSelector.fromConfig(ExpertActor.DISPATCHER));
+        getContext().watchWith(ref, new ExpertStopped(id, ref));
+        experts.put(id, ref);
+        ref.tell(new ExpertActor.AwaitReady(readyAdapter));
+    }
+
+    private List<ExpertId> readyList() {
+        List<ExpertId> out = new ArrayList<>();
+        for (ExpertId id : experts.keySet()) {
+            if (ready.contains(id)) {
+                out.add(id);
+            }
+        }
+        return out;
     }
 }

@@ -12,7 +12,13 @@ import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.tokenizer.StreamDecoder;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import dev.cmoe.proto.v1.ModelInfo;
+import dev.cmoe.experts.ExpertShape;
+import dev.cmoe.experts.cluster.ClusterSettings;
+import dev.cmoe.server.cluster.ClusterHead;
+import dev.cmoe.server.cluster.HeadOptions;
 import dev.cmoe.server.grpc.GenerateService;
+import dev.cmoe.server.grpc.ServingGate;
+import io.grpc.BindableService;
 import dev.cmoe.server.grpc.GrpcServer;
 import dev.cmoe.server.grpc.RequestValidator;
 import dev.cmoe.server.metrics.ServerMetrics;
@@ -50,11 +56,14 @@ public final class InferenceServer implements AutoCloseable {
     private final GrpcServer grpc;
     private final List<AutoCloseable> resources; // closed once the actors have stopped
 
+    private final ClusterHead head; // null unless this is a cluster head
+
     private InferenceServer(ActorSystem<SchedulerActor.Command> system, GrpcServer grpc,
-                            List<AutoCloseable> resources) {
+                            List<AutoCloseable> resources, ClusterHead head) {
         this.system = system;
         this.grpc = grpc;
         this.resources = resources;
+        this.head = head;
     }
 
     /**
@@ -115,12 +124,63 @@ public final class InferenceServer implements AutoCloseable {
         }
     }
 
+    /**
+     * Starts the head of a cluster serving the carved model of {@code dir}: the scheduler,
+     * attention, shared experts and a router per layer run here; the routed experts are placed on
+     * the expert-worker devices that join ({@code options}). The health service says NOT_SERVING,
+     * and Generate answers UNAVAILABLE, until every (layer, expert) has a live host.
+     * {@code dir} stays the caller's to close, after this server.
+     */
+    public static InferenceServer startHead(ModelDir dir, SchedulerConfig config, ServerBuilder<?> builder,
+                                            ServerMetrics metrics, String authToken, HeadOptions options)
+            throws IOException {
+        MoeConfig moe = dir.moe().orElseThrow(() -> new IllegalArgumentException("model " + dir.dir()
+                + " is dense (no cmoe block in config.json): a cluster head serves a carved model's experts"));
+        ExpertShape shape = ExpertShape.of(dir.config(), moe);
+        int frame = ClusterSettings.frameBytesFor(config.maxBatchTokens(), shape.hidden());
+        List<String> roles = options.localDevices().isEmpty() ? List.of(ClusterSettings.ROLE_HEAD)
+                : List.of(ClusterSettings.ROLE_HEAD, ClusterSettings.ROLE_WORKER);
+        ClusterSettings cluster = new ClusterSettings(options.host(), options.port(), options.seeds(), roles, frame);
+        Checkpoint checkpoint = options.localDevices().isEmpty() ? null : Checkpoint.open(dir.dir());
+        ActorSystem<SchedulerActor.Command> system = null;
+        try {
+            system = system(new LlamaRunner(dir.model()), dir.tokenizer(), config, metrics,
+                    options.overrides().withFallback(PEKKO).withFallback(cluster.config()).resolve());
+            ClusterHead head = ClusterHead.install(system, dir.model(), moe, shape, options, frame,
+                    checkpoint == null ? null : TensorSource.of(checkpoint), metrics);
+            ModelInfo base = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())
+                    .setActiveExperts(moe.active()).setSharedExperts(moe.shared()).build();
+            return serve(system, dir.config(), () -> base.toBuilder().setPlacement(head.summary()).build(),
+                    dir.tokenizer(), builder, metrics, authToken,
+                    checkpoint == null ? List.of() : List.of(checkpoint), head.gate(), head);
+        } catch (IOException | RuntimeException e) {
+            if (system != null) {
+                system.terminate();
+            }
+            if (checkpoint != null) {
+                checkpoint.close();
+            }
+            throw e;
+        }
+    }
+
     private static ActorSystem<SchedulerActor.Command> system(ModelRunner runner, TextTokenizer tokenizer,
                                                               SchedulerConfig config, ServerMetrics metrics) {
+        return system(runner, tokenizer, config, metrics, PEKKO.withFallback(ConfigFactory.load()));
+    }
+
+    private static ActorSystem<SchedulerActor.Command> system(ModelRunner runner, TextTokenizer tokenizer,
+                                                              SchedulerConfig config, ServerMetrics metrics,
+                                                              Config pekko) {
         Supplier<StreamDecoder> decoders = tokenizer != null ? tokenizer::streamDecoder
                 : () -> StreamDecoder.ofBytes(id -> null);
-        return ActorSystem.create(SchedulerActor.create(runner, config, metrics, decoders), "cmoe",
-                PEKKO.withFallback(ConfigFactory.load()));
+        return ActorSystem.create(SchedulerActor.create(runner, config, metrics, decoders),
+                ClusterSettings.SYSTEM_NAME, pekko);
+    }
+
+    /** The cluster head's wiring (placement coordinator, gate), or null for a single-node server. */
+    public ClusterHead head() {
+        return head;
     }
 
     /** Starts gRPC over a running {@code system}; {@code resources} are closed after the actors stop. */
@@ -128,6 +188,19 @@ public final class InferenceServer implements AutoCloseable {
                                          ModelInfo info, TextTokenizer tokenizer, ServerBuilder<?> builder,
                                          ServerMetrics metrics, String authToken, List<AutoCloseable> resources)
             throws IOException {
+        return serve(system, modelConfig, () -> info, tokenizer, builder, metrics, authToken, resources,
+                ServingGate.opened(), null);
+    }
+
+    /**
+     * @param info asked at every GetModelInfo (a cluster's placement changes)
+     * @param gate the health service follows it; closed, Generate answers UNAVAILABLE
+     * @param head the cluster head whose Admin service is served too, or null
+     */
+    private static InferenceServer serve(ActorSystem<SchedulerActor.Command> system, ModelConfig modelConfig,
+                                         Supplier<ModelInfo> info, TextTokenizer tokenizer, ServerBuilder<?> builder,
+                                         ServerMetrics metrics, String authToken, List<AutoCloseable> resources,
+                                         ServingGate gate, ClusterHead head) throws IOException {
         try {
             Set<Integer> eos = new HashSet<>(modelConfig.eosTokenIds());
             if (tokenizer != null && tokenizer.eosId() >= 0) {
@@ -135,8 +208,11 @@ public final class InferenceServer implements AutoCloseable {
             }
             RequestValidator validator = new RequestValidator(tokenizer, modelConfig.vocabSize(),
                     modelConfig.maxPositionEmbeddings(), eos);
-            GenerateService service = new GenerateService(system, system, validator, info, metrics);
-            return new InferenceServer(system, new GrpcServer(builder, service, authToken).start(), resources);
+            GenerateService service = new GenerateService(system, system, validator, info, metrics, gate);
+            List<BindableService> services = head == null ? List.of(service)
+                    : List.of(service, head.admin(system, authToken != null));
+            return new InferenceServer(system, new GrpcServer(builder, services, authToken, gate).start(), resources,
+                    head);
         } catch (IOException | RuntimeException e) {
             system.terminate();
             throw e;

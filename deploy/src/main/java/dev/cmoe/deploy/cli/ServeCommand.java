@@ -1,6 +1,11 @@
 package dev.cmoe.deploy.cli;
 
+import dev.cmoe.experts.cluster.ClusterSettings;
+import dev.cmoe.experts.cluster.DeviceSpec;
+import dev.cmoe.experts.placement.DefaultPlacement;
+import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.model.ModelDir;
+import dev.cmoe.server.cluster.HeadOptions;
 import dev.cmoe.server.InferenceServer;
 import dev.cmoe.server.metrics.MetricsHttpServer;
 import dev.cmoe.server.metrics.ProcessMetrics;
@@ -17,6 +22,8 @@ import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -59,8 +66,43 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--tls-key", description = "PEM private key (PKCS#8) of --tls-cert.")
     Path tlsKey;
 
-    @Option(names = "--auth-token-file", description = "File holding a bearer token required on every call.")
+    @Option(names = "--auth-token-file", description = "File holding a bearer token required on every call "
+            + "(and for the Admin service of a cluster head).")
     Path authTokenFile;
+
+    @Option(names = "--role", description = "Cluster role: head (gRPC front end, scheduler, attention, shared experts, "
+            + "routers; routed experts on the expert workers that join). Without it: single-node serving.")
+    String role;
+
+    @Option(names = "--cluster-seed", description = "HOST:PORT of the cluster's seed node (the head itself; repeatable).")
+    List<String> clusterSeeds;
+
+    @Option(names = "--cluster-host", description = "Address other nodes reach this head at (and bound); "
+            + "default: the seed's host.")
+    String clusterHost;
+
+    @Option(names = "--cluster-port", description = "Cluster (Artery TCP) port of this head; default: the seed's port.")
+    Integer clusterPort;
+
+    @Option(names = "--plan", description = "Placement plan JSON (cmoe plan) to start from; default: round-robin "
+            + "over the devices that join.")
+    Path plan;
+
+    @Option(names = "--min-devices", defaultValue = "1",
+            description = "Devices to wait for before the first placement, without --plan (default: ${DEFAULT-VALUE}).")
+    int minDevices;
+
+    @Option(names = "--devices", description = "With --role head: devices of this JVM that host experts too "
+            + "(cpu, or gpu:0,gpu:1,...).")
+    String devices;
+
+    @Option(names = "--name", defaultValue = "head",
+            description = "Worker name of this JVM's own devices, with --devices (default: ${DEFAULT-VALUE}).")
+    String name;
+
+    @Option(names = "--memory-per-device", defaultValue = "0",
+            description = "Bytes each of this JVM's devices may spend on experts, with --devices; 0 = unlimited.")
+    long memoryPerDevice;
 
     /** A started server with its model and metrics endpoint; closing stops all three. */
     public record Running(ModelDir dir, InferenceServer server, MetricsHttpServer metrics) implements AutoCloseable {
@@ -94,7 +136,8 @@ public final class ServeCommand implements Callable<Integer> {
                 stopped.countDown();
             }
         }, "cmoe-serve-shutdown"));
-        System.err.printf("cmoe serve: %s on %s:%d (%s%s)%s%n", running.dir().config().modelType(), host,
+        System.err.printf("cmoe serve: %s%s on %s:%d (%s%s)%s%n", running.dir().config().modelType(),
+                role == null ? "" : " (cluster head, seed " + String.join(",", clusterSeeds) + ")", host,
                 running.port(), tlsCert != null ? "TLS" : "plaintext",
                 authTokenFile != null ? ", bearer token required" : "",
                 running.metrics() != null ? "; metrics on http://" + host + ":" + running.metrics().port() + "/metrics"
@@ -105,6 +148,7 @@ public final class ServeCommand implements Callable<Integer> {
 
     /** Opens the model and starts serving it; the caller closes what it gets. */
     public Running start() throws IOException {
+        checkClusterFlags();
         if ((tlsCert == null) != (tlsKey == null)) {
             throw new IllegalArgumentException("--tls-cert and --tls-key go together; got only "
                     + (tlsCert != null ? "--tls-cert" : "--tls-key"));
@@ -120,10 +164,11 @@ public final class ServeCommand implements Callable<Integer> {
         ModelDir dir = ModelDir.open(model);
         InferenceServer server = null;
         try {
-            // a carved model (cmoe block) is served through expert and router actors
-            server = InferenceServer.start(dir, config,
-                    NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials),
-                    new ServerMetrics(registry), token);
+            NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);
+            // a carved model (cmoe block) is served through expert and router actors: in this JVM, or
+            // with --role head on the cluster's expert workers
+            server = role == null ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token)
+                    : InferenceServer.startHead(dir, config, builder, new ServerMetrics(registry), token, headOptions());
             MetricsHttpServer metrics = metricsPort >= 0 ? MetricsHttpServer.start(registry, host, metricsPort) : null;
             return new Running(dir, server, metrics);
         } catch (IOException | RuntimeException e) {
@@ -137,6 +182,34 @@ public final class ServeCommand implements Callable<Integer> {
             dir.close();
             throw e;
         }
+    }
+
+    private void checkClusterFlags() {
+        if (role == null) {
+            String stray = clusterSeeds != null ? "--cluster-seed" : clusterHost != null ? "--cluster-host"
+                    : clusterPort != null ? "--cluster-port" : plan != null ? "--plan" : devices != null ? "--devices"
+                    : null;
+            if (stray != null) {
+                throw new IllegalArgumentException(stray + " needs --role head");
+            }
+            return;
+        }
+        if (!role.equals(ClusterSettings.ROLE_HEAD)) {
+            throw new IllegalArgumentException("--role " + role + " is not a serve role; use --role head (expert "
+                    + "workers run `cmoe worker`)");
+        }
+        if (clusterSeeds == null || clusterSeeds.isEmpty()) {
+            throw new IllegalArgumentException("--role head needs --cluster-seed HOST:PORT");
+        }
+    }
+
+    private HeadOptions headOptions() {
+        Map.Entry<String, Integer> seed = ClusterSettings.hostPort(clusterSeeds.getFirst());
+        PlacementPlan placement = plan == null ? null : PlacementPlan.read(plan);
+        List<DeviceSpec> local = devices == null ? List.of() : DeviceSpec.parse(devices);
+        return new HeadOptions(clusterHost != null ? clusterHost : seed.getKey(),
+                clusterPort != null ? clusterPort : seed.getValue(), clusterSeeds, placement, new DefaultPlacement(64),
+                minDevices, local, name, memoryPerDevice);
     }
 
     private static String readToken(Path file) throws IOException {

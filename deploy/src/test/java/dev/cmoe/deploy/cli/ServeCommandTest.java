@@ -17,6 +17,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -71,5 +72,43 @@ class ServeCommandTest {
             assertEquals(2, exit);
             assertTrue(err.toString(StandardCharsets.UTF_8).contains("UNAUTHENTICATED"));
         }
+    }
+
+    @Test
+    void clusterFlagsAreCheckedBeforeAnythingStarts(@TempDir Path tmp) {
+        String[][] cases = {
+            {"--plan", "plan.json"},
+            {"--cluster-seed", "127.0.0.1:2551"},
+            {"--role", "worker", "--cluster-seed", "127.0.0.1:2551"},
+            {"--role", "head"},
+        };
+        String[] want = {"--plan needs --role head", "--cluster-seed needs --role head",
+            "--role worker is not a serve role", "--role head needs --cluster-seed"};
+        for (int i = 0; i < cases.length; i++) {
+            ServeCommand serve = new ServeCommand();
+            List<String> args = new java.util.ArrayList<>(List.of("--model", tmp.toString()));
+            args.addAll(List.of(cases[i]));
+            new CommandLine(serve).parseArgs(args.toArray(String[]::new));
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    serve::start);
+            assertTrue(e.getMessage().contains(want[i]), e.getMessage());
+        }
+        // a worker needs a carved model; a dense one is refused naming why
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream oldErr = System.err;
+        int exit;
+        try {
+            Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"),
+                    DType.F32);
+            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+            exit = Cli.run("worker", "--cluster-seed", "127.0.0.1:1", "--name", "w1", "--devices", "cpu", "--model",
+                    dense.toString());
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        } finally {
+            System.setErr(oldErr);
+        }
+        assertEquals(2, exit);
+        assertTrue(err.toString(StandardCharsets.UTF_8).contains("is dense"), err.toString(StandardCharsets.UTF_8));
     }
 }

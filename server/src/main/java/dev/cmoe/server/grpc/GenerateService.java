@@ -16,6 +16,7 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
@@ -31,21 +32,39 @@ public final class GenerateService extends GenerationGrpc.GenerationImplBase {
     private final ActorSystem<?> system;
     private final ActorRef<SchedulerActor.Command> scheduler;
     private final RequestValidator validator;
-    private final ModelInfo info;
+    private final Supplier<ModelInfo> info;
+    private final ServingGate gate;
     private final ServerMetrics metrics;
     private final AtomicLong streams = new AtomicLong();
 
     public GenerateService(ActorSystem<?> system, ActorRef<SchedulerActor.Command> scheduler,
                            RequestValidator validator, ModelInfo info, ServerMetrics metrics) {
+        this(system, scheduler, validator, () -> info, metrics, ServingGate.opened());
+    }
+
+    /**
+     * @param info what GetModelInfo answers, asked at each call (a cluster's placement changes)
+     * @param gate closed: Generate answers UNAVAILABLE at once
+     */
+    public GenerateService(ActorSystem<?> system, ActorRef<SchedulerActor.Command> scheduler,
+                           RequestValidator validator, Supplier<ModelInfo> info, ServerMetrics metrics,
+                           ServingGate gate) {
         this.system = system;
         this.scheduler = scheduler;
         this.validator = validator;
         this.info = info;
         this.metrics = metrics;
+        this.gate = gate;
     }
 
     @Override
     public void generate(GenerateRequest request, StreamObserver<GenerateResponse> observer) {
+        String closed = gate.closedBecause();
+        if (closed != null) {
+            metrics.requestFinished(Status.Code.UNAVAILABLE.name());
+            observer.onError(Status.UNAVAILABLE.withDescription("not serving: " + closed).asRuntimeException());
+            return;
+        }
         GenerationRequest r;
         try {
             r = validator.validate(request, System.nanoTime());
@@ -86,7 +105,7 @@ public final class GenerateService extends GenerationGrpc.GenerationImplBase {
 
     @Override
     public void getModelInfo(GetModelInfoRequest request, StreamObserver<ModelInfo> observer) {
-        observer.onNext(info);
+        observer.onNext(info.get());
         observer.onCompleted();
     }
 }

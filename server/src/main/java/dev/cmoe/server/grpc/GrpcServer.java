@@ -7,6 +7,7 @@ import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -18,10 +19,21 @@ public final class GrpcServer {
     private final Server server;
     private final HealthStatusManager health = new HealthStatusManager();
 
+    private final ServingGate gate;
+
     /** @param authToken required on every call when non-null */
     public GrpcServer(ServerBuilder<?> builder, BindableService generation, String authToken) {
-        builder.addService(generation)
-                .addService(health.getHealthService())
+        this(builder, List.of(generation), authToken, ServingGate.opened());
+    }
+
+    /**
+     * @param services the Generation service and any others (Admin)
+     * @param gate the health service reports SERVING exactly while it is open
+     */
+    public GrpcServer(ServerBuilder<?> builder, List<BindableService> services, String authToken, ServingGate gate) {
+        this.gate = gate;
+        services.forEach(builder::addService);
+        builder.addService(health.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance());
         addLegacyReflection(builder);
         if (authToken != null) {
@@ -38,8 +50,12 @@ public final class GrpcServer {
 
     public GrpcServer start() throws IOException {
         server.start();
-        health.setStatus("", HealthCheckResponse.ServingStatus.SERVING);
-        health.setStatus("cmoe.v1.Generation", HealthCheckResponse.ServingStatus.SERVING);
+        gate.onChange(open -> {
+            HealthCheckResponse.ServingStatus s = open ? HealthCheckResponse.ServingStatus.SERVING
+                    : HealthCheckResponse.ServingStatus.NOT_SERVING;
+            health.setStatus("", s);
+            health.setStatus("cmoe.v1.Generation", s);
+        });
         return this;
     }
 

@@ -55,6 +55,7 @@ public final class StreamActor extends AbstractBehavior<StreamActor.Command> {
     private final Deque<GenerateResponse> outbox = new ArrayDeque<>();
     private boolean sentAny;
     private boolean failedInStream;
+    private Status.Code failedCode = Status.Code.INTERNAL;
     private String endStatus; // the call's status for metrics, set once the Final is in the outbox
 
     public static Behavior<Command> create(GenerationRequest request, ServerCallStreamObserver<GenerateResponse> call,
@@ -103,17 +104,19 @@ public final class StreamActor extends AbstractBehavior<StreamActor.Command> {
             }
             case SchedulerActor.Tokens t -> outbox.addLast(response().setChunk(chunk(t)).build());
             case SchedulerActor.Failed f -> {
+                Status.Code code = f.unavailable() ? Status.Code.UNAVAILABLE : Status.Code.INTERNAL;
                 if (!sentAny && outbox.isEmpty()) {
-                    return fail(Status.INTERNAL.withDescription(f.message()));
+                    return fail(Status.fromCode(code).withDescription(f.message()));
                 }
                 // Streaming began: the error travels in-stream, and the Finished(ERROR) that follows ends it.
-                outbox.addLast(response().setError(StreamError.newBuilder().setCode(Status.Code.INTERNAL.value())
+                outbox.addLast(response().setError(StreamError.newBuilder().setCode(code.value())
                         .setMessage(f.message())).build());
                 failedInStream = true;
+                failedCode = code;
             }
             case SchedulerActor.Finished f -> {
                 outbox.addLast(response().setFinal(finalMessage(f)).build());
-                endStatus = failedInStream ? Status.Code.INTERNAL.name() : switch (f.reason()) {
+                endStatus = failedInStream ? failedCode.name() : switch (f.reason()) {
                     case ABORTED -> Status.Code.ABORTED.name();
                     case ERROR -> Status.Code.INTERNAL.name();
                     default -> Status.Code.OK.name();

@@ -4,6 +4,8 @@ import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.MultiGauge;
+import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.time.Duration;
@@ -27,6 +29,8 @@ public final class ServerMetrics {
     private final Timer queueTime;
     private final Timer stepTime;
     private final Counter generated;
+    private final MultiGauge deviceExperts;
+    private final AtomicLong unplaced = new AtomicLong();
 
     public ServerMetrics(MeterRegistry registry) {
         this.registry = registry;
@@ -47,6 +51,10 @@ public final class ServerMetrics {
         queueTime = latency("cmoe.queue.time", "from arrival to admission");
         stepTime = latency("cmoe.step.time", "one model step");
         generated = Counter.builder("cmoe.generated.tokens").description("tokens generated").register(registry);
+        deviceExperts = MultiGauge.builder("cmoe.device.experts").description("routed experts a device hosts")
+                .register(registry);
+        Gauge.builder("cmoe.cluster.unplaced.experts", unplaced, AtomicLong::get)
+                .description("routed experts without a live host").register(registry);
     }
 
     /** Metrics that go nowhere, for tests. */
@@ -101,6 +109,31 @@ public final class ServerMetrics {
     public Counter expertTokens(int layer, int expert) {
         return Counter.builder("cmoe.expert.tokens").description("tokens routed to an expert")
                 .tag("layer", String.valueOf(layer)).tag("expert", String.valueOf(expert)).register(registry);
+    }
+
+    /**
+     * The counter of token rows sent to device {@code device} ({@code WORKER/DEVICE}) for routed
+     * experts: the per-device load that placement balances and the bench reads.
+     */
+    public Counter deviceTokens(String device) {
+        return Counter.builder("cmoe.device.tokens").description("token rows sent to a device's routed experts")
+                .tag("device", device).register(registry);
+    }
+
+    /** Replaces the per-device count of hosted routed experts (device id -> experts). */
+    public void deviceExperts(java.util.Map<String, Integer> hosted) {
+        deviceExperts.register(hosted.entrySet().stream()
+                .map(e -> MultiGauge.Row.of(Tags.of("device", e.getKey()), e.getValue())).toList(), true);
+    }
+
+    /** Routed experts that have no live host now (0 when the cluster can serve every layer). */
+    public void unplacedExperts(int n) {
+        unplaced.set(n);
+    }
+
+    /** A rebalance was applied; {@code trigger} is rpc, imbalance or failover. */
+    public void rebalanced(String trigger) {
+        registry.counter("cmoe.cluster.rebalances", "trigger", trigger).increment();
     }
 
     /** KV cache bytes held by running sequences, as last reported by the scheduler. */

@@ -3,6 +3,7 @@ package dev.cmoe.server.moe;
 import ai.djl.ndarray.NDArray;
 import dev.cmoe.model.llama.FeedForward;
 import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.server.scheduler.UnavailableException;
 import java.time.Duration;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -62,7 +63,8 @@ public final class ActorMoeFeedForward implements FeedForward {
         }
         return switch (reply) {
             case RouterActor.Routed r -> x.getManager().create(r.output(), x.getShape());
-            case RouterActor.Failed f -> throw new IllegalStateException("MoE " + f.reason());
+            case RouterActor.Failed f -> throw f.unavailable() ? new UnavailableException("MoE " + f.reason())
+                    : new IllegalStateException("MoE " + f.reason());
         };
     }
 

@@ -14,6 +14,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.IntFunction;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -56,26 +57,48 @@ public final class CarvedTopology {
                 ExpertWorker.create(name, device, hidden, moe.expertSize(), ids, source), "experts-" + name,
                 Props.empty());
         ExpertWorker.Hosted hosted = hosted(system, worker);
-        for (int l = 0; l < layers; l++) {
+        installRouters(system, model, moe, l -> {
+            List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+            for (int j = 0; j < moe.routed(); j++) {
+                experts.add(hosted.experts().get(new ExpertId(l, j)));
+            }
+            return LayerReplicas.single(l, "local/" + name, experts);
+        }, RouterActor.Limits.local(timeout), metrics);
+        return "actors: worker " + hosted.worker() + " (" + hosted.device() + ") hosts " + hosted.experts().size()
+                + " routed experts (" + layers + " layers × " + moe.routed() + "); one router per layer runs the "
+                + "router" + (moe.shared() > 0 ? ", the shared expert" : "") + " and the combine";
+    }
+
+    /**
+     * Spawns a {@link RouterActor} per layer over {@code replicas} (the layer's initial table) and
+     * replaces each layer's in-process {@link MoeFeedForward} with an {@link ActorMoeFeedForward}
+     * asking it; the in-process routed experts are freed (actors hold them now).
+     *
+     * @return the routers, index = layer
+     */
+    public static List<ActorRef<RouterActor.Command>> installRouters(ActorSystem<?> system, LlamaModel model,
+                                                                     MoeConfig moe,
+                                                                     IntFunction<LayerReplicas> replicas,
+                                                                     RouterActor.Limits limits, ServerMetrics metrics) {
+        int hidden = model.config().hiddenSize();
+        List<ActorRef<RouterActor.Command>> routers = new ArrayList<>();
+        for (int l = 0; l < model.config().numLayers(); l++) {
             FeedForward ffn = model.feedForward(l);
             if (!(ffn instanceof MoeFeedForward local)) {
                 throw new IllegalStateException("layer " + l + "'s FFN is a " + ffn.getClass().getSimpleName()
                         + ", not an in-process MoeFeedForward to serve through actors");
             }
-            List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
-            for (int j = 0; j < moe.routed(); j++) {
-                experts.add(hosted.experts().get(new ExpertId(l, j)));
-            }
             ActorRef<RouterActor.Command> router = system.systemActorOf(
-                    RouterActor.create(l, hidden, local, experts, timeout, metrics), "router-layer-" + l,
+                    RouterActor.create(l, hidden, local, replicas.apply(l), limits, metrics), "router-layer-" + l,
                     DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
-            model.replaceFeedForward(l, new ActorMoeFeedForward(l, router, system.scheduler(),
-                    timeout.plusSeconds(5), local));
+            // the model's wait outlasts the router's own, so the router's precise failure comes first
+            Duration wait = (limits.expert().compareTo(limits.unavailable()) > 0 ? limits.expert()
+                    : limits.unavailable()).plusSeconds(5);
+            model.replaceFeedForward(l, new ActorMoeFeedForward(l, router, system.scheduler(), wait, local));
             local.releaseRoutedExperts(); // the expert actors hold them now, loaded from the checkpoint
+            routers.add(router);
         }
-        return "actors: worker " + hosted.worker() + " (" + hosted.device() + ") hosts " + hosted.experts().size()
-                + " routed experts (" + layers + " layers × " + moe.routed() + "); one router per layer runs the "
-                + "router" + (moe.shared() > 0 ? ", the shared expert" : "") + " and the combine";
+        return routers;
     }
 
     private static ExpertWorker.Hosted hosted(ActorSystem<?> system, ActorRef<ExpertWorker.Command> worker) {

@@ -9,12 +9,16 @@ import dev.cmoe.model.moe.Routing;
 import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.core.instrument.Counter;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.PostStop;
-import org.apache.pekko.actor.typed.PreRestart;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -23,16 +27,23 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 
 /**
  * The router of one MoE layer: decides each token's experts with exactly the in-process code
- * ({@link MoeFeedForward#route}) and hands the step to a {@link StepGather}, which sends each
- * selected expert actor one message with all of its rows, computes the shared expert meanwhile
- * and combines as {@link MoeFeedForward#combine} does. Spawn it on {@link #DISPATCHER}.
+ * ({@link MoeFeedForward#route}), picks for each selected expert the replica with the least
+ * outstanding work (rows sent and not yet answered), and hands the step to a
+ * {@link StepGather}, which sends each selected expert one message with all of its rows,
+ * computes the shared expert meanwhile and combines as {@link MoeFeedForward#combine} does.
+ * Spawn it on {@link #DISPATCHER}.
+ *
+ * <p>The placement coordinator replaces the replica table ({@link UpdateReplicas}); the router
+ * passes every new table to its steps in flight, which move the rows of a lost device to a
+ * surviving replica. {@link Drain} answers once given replicas have no work left, so a replica is
+ * retired only after the last step using it has its answer (make-before-break).
  */
 public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     /** The dispatcher (server reference.conf) routers and their gatherers run on: they do tensor work. */
     public static final String DISPATCHER = "cmoe.router-dispatcher";
 
     /** What a router understands. */
-    public sealed interface Command permits Route {
+    public sealed interface Command permits Route, UpdateReplicas, Drain, WorkDone, WorkMoved, GatherStopped {
     }
 
     /**
@@ -41,6 +52,40 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
      * @param x (tokens, hidden) row-major: every token of the step's batch
      */
     public record Route(long stepId, float[] x, int tokens, ActorRef<Reply> replyTo) implements Command {
+    }
+
+    /**
+     * A new replica table for this layer.
+     *
+     * @param lostDevices devices that are gone: steps in flight re-send their rows from these
+     */
+    public record UpdateReplicas(LayerReplicas replicas, Set<String> lostDevices, ActorRef<Updated> replyTo)
+            implements Command {
+    }
+
+    /** The router uses the new table for every later step. */
+    public record Updated(int layer) {
+    }
+
+    /** Answers {@link Drained} once none of {@code replicas} has rows outstanding from this router. */
+    public record Drain(Set<ActorRef<ExpertActor.Command>> replicas, ActorRef<Drained> replyTo) implements Command {
+    }
+
+    /** No step of this layer waits on the drained replicas any more. */
+    public record Drained(int layer) {
+    }
+
+    /** A step's replica answered {@code rows} rows (from {@link StepGather}). */
+    record WorkDone(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> replica, int rows)
+            implements Command {
+    }
+
+    /** A step moved {@code rows} rows from a lost replica to another (to null: none is left yet). */
+    record WorkMoved(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> from,
+                     ActorRef<ExpertActor.Command> to, int rows) implements Command {
+    }
+
+    private record GatherStopped(ActorRef<StepGather.Command> gather) implements Command {
     }
 
     /** The layer's answer to {@link Route}. */
@@ -52,31 +97,60 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     public record Routed(long stepId, float[] output) implements Reply {
     }
 
-    /** The step could not be computed (an expert failed or did not answer in time). */
-    public record Failed(long stepId, String reason) implements Reply {
+    /**
+     * The step could not be computed.
+     *
+     * @param unavailable true when an expert had no live replica within the bound (capacity is
+     *     gone, answered UNAVAILABLE), false for a fault or a timeout (INTERNAL)
+     */
+    public record Failed(long stepId, String reason, boolean unavailable) implements Reply {
+    }
+
+    /**
+     * How long steps wait.
+     *
+     * @param expert for all of a step's experts to answer
+     * @param unavailable for an expert without any live replica to get one
+     * @param maxMessageBytes the cluster's frame size (0 in-process): larger expert messages fail at once
+     */
+    public record Limits(Duration expert, Duration unavailable, int maxMessageBytes) {
+        public static Limits local(Duration expert) {
+            return new Limits(expert, expert, 0);
+        }
+    }
+
+    private record PendingDrain(Set<ActorRef<ExpertActor.Command>> replicas, ActorRef<Drained> replyTo) {
     }
 
     private final int layer;
     private final int hidden;
     private final MoeFeedForward ffn;
-    private final List<ActorRef<ExpertActor.Command>> experts; // index j -> routed expert j's actor
-    private final Duration timeout;
+    private final Limits limits;
+    private final ServerMetrics metrics;
     private final Counter[] tokens; // per routed expert: tokens routed to it
+    private final Map<String, Counter> deviceTokens = new HashMap<>(); // device -> rows sent to it
+    private final Map<ActorRef<ExpertActor.Command>, Integer> outstanding = new HashMap<>(); // replica -> rows
+    private final Map<ActorRef<StepGather.Command>, Map<ActorRef<ExpertActor.Command>, Integer>> inFlight =
+            new HashMap<>(); // step -> replica -> its rows not yet answered
+    private final List<PendingDrain> drains = new ArrayList<>();
     private final NDManager manager = NDManager.newBaseManager();
+    private LayerReplicas replicas;
+    private long picks; // rotates ties between equally idle replicas
 
     private RouterActor(ActorContext<Command> context, int layer, int hidden, MoeFeedForward ffn,
-                        List<ActorRef<ExpertActor.Command>> experts, Duration timeout, ServerMetrics metrics) {
+                        LayerReplicas replicas, Limits limits, ServerMetrics metrics) {
         super(context);
-        if (experts.size() != ffn.config().routed()) {
+        if (replicas.routed() != ffn.config().routed()) {
             throw new IllegalArgumentException("layer " + layer + " has " + ffn.config().routed()
-                    + " routed experts, got " + experts.size() + " expert actors");
+                    + " routed experts, got a replica table of " + replicas.routed());
         }
         this.layer = layer;
         this.hidden = hidden;
         this.ffn = ffn;
-        this.experts = List.copyOf(experts);
-        this.timeout = timeout;
-        this.tokens = new Counter[experts.size()];
+        this.replicas = replicas;
+        this.limits = limits;
+        this.metrics = metrics;
+        this.tokens = new Counter[replicas.routed()];
         for (int j = 0; j < tokens.length; j++) {
             tokens[j] = metrics.expertTokens(layer, j);
         }
@@ -84,25 +158,34 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
 
     /**
      * Routes layer {@code layer} with {@code ffn}'s router, shared expert and combine; the routed
-     * experts are {@code experts} (index j). {@code ffn} stays the caller's to close.
-     *
-     * @param timeout how long a step waits for its experts before it fails
+     * experts are those of {@code replicas}. {@code ffn} stays the caller's to close.
      */
+    public static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn, LayerReplicas replicas,
+                                           Limits limits, ServerMetrics metrics) {
+        // Resume on a bug rather than restart: a restart would forget the current replica table
+        // and the outstanding work; a stopped router would fail every later step by timeout.
+        return Behaviors.supervise(Behaviors.<Command>setup(ctx ->
+                        new RouterActor(ctx, layer, hidden, ffn, replicas, limits, metrics)))
+                .onFailure(SupervisorStrategy.resume());
+    }
+
+    /** A router over a fixed single-device table (single-node serving, tests). */
     public static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn,
                                            List<ActorRef<ExpertActor.Command>> experts, Duration timeout,
                                            ServerMetrics metrics) {
-        // Restart on a bug rather than stop: a stopped router would fail every later step by
-        // timeout. Its children are the in-flight steps' gatherers; they finish on their own.
-        return Behaviors.supervise(Behaviors.<Command>setup(ctx ->
-                        new RouterActor(ctx, layer, hidden, ffn, experts, timeout, metrics)))
-                .onFailure(SupervisorStrategy.restart().withStopChildren(false));
+        return create(layer, hidden, ffn, LayerReplicas.single(layer, "local/cpu", experts), Limits.local(timeout),
+                metrics);
     }
 
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Route.class, this::onRoute)
-                .onSignal(PreRestart.class, s -> release())
+                .onMessage(UpdateReplicas.class, this::onUpdateReplicas)
+                .onMessage(Drain.class, this::onDrain)
+                .onMessage(WorkDone.class, this::onWorkDone)
+                .onMessage(WorkMoved.class, this::onWorkMoved)
+                .onMessage(GatherStopped.class, this::onGatherStopped)
                 .onSignal(PostStop.class, s -> release())
                 .build();
     }
@@ -110,7 +193,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     private Behavior<Command> onRoute(Route r) {
         if (r.tokens() < 1 || r.x().length != (long) r.tokens() * hidden) {
             r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ": expected (" + r.tokens() + ", " + hidden
-                    + ") hidden states, got " + r.x().length + " values"));
+                    + ") hidden states, got " + r.x().length + " values", false));
             return this;
         }
         Routing routing;
@@ -118,18 +201,122 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
             NDArray x = step.create(r.x(), new Shape(r.tokens(), hidden));
             routing = ffn.route(x);
         } catch (RuntimeException e) {
-            r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ": routing failed: " + e));
+            r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ": routing failed: " + e, false));
             return this;
         }
-        for (int j = 0; j < tokens.length; j++) {
+        Replica[] chosen = new Replica[routing.nRouted()];
+        Map<ActorRef<ExpertActor.Command>, Integer> work = new HashMap<>();
+        for (int j = 0; j < chosen.length; j++) {
             int n = routing.rows(j).length;
-            if (n > 0) {
-                tokens[j].increment(n);
+            if (n == 0) {
+                continue;
+            }
+            tokens[j].increment(n);
+            chosen[j] = leastOutstanding(replicas.of(j));
+            if (chosen[j] != null) {
+                outstanding.merge(chosen[j].ref(), n, Integer::sum);
+                work.merge(chosen[j].ref(), n, Integer::sum);
+                deviceTokens.computeIfAbsent(chosen[j].device(), metrics::deviceTokens).increment(n);
             }
         }
-        getContext().spawnAnonymous(StepGather.create(layer, hidden, ffn, routing, r, experts, timeout),
-                DispatcherSelector.fromConfig(DISPATCHER));
+        ActorRef<StepGather.Command> gather = getContext().spawnAnonymous(StepGather.create(layer, hidden, ffn,
+                routing, r, chosen, replicas, limits, getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
+        getContext().watchWith(gather, new GatherStopped(gather));
+        inFlight.put(gather, work);
         return this;
+    }
+
+    /** The replica with the fewest outstanding rows; ties rotate so idle replicas share the work. */
+    private Replica leastOutstanding(List<Replica> candidates) {
+        if (candidates.isEmpty()) {
+            return null;
+        }
+        int start = (int) (picks++ % candidates.size());
+        Replica best = null;
+        int bestWork = Integer.MAX_VALUE;
+        for (int i = 0; i < candidates.size(); i++) {
+            Replica c = candidates.get((start + i) % candidates.size());
+            int w = outstanding.getOrDefault(c.ref(), 0);
+            if (w < bestWork) {
+                best = c;
+                bestWork = w;
+            }
+        }
+        return best;
+    }
+
+    private Behavior<Command> onUpdateReplicas(UpdateReplicas u) {
+        if (u.replicas().routed() != replicas.routed()) {
+            getContext().getLog().error("layer {}: ignoring a replica table of {} experts (the layer has {})", layer,
+                    u.replicas().routed(), replicas.routed());
+        } else {
+            replicas = u.replicas();
+            for (ActorRef<StepGather.Command> g : inFlight.keySet()) {
+                g.tell(new StepGather.TableChanged(replicas, u.lostDevices()));
+            }
+        }
+        u.replyTo().tell(new Updated(layer));
+        return this;
+    }
+
+    private Behavior<Command> onDrain(Drain d) {
+        drains.add(new PendingDrain(Set.copyOf(d.replicas()), d.replyTo()));
+        checkDrains();
+        return this;
+    }
+
+    private Behavior<Command> onWorkDone(WorkDone w) {
+        settle(w.gather(), w.replica(), w.rows());
+        checkDrains();
+        return this;
+    }
+
+    private Behavior<Command> onWorkMoved(WorkMoved m) {
+        settle(m.gather(), m.from(), m.rows());
+        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.get(m.gather());
+        if (m.to() != null && work != null) {
+            outstanding.merge(m.to(), m.rows(), Integer::sum);
+            work.merge(m.to(), m.rows(), Integer::sum);
+            replicas.experts().stream().flatMap(List::stream).filter(r -> r.ref().equals(m.to())).findFirst()
+                    .ifPresent(r -> deviceTokens.computeIfAbsent(r.device(), metrics::deviceTokens)
+                            .increment(m.rows()));
+        }
+        checkDrains();
+        return this;
+    }
+
+    private Behavior<Command> onGatherStopped(GatherStopped g) {
+        // whatever the step did not report (it failed, or timed out) is no longer outstanding
+        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.remove(g.gather());
+        if (work != null) {
+            work.forEach((ref, rows) -> outstanding.computeIfPresent(ref, (k, v) -> v - rows > 0 ? v - rows : null));
+        }
+        checkDrains();
+        return this;
+    }
+
+    private void settle(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> replica, int rows) {
+        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.get(gather);
+        if (work == null || replica == null || !work.containsKey(replica)) {
+            return;
+        }
+        int left = work.get(replica) - rows;
+        if (left > 0) {
+            work.put(replica, left);
+        } else {
+            work.remove(replica);
+        }
+        outstanding.computeIfPresent(replica, (k, v) -> v - rows > 0 ? v - rows : null);
+    }
+
+    private void checkDrains() {
+        for (Iterator<PendingDrain> it = drains.iterator(); it.hasNext(); ) {
+            PendingDrain d = it.next();
+            if (d.replicas().stream().noneMatch(outstanding::containsKey)) {
+                d.replyTo().tell(new Drained(layer));
+                it.remove();
+            }
+        }
     }
 
     private Behavior<Command> release() {

@@ -50,6 +50,9 @@ public final class LlamaRunner implements ModelRunner {
             try {
                 logits = model.forward(chunks(batch.entries()), LogitsMode.LAST, step);
             } catch (RuntimeException e) {
+                if (UnavailableException.in(e)) {
+                    throw e; // no capacity: every sequence would fail alike, each after the same wait
+                }
                 // The batched forward left every cache as it was: retry each sequence alone so that
                 // one bad sequence ends only its own request.
                 isolate(batch.entries(), step, sampled, failed);

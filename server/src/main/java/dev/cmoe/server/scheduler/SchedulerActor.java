@@ -78,8 +78,14 @@ public final class SchedulerActor extends AbstractBehavior<SchedulerActor.Comman
                            long timeToFirstTokenNanos, long queueNanos) implements Event {
     }
 
-    /** The request's step failed; the stream should end with INTERNAL. A Finished(ERROR) follows. */
-    public record Failed(String requestId, String message) implements Event {
+    /**
+     * The request's step failed; the stream should end with INTERNAL, or UNAVAILABLE when
+     * {@code unavailable} (no capacity to run it). A Finished(ERROR) follows.
+     */
+    public record Failed(String requestId, String message, boolean unavailable) implements Event {
+        public Failed(String requestId, String message) {
+            this(requestId, message, false);
+        }
     }
 
     /** Why a request was not queued. */
@@ -206,7 +212,7 @@ public final class SchedulerActor extends AbstractBehavior<SchedulerActor.Comman
             String failure = m.failure() != null ? "model step failed: " + cause(m.failure())
                     : m.output().failed().get(e.requestId());
             if (failure != null) {
-                s.replyTo.tell(new Failed(s.id(), failure));
+                s.replyTo.tell(new Failed(s.id(), failure, m.failure() != null && UnavailableException.in(m.failure())));
                 finish(s, FinishReason.ERROR, now);
                 continue;
             }

@@ -49,10 +49,25 @@ class ActorMoeFeedForwardTest {
     }
 
     @Test
+    void anUnavailableExpertBecomesAnUnavailableException() {
+        ActorRef<RouterActor.Command> failing = KIT.spawn(Behaviors.receiveMessage(m -> {
+            RouterActor.Route r = (RouterActor.Route) m;
+            r.replyTo().tell(new RouterActor.Failed(r.stepId(), "experts [2] have no live replica", true));
+            return Behaviors.same();
+        }));
+        try (NDManager m = NDManager.newBaseManager()) {
+            dev.cmoe.server.scheduler.UnavailableException e = assertThrows(
+                    dev.cmoe.server.scheduler.UnavailableException.class,
+                    () -> block(failing, Duration.ofSeconds(5)).forward(m.create(new float[4], new Shape(1, 4))));
+            assertTrue(e.getMessage().contains("no live replica"), e.getMessage());
+        }
+    }
+
+    @Test
     void aFailedStepBecomesAnExceptionNamingTheReason() {
         ActorRef<RouterActor.Command> failing = KIT.spawn(Behaviors.receiveMessage(m -> {
             RouterActor.Route r = (RouterActor.Route) m;
-            r.replyTo().tell(new RouterActor.Failed(r.stepId(), "layer 3: expert (3, 1) did not answer"));
+            r.replyTo().tell(new RouterActor.Failed(r.stepId(), "layer 3: expert (3, 1) did not answer", false));
             return Behaviors.same();
         }));
         try (NDManager m = NDManager.newBaseManager()) {

@@ -1,0 +1,69 @@
+package dev.cmoe.deploy.cli;
+
+import dev.cmoe.experts.cluster.DeviceSpec;
+import dev.cmoe.experts.cluster.WorkerNode;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicBoolean;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code cmoe worker}: an expert-worker node of a cluster. It joins the head's cluster, offers
+ * its devices, and loads the routed experts the head places on them from the shared checkpoint.
+ */
+@Command(name = "worker", mixinStandardHelpOptions = true,
+        description = "Host routed experts for a cluster head (cmoe serve --role head) until Ctrl-C.")
+public final class WorkerCommand implements Callable<Integer> {
+    @Option(names = "--cluster-seed", required = true, description = "HOST:PORT of the head (the seed node; repeatable).")
+    List<String> clusterSeeds;
+
+    @Option(names = "--cluster-host", defaultValue = "127.0.0.1",
+            description = "Address other nodes reach this worker at, also bound (default: ${DEFAULT-VALUE}).")
+    String clusterHost;
+
+    @Option(names = "--cluster-port", defaultValue = "0",
+            description = "Cluster (Artery TCP) port; 0 picks a free one (default: ${DEFAULT-VALUE}).")
+    int clusterPort;
+
+    @Option(names = "--name", required = true,
+            description = "This worker's name, unique in the cluster: device ids are NAME/DEVICE (e.g. worker-1/gpu:0).")
+    String name;
+
+    @Option(names = "--devices", required = true, description = "cpu, or gpu:0,gpu:1,... (one expert worker each).")
+    String devices;
+
+    @Option(names = "--model", required = true,
+            description = "The carved model directory, the same as the head's (a shared path).")
+    Path model;
+
+    @Option(names = "--memory-per-device", defaultValue = "0",
+            description = "Bytes each device may spend on expert weights; 0 = unlimited (default).")
+    long memoryPerDevice;
+
+    @Option(names = "--max-batch-tokens", defaultValue = "512",
+            description = "The head's --max-batch-tokens, to size message frames (default: ${DEFAULT-VALUE}).")
+    int maxBatchTokens;
+
+    @Override
+    public Integer call() throws Exception {
+        WorkerNode node = WorkerNode.start(clusterHost, clusterPort, clusterSeeds, name, DeviceSpec.parse(devices),
+                model, memoryPerDevice, maxBatchTokens);
+        AtomicBoolean stopping = new AtomicBoolean();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stopping.set(true);
+            node.close(); // leaves the cluster: the head re-places this worker's experts at once
+        }, "cmoe-worker-shutdown"));
+        System.err.printf("cmoe worker: %s (%s) at %s, joining %s; serving %s%n", name, devices, node.address(),
+                String.join(",", clusterSeeds), node.shape());
+        node.whenTerminated().toCompletableFuture().join();
+        if (!stopping.get()) {
+            // downed by the cluster (cut off from the head), or the head left: exit non-zero so that a
+            // supervisor restarts it and it joins the (new) head
+            System.err.println("cmoe worker: " + name + " is no longer in a cluster with a head; exiting");
+            return 1;
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,329 @@
+package dev.cmoe.deploy.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.cmoe.carve.CarveListener;
+import dev.cmoe.carve.CarveOptions;
+import dev.cmoe.carve.Carver;
+import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.generate.Generator;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.sample.SamplingParams;
+import dev.cmoe.model.testing.RandomModel;
+import dev.cmoe.model.testing.TinyCheckpoint;
+import dev.cmoe.proto.v1.GenerateRequest;
+import dev.cmoe.proto.v1.GenerateResponse;
+import dev.cmoe.proto.v1.GenerationGrpc;
+import dev.cmoe.proto.v1.GetModelInfoRequest;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
+import io.grpc.stub.MetadataUtils;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A head and two expert workers as separate JVMs (the real command line) on loopback: requests
+ * stream while one worker is killed with SIGKILL; every request still finishes with the tokens
+ * of the in-process model; the worker is started again, rejoins, and receives experts at the
+ * next rebalance.
+ */
+@Timeout(420)
+class ClusterProcessesTest {
+    private static final Duration WAIT = Duration.ofSeconds(150);
+    private static final String TOKEN = "processes-test-token";
+
+    /** One Generate stream read slowly (one message per tick), so it is in flight when the worker dies. */
+    private static final class SlowStream implements ClientResponseObserver<GenerateRequest, GenerateResponse> {
+        final List<GenerateResponse> messages = new CopyOnWriteArrayList<>();
+        final CompletableFuture<List<GenerateResponse>> done = new CompletableFuture<>();
+        final CountDownLatch first = new CountDownLatch(1);
+        volatile ClientCallStreamObserver<GenerateRequest> call;
+
+        @Override
+        public void beforeStart(ClientCallStreamObserver<GenerateRequest> requestStream) {
+            call = requestStream;
+            requestStream.disableAutoRequestWithInitial(1);
+        }
+
+        @Override
+        public void onNext(GenerateResponse value) {
+            messages.add(value);
+            first.countDown();
+        }
+
+        @Override
+        public void onError(Throwable t) {
+            first.countDown();
+            done.completeExceptionally(t);
+        }
+
+        @Override
+        public void onCompleted() {
+            done.complete(List.copyOf(messages));
+        }
+
+        int[] tokens() {
+            return messages.stream().filter(GenerateResponse::hasChunk)
+                    .flatMapToInt(r -> r.getChunk().getTokenIdsList().stream().mapToInt(Integer::intValue)).toArray();
+        }
+    }
+
+    private static final long T0 = System.nanoTime();
+
+    /** Phase timings in the test's output, to see where the time goes on a loaded machine. */
+    private static void phase(String what) {
+        System.err.printf("[cluster-processes %6.1f s] %s%n", (System.nanoTime() - T0) / 1e9, what);
+    }
+
+    private static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    /** Starts {@code cmoe ARGS} in a fresh JVM on this test's class path, its output in {@code log}. */
+    private static Process cmoe(Path log, String... args) throws IOException {
+        String java = ProcessHandle.current().info().command().orElse("java");
+        String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+        Path logback = log.resolveSibling("logback.xml");
+        if (!Files.exists(logback)) {
+            // the project's own INFO lines (joins, placements, failover), which the tails show on a failure
+            Files.writeString(logback, """
+                    <configuration>
+                      <appender name="OUT" class="ch.qos.logback.core.ConsoleAppender">
+                        <encoder><pattern>%d{HH:mm:ss.SSS} %-5level %logger{20} - %msg%n</pattern></encoder>
+                      </appender>
+                      <logger name="dev.cmoe" level="INFO"/>
+                      <logger name="org.apache.pekko.cluster" level="INFO"/>
+                      <root level="WARN"><appender-ref ref="OUT"/></root>
+                    </configuration>
+                    """);
+        }
+        List<String> cmd = new ArrayList<>(List.of(java, "-Xmx768m", "--enable-native-access=ALL-UNNAMED",
+                "-Dlogback.configurationFile=" + logback,
+                "-Dai.djl.offline=true", "-Doffline=true", "-Dai.djl.pytorch.num_threads=1",
+                // down the killed worker's old incarnation soon, so its replacement becomes a full member
+                "-Dpekko.cluster.split-brain-resolver.stable-after=3s",
+                "-cp", cp, "dev.cmoe.deploy.Cli"));
+        cmd.addAll(List.of(args));
+        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    }
+
+    private static Process worker(Path tmp, Path model, int clusterPort, String name, int round) throws IOException {
+        return cmoe(tmp.resolve(name + "-" + round + ".log"), "worker", "--cluster-seed", "127.0.0.1:" + clusterPort,
+                "--name", name, "--devices", "cpu", "--model", model.toString(), "--max-batch-tokens", "64");
+    }
+
+    private static void await(String what, BooleanSupplier condition, Path logs) throws Exception {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError(what + ": not within " + WAIT + "\n" + tails(logs));
+            }
+            Thread.sleep(200);
+        }
+    }
+
+    private static String tails(Path dir) throws IOException {
+        StringBuilder b = new StringBuilder();
+        try (var files = Files.list(dir)) {
+            for (Path f : files.filter(p -> p.toString().endsWith(".log")).sorted().toList()) {
+                List<String> lines = Files.readAllLines(f, StandardCharsets.UTF_8);
+                b.append("---- ").append(f.getFileName()).append('\n');
+                lines.subList(Math.max(0, lines.size() - 25), lines.size()).forEach(l -> b.append(l).append('\n'));
+            }
+        }
+        return b.toString();
+    }
+
+    private static Path carvedModel(Path tmp) throws IOException {
+        Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"), DType.F32);
+        Path text = TinyCheckpoint.calibrationText(tmp.resolve("calib.txt"));
+        Path out = tmp.resolve("carved");
+        Carver.carve(dense, text, out, CarveOptions.of(1, 2, 8).withCalibration(4, 32, 7), CarveListener.NONE);
+        return out;
+    }
+
+    private static String prompt(int i) {
+        String[] words = TinyCheckpoint.TEXT.strip().split("\\s+");
+        return String.join(" ", List.of(words).subList(i, i + 2 + i));
+    }
+
+    @Test
+    void aWorkerKilledMidGenerationLosesNoRequestAndGetsExpertsAgainWhenItRejoins(@TempDir Path tmp)
+            throws Exception {
+        phase("carving the fixture");
+        Path model = carvedModel(tmp);
+        Path token = Files.writeString(tmp.resolve("token"), TOKEN);
+        int grpcPort = freePort();
+        int clusterPort = freePort();
+        List<Process> processes = new ArrayList<>();
+        ManagedChannel channel = null;
+        try (ModelDir reference = ModelDir.open(model)) {
+            processes.add(cmoe(tmp.resolve("head.log"), "serve", "--model", model.toString(), "--port",
+                    String.valueOf(grpcPort), "--role", "head", "--cluster-seed", "127.0.0.1:" + clusterPort,
+                    "--auth-token-file", token.toString(), "--max-batch-tokens", "64", "--min-devices", "2"));
+            Process worker1 = worker(tmp, model, clusterPort, "worker-1", 1);
+            Process worker2 = worker(tmp, model, clusterPort, "worker-2", 1);
+            processes.add(worker1);
+            processes.add(worker2);
+            Metadata auth = new Metadata();
+            auth.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + TOKEN);
+            channel = NettyChannelBuilder.forAddress("127.0.0.1", grpcPort).usePlaintext()
+                    .intercept(MetadataUtils.newAttachHeadersInterceptor(auth)).build();
+            ManagedChannel ch = channel;
+            phase("started head and 2 workers");
+            await("the head serves with both workers", () -> serving(ch), tmp);
+            phase("serving");
+            String before = info(ch);
+            assertTrue(before.contains("worker-1/cpu") && before.contains("worker-2/cpu"), before);
+
+            // stream requests, read slowly so that they are mid-generation when worker-2 dies
+            int n = 6;
+            int maxNew = 48;
+            List<SlowStream> streams = new ArrayList<>();
+            List<Thread> readers = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                SlowStream s = new SlowStream();
+                streams.add(s);
+                GenerationGrpc.newStub(channel).generate(GenerateRequest.newBuilder().setText(prompt(i))
+                        .setMaxNewTokens(maxNew).setIgnoreEos(true).build(), s);
+                readers.add(Thread.ofVirtual().start(() -> {
+                    long deadline = System.nanoTime() + WAIT.toNanos();
+                    while (!s.done.isDone() && System.nanoTime() < deadline) {
+                        try {
+                            Thread.sleep(15);
+                        } catch (InterruptedException e) {
+                            return;
+                        }
+                        s.call.request(1);
+                    }
+                }));
+            }
+            for (SlowStream s : streams) {
+                assertTrue(s.first.await(60, TimeUnit.SECONDS), "a first message\n" + tails(tmp));
+            }
+            phase("all streams under way; SIGKILL worker-2");
+            worker2.destroyForcibly(); // SIGKILL
+            assertTrue(worker2.waitFor(20, TimeUnit.SECONDS));
+            assertFalse(streams.stream().allMatch(s -> s.done.isDone()), "killed mid-generation");
+            for (int i = 0; i < n; i++) {
+                List<GenerateResponse> messages = streams.get(i).done.get(WAIT.toSeconds(), TimeUnit.SECONDS);
+                assertTrue(messages.getLast().hasFinal(), "request " + i + " ends with a Final: " + messages.getLast());
+                assertTrue(messages.stream().noneMatch(GenerateResponse::hasError), "request " + i + ": " + messages);
+                int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(i), true),
+                        maxNew, SamplingParams.greedy(), Set.of(), t -> {
+                        }).tokens();
+                assertArrayEquals(want, streams.get(i).tokens(), "request " + i);
+            }
+            readers.forEach(Thread::interrupt);
+            phase("all requests finished with the in-process tokens");
+            await("worker-2's experts were re-placed on worker-1",
+                    () -> info(ch).contains("1 expert-worker device(s)") && info(ch).contains("every expert"), tmp);
+
+            // worker-2 comes back: it joins empty and gets experts at the next rebalance
+            phase("re-placed; starting worker-2 again");
+            Process again = worker(tmp, model, clusterPort, "worker-2", 2);
+            processes.add(again);
+            await("worker-2 rejoined", () -> info(ch).contains("worker-2/cpu=0"), tmp);
+            phase("worker-2 rejoined; rebalancing");
+            // the operator's command: cmoe rebalance (Admin/Rebalance with the bearer token)
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+            java.io.PrintStream oldOut = System.out;
+            java.io.PrintStream oldErr = System.err;
+            int exit;
+            try {
+                System.setOut(new java.io.PrintStream(out, true, StandardCharsets.UTF_8));
+                System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+                exit = dev.cmoe.deploy.Cli.run("rebalance", "--server", "127.0.0.1:" + grpcPort, "--auth-token-file",
+                        token.toString(), "--out", tmp.resolve("plan.json").toString());
+            } finally {
+                System.setOut(oldOut);
+                System.setErr(oldErr);
+            }
+            String report = err.toString(StandardCharsets.UTF_8);
+            assertTrue(exit == 0, report);
+            PlacementPlan plan = PlacementPlan.fromJson(out.toString(StandardCharsets.UTF_8));
+            assertFalse(plan.byDevice().get("worker-2/cpu").isEmpty(), plan.toJson());
+            assertTrue(PlacementPlan.read(tmp.resolve("plan.json")).equals(plan), "--out wrote the plan in force");
+            assertTrue(report.matches("(?s).*[1-9]\\d* replicas added.*"), report);
+            await("worker-2 serves experts", () -> !info(ch).contains("worker-2/cpu=0"), tmp);
+            // and a request now crosses both workers, with the same tokens as in-process
+            SlowStream last = new SlowStream();
+            GenerationGrpc.newStub(channel).generate(GenerateRequest.newBuilder().setText(prompt(2))
+                    .setMaxNewTokens(20).setIgnoreEos(true).build(), last);
+            last.call.request(1000);
+            last.done.get(WAIT.toSeconds(), TimeUnit.SECONDS);
+            phase("rebalanced; a request across both workers finished");
+            assertArrayEquals(Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(2), true),
+                    20, SamplingParams.greedy(), Set.of(), t -> {
+                    }).tokens(), last.tokens());
+        } finally {
+            String keep = System.getenv("CMOE_TEST_KEEP_LOGS");
+            if (keep != null) {
+                try (var logs = Files.list(tmp)) {
+                    for (Path f : logs.filter(p -> p.toString().endsWith(".log")).toList()) {
+                        Files.copy(f, Path.of(keep).resolve(f.getFileName()),
+                                java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                    }
+                }
+            }
+            if (channel != null) {
+                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            }
+            for (Process p : processes) {
+                p.destroy();
+            }
+            for (Process p : processes) {
+                if (!p.waitFor(20, TimeUnit.SECONDS)) {
+                    p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+                }
+            }
+        }
+    }
+
+    private static boolean serving(ManagedChannel channel) {
+        try {
+            return HealthGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .check(HealthCheckRequest.newBuilder().setService("cmoe.v1.Generation").build())
+                    .getStatus() == HealthCheckResponse.ServingStatus.SERVING;
+        } catch (RuntimeException e) {
+            return false; // not up yet
+        }
+    }
+
+    private static String info(ManagedChannel channel) {
+        try {
+            return GenerationGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .getModelInfo(GetModelInfoRequest.getDefaultInstance()).getPlacement();
+        } catch (RuntimeException e) {
+            return "";
+        }
+    }
+}

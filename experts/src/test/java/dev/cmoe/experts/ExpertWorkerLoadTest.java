@@ -1,0 +1,104 @@
+package dev.cmoe.experts;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeWeightNames;
+import java.nio.FloatBuffer;
+import java.time.Duration;
+import java.util.List;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** A device worker loads only what it is told, within its budget, and unloads on request. */
+@Timeout(60)
+class ExpertWorkerLoadTest {
+    private static final ExpertShape SHAPE = new ExpertShape(2, 3, 8, 4);
+    private static final ActorTestKit KIT = ActorTestKit.create();
+
+    /** Random weights for every expert of SHAPE; remembers which tensors were read. */
+    private static final class Source implements TensorSource {
+        final Set<String> read = ConcurrentHashMap.newKeySet();
+
+        @Override
+        public FloatBuffer read(String name, long... shape) {
+            read.add(name);
+            Random r = new Random(name.hashCode());
+            float[] v = new float[(int) (shape[0] * shape[1])];
+            for (int i = 0; i < v.length; i++) {
+                v[i] = (float) r.nextGaussian();
+            }
+            return FloatBuffer.wrap(v);
+        }
+    }
+
+    @AfterAll
+    static void stop() {
+        KIT.shutdownTestKit();
+    }
+
+    @Test
+    void loadsOnlyThePlacedExpertsAndServesThem() {
+        Source source = new Source();
+        ActorRef<ExpertWorker.Command> worker = KIT.spawn(ExpertWorker.create("w1/cpu", Device.cpu(), SHAPE, source,
+                0, 0, List.of()));
+        TestProbe<ExpertWorker.LoadResult> loads = KIT.createTestProbe();
+        worker.tell(new ExpertWorker.Load(7, List.of(new ExpertId(1, 2), new ExpertId(0, 1)), loads.getRef()));
+        ExpertWorker.LoadResult r = loads.receiveMessage(Duration.ofSeconds(20));
+        assertTrue(r.ok(), r.failure());
+        assertEquals(7, r.opId());
+        assertEquals("w1/cpu", r.deviceId());
+        assertEquals(Set.of(new ExpertId(1, 2), new ExpertId(0, 1)), r.ready().keySet());
+        assertEquals(Set.of(MoeWeightNames.expert(1, 2, MoeWeightNames.GATE),
+                MoeWeightNames.expert(1, 2, MoeWeightNames.UP), MoeWeightNames.expert(1, 2, MoeWeightNames.DOWN),
+                MoeWeightNames.expert(0, 1, MoeWeightNames.GATE), MoeWeightNames.expert(0, 1, MoeWeightNames.UP),
+                MoeWeightNames.expert(0, 1, MoeWeightNames.DOWN)), source.read, "exactly the placed experts' tensors");
+
+        TestProbe<ExpertActor.Reply> replies = KIT.createTestProbe();
+        r.ready().get(new ExpertId(1, 2)).tell(new ExpertActor.Compute(3, new float[2 * 8], 2, replies.getRef()));
+        ExpertActor.Computed c = assertInstanceOf(ExpertActor.Computed.class,
+                replies.receiveMessage(Duration.ofSeconds(10)));
+        assertArrayEquals(new float[2 * 8], c.outputs(), "SwiGLU of zero rows is zero");
+
+        TestProbe<ExpertWorker.Description> describe = KIT.createTestProbe();
+        worker.tell(new ExpertWorker.Describe(describe.getRef()));
+        ExpertWorker.Description d = describe.receiveMessage(Duration.ofSeconds(10));
+        assertEquals(SHAPE, d.shape());
+        assertEquals(Set.of(new ExpertId(1, 2), new ExpertId(0, 1)), Set.copyOf(d.hosted()));
+
+        TestProbe<ExpertWorker.Unloaded> unloads = KIT.createTestProbe();
+        worker.tell(new ExpertWorker.Unload(8, List.of(new ExpertId(1, 2)), unloads.getRef()));
+        assertEquals(List.of(new ExpertId(0, 1)), unloads.receiveMessage(Duration.ofSeconds(10)).hosted());
+        // loading it again right away gets a fresh actor (the old name may still be stopping)
+        worker.tell(new ExpertWorker.Load(9, List.of(new ExpertId(1, 2)), loads.getRef()));
+        ExpertWorker.LoadResult again = loads.receiveMessage(Duration.ofSeconds(20));
+        assertTrue(again.ok(), again.failure());
+    }
+
+    @Test
+    void refusesWhatExceedsItsMemoryBudgetOrTheModel() {
+        ActorRef<ExpertWorker.Command> worker = KIT.spawn(ExpertWorker.create("w2/cpu", Device.cpu(), SHAPE,
+                new Source(), 2 * SHAPE.expertBytes(), 0, List.of()));
+        TestProbe<ExpertWorker.LoadResult> loads = KIT.createTestProbe();
+        worker.tell(new ExpertWorker.Load(1, List.of(new ExpertId(0, 0), new ExpertId(0, 1), new ExpertId(0, 2)),
+                loads.getRef()));
+        ExpertWorker.LoadResult r = loads.receiveMessage(Duration.ofSeconds(10));
+        assertTrue(r.failure().contains("exceeds its memory budget of " + 2 * SHAPE.expertBytes()), r.failure());
+        assertTrue(r.ready().isEmpty());
+        worker.tell(new ExpertWorker.Load(2, List.of(new ExpertId(5, 0)), loads.getRef()));
+        assertTrue(loads.receiveMessage(Duration.ofSeconds(10)).failure().contains("no experts [(5, 0)]"));
+        worker.tell(new ExpertWorker.Load(3, List.of(new ExpertId(0, 0), new ExpertId(1, 1)), loads.getRef()));
+        assertTrue(loads.receiveMessage(Duration.ofSeconds(20)).ok(), "two experts fit the budget");
+    }
+}

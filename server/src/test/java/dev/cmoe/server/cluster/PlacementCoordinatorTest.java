@@ -1,0 +1,236 @@
+package dev.cmoe.server.cluster;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import com.typesafe.config.ConfigFactory;
+import dev.cmoe.experts.ExpertActor;
+import dev.cmoe.experts.ExpertShape;
+import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.ExpertId;
+import dev.cmoe.experts.placement.DefaultPlacement;
+import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.server.metrics.ServerMetrics;
+import dev.cmoe.server.moe.Replica;
+import dev.cmoe.server.moe.RouterActor;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.nio.FloatBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.BooleanSupplier;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.receptionist.Receptionist;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Join;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * The placement coordinator on a one-node cluster with real device workers (random weights) and
+ * stand-in routers that record what they are told: the first placement waits for its devices, a
+ * departing device's experts are re-placed and the routers hear of the loss, and an uneven
+ * measured load rebalances by itself onto a device that joined later, retiring old replicas only
+ * after the routers switched away from them and drained them.
+ */
+@Timeout(120)
+class PlacementCoordinatorTest {
+    private static final ExpertShape SHAPE = new ExpertShape(2, 4, 8, 4);
+    private static final Duration WAIT = Duration.ofSeconds(40);
+    private static ActorTestKit kit;
+
+    /** A fresh one-node cluster per test: the receptionist's registrations must not leak between tests. */
+    @BeforeEach
+    void start() {
+        kit = ActorTestKit.create("cmoe", ConfigFactory.parseString("""
+                pekko.actor.provider = cluster
+                pekko.remote.artery.canonical.hostname = 127.0.0.1
+                pekko.remote.artery.canonical.port = 0
+                pekko.cluster.jmx.multi-mbeans-in-same-jvm = on
+                """).withFallback(ConfigFactory.load()));
+        Cluster cluster = Cluster.get(kit.system());
+        cluster.manager().tell(Join.create(cluster.selfMember().address()));
+    }
+
+    @AfterEach
+    void stop() {
+        kit.shutdownTestKit();
+    }
+
+    private static final TensorSource RANDOM = (name, shape) -> {
+        Random r = new Random(name.hashCode());
+        float[] v = new float[(int) (shape[0] * shape[1])];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) r.nextGaussian();
+        }
+        return FloatBuffer.wrap(v);
+    };
+
+    private static ActorRef<ExpertWorker.Command> device(String id) {
+        ActorRef<ExpertWorker.Command> ref = kit.spawn(ExpertWorker.create(id, Device.cpu(), SHAPE, RANDOM, 0, 0,
+                List.of()), id.replace('/', '-'));
+        kit.system().receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
+        return ref;
+    }
+
+    /** What the stand-in routers were told, in order. */
+    private static final List<RouterActor.Command> told = new CopyOnWriteArrayList<>();
+
+    private static Behavior<RouterActor.Command> router() {
+        return Behaviors.receiveMessage(m -> {
+            told.add(m);
+            if (m instanceof RouterActor.UpdateReplicas u) {
+                u.replyTo().tell(new RouterActor.Updated(u.replicas().layer()));
+            } else if (m instanceof RouterActor.Drain d) {
+                d.replyTo().tell(new RouterActor.Drained(0));
+            }
+            return Behaviors.same();
+        });
+    }
+
+    private record Head(ActorRef<PlacementCoordinator.Command> coordinator,
+                        AtomicReference<PlacementCoordinator.PlacementView> view, ServerMetrics metrics) {
+    }
+
+    private static Head head(String name, double threshold) {
+        return head(name, threshold, null);
+    }
+
+    private static Head head(String name, double threshold, PlacementPlan plan) {
+        ServerMetrics metrics = new ServerMetrics(new SimpleMeterRegistry());
+        List<ActorRef<RouterActor.Command>> routers = new ArrayList<>();
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            routers.add(kit.spawn(router(), name + "-router-" + l));
+        }
+        AtomicReference<PlacementCoordinator.PlacementView> view = new AtomicReference<>();
+        PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, new DefaultPlacement(16), 2,
+                Duration.ofMillis(300), Duration.ofSeconds(3), 0, Duration.ofSeconds(5), Duration.ofSeconds(20),
+                Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50);
+        ActorRef<PlacementCoordinator.Command> c = kit.spawn(PlacementCoordinator.create(settings,
+                new PlacementState(SHAPE), routers, metrics, view::set), name);
+        return new Head(c, view, metrics);
+    }
+
+    private static void await(String what, BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError(what + ": not within " + WAIT);
+            }
+            Thread.sleep(50);
+        }
+    }
+
+    @Test
+    void placesOnceEnoughDevicesJoinedAndReplacesTheExpertsOfOneThatLeaves() throws Exception {
+        told.clear();
+        Head head = head("placement-a", 0);
+        ActorRef<ExpertWorker.Command> a1 = device("a1/cpu");
+        Thread.sleep(1500);
+        assertFalse(head.view().get().placed(), "waits for --min-devices 2: " + head.view().get().summary());
+        assertFalse(head.view().get().serving());
+        device("a2/cpu");
+        await("serving", () -> head.view().get().serving());
+        assertEquals(Map.of("a1/cpu", 4, "a2/cpu", 4), head.view().get().hosted());
+
+        kit.system().receptionist().tell(Receptionist.deregister(ExpertWorker.SERVICE_KEY, a1));
+        await("a1's experts moved to a2", () -> head.view().get().serving()
+                && head.view().get().hosted().equals(Map.of("a2/cpu", 8)));
+        assertTrue(told.stream().anyMatch(m -> m instanceof RouterActor.UpdateReplicas u
+                && u.lostDevices().equals(Set.of("a1/cpu"))), "the routers heard of the loss");
+        RouterActor.UpdateReplicas last = (RouterActor.UpdateReplicas) told.stream()
+                .filter(m -> m instanceof RouterActor.UpdateReplicas).reduce((x, y) -> y).orElseThrow();
+        assertTrue(last.replicas().experts().stream().allMatch(rs -> rs.size() == 1
+                && rs.getFirst().device().equals("a2/cpu")), String.valueOf(last.replicas()));
+    }
+
+    @Test
+    void anUnevenMeasuredLoadRebalancesOntoALaterDeviceMakeBeforeBreak() throws Exception {
+        told.clear();
+        Head head = head("placement-b", 1.2);
+        device("b1/cpu");
+        device("b2/cpu");
+        await("serving", () -> head.view().get().serving());
+        device("b3/cpu");
+        await("b3 joined", () -> head.view().get().hosted().containsKey("b3/cpu"));
+        Thread.sleep(1000);
+        assertEquals(0, head.view().get().hosted().get("b3/cpu"), "a new device waits for the next rebalance");
+        // traffic: every expert routes the same number of tokens, so b3's empty slot is the imbalance
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            for (int j = 0; j < SHAPE.routed(); j++) {
+                head.metrics().expertTokens(l, j).increment(100);
+            }
+        }
+        await("rebalanced onto b3", () -> head.view().get().hosted().getOrDefault("b3/cpu", 0) > 0);
+        assertEquals(1.0, head.metrics().registry().get("cmoe.cluster.rebalances").tag("trigger", "imbalance")
+                .counter().count());
+        await("old replicas retired", () -> head.view().get().hosted().values().stream().mapToInt(i -> i).sum()
+                == SHAPE.layers() * SHAPE.routed());
+        // make-before-break: what was drained had first been dropped from the tables the routers use
+        int drainAt = -1;
+        for (int i = 0; i < told.size(); i++) {
+            if (told.get(i) instanceof RouterActor.Drain) {
+                drainAt = i;
+            }
+        }
+        assertTrue(drainAt > 0, "old replicas were drained before they were unloaded");
+        RouterActor.Drain drain = (RouterActor.Drain) told.get(drainAt);
+        for (int i = drainAt - 1; i >= 0; i--) {
+            if (told.get(i) instanceof RouterActor.UpdateReplicas u) {
+                Set<ActorRef<ExpertActor.Command>> inUse = new java.util.HashSet<>();
+                u.replicas().experts().forEach(rs -> rs.stream().map(Replica::ref).forEach(inUse::add));
+                assertTrue(drain.replicas().stream().noneMatch(inUse::contains),
+                        "a drained replica was still in a table the routers use");
+                break;
+            }
+        }
+    }
+
+    @Test
+    void aPlanIsFollowedWithItsReplicasAndItsMissingDeviceIsCoveredBySurvivors() throws Exception {
+        told.clear();
+        // c3 never joins: after the plan wait its experts go to c1 and c2; (0, 0) has two replicas
+        List<PlacementPlan.Device> devices = List.of(new PlacementPlan.Device("c1/cpu", 0),
+                new PlacementPlan.Device("c2/cpu", 0), new PlacementPlan.Device("c3/cpu", 0));
+        List<PlacementPlan.Assignment> as = new ArrayList<>();
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            for (int j = 0; j < SHAPE.routed(); j++) {
+                List<String> on = l == 0 && j == 0 ? List.of("c1/cpu", "c2/cpu")
+                        : List.of(devices.get((l * SHAPE.routed() + j) % 3).id());
+                as.add(new PlacementPlan.Assignment(l, j, on, 0.25));
+            }
+        }
+        PlacementPlan plan = new PlacementPlan(1, SHAPE.layers(), SHAPE.routed(), devices, as);
+        Head head = head("placement-c", 0, plan);
+        device("c1/cpu");
+        device("c2/cpu");
+        Thread.sleep(1000);
+        assertFalse(head.view().get().placed(), "waits for the plan's devices");
+        await("serving without c3", () -> head.view().get().serving());
+        PlacementPlan now = head.view().get().plan();
+        assertEquals(List.of("c1/cpu", "c2/cpu"), now.devicesFor(new ExpertId(0, 0)));
+        for (PlacementPlan.Assignment a : plan.assignments()) {
+            if (!a.devices().contains("c3/cpu")) {
+                assertEquals(a.devices(), now.devicesFor(a.id()), "kept where the plan put it: " + a.id());
+            }
+        }
+        RouterActor.UpdateReplicas layer0 = (RouterActor.UpdateReplicas) told.stream()
+                .filter(m -> m instanceof RouterActor.UpdateReplicas u && u.replicas().layer() == 0)
+                .reduce((x, y) -> y).orElseThrow();
+        assertEquals(Set.of("c1/cpu", "c2/cpu"), Set.copyOf(layer0.replicas().of(0).stream().map(Replica::device)
+                .toList()), "both replicas of (0, 0) are in the router's table");
+    }
+}
