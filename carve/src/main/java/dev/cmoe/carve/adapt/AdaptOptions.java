@@ -86,7 +86,10 @@ public record AdaptOptions(int samples, int seqLen, int epochs, int batch, LoraS
         return Math.multiplyExact(stepsPerEpoch(), epochs);
     }
 
-    /** The learning-rate factor at {@code step} (0-based): linear decay from 1 to 0, as Hugging Face's Trainer does by default. */
+    /**
+     * The learning-rate factor at {@code step} (0-based): linear decay from 1 to 0, the default
+     * schedule of Hugging Face's Trainer, which the reference fine-tunes with.
+     */
     public double decay(int step) {
         return 1.0 - (double) step / totalSteps();
     }

@@ -38,7 +38,10 @@ import java.util.function.BooleanSupplier;
 public final class Adaptation {
     /** Receives progress. */
     public interface Listener {
-        /** Training starts (or resumes) at {@code step} of {@code totalSteps}, {@code tokens} of {@code totalTokens}. */
+        /**
+         * Training starts, or resumes, at {@code step} of {@code totalSteps} ({@code tokens} of
+         * {@code totalTokens}); step = totalSteps when the run in the output was already finished.
+         */
         void onStart(int step, int totalSteps, long tokens, long totalTokens, int seqLen);
 
         /** A step is done: its loss, and its max/mean expert load averaged over the layers. */
@@ -124,7 +127,9 @@ public final class Adaptation {
                         + state.run() + "); resume with the same flags or choose another --out");
             }
             if (!state.resumable()) {
-                return AdaptReport.read(out); // finished earlier: nothing left to do
+                AdaptReport done = AdaptReport.read(out); // finished earlier: nothing left to do
+                listener.onStart(done.steps(), done.totalSteps(), done.tokens(), done.tokens(), done.seqLen());
+                return done;
             }
         }
         int[] starts = train.randomStarts(opts.seed(), opts.samples(), seqLen);

@@ -139,8 +139,9 @@ class AdaptationTest {
 
     @Test
     void refusesWhatItCannotAdapt() throws Exception {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Adaptation.run(dense, train, validation,
-                tmp.resolve("o2"), options(), () -> false, Adaptation.Listener.NONE));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Adaptation.run(dense, train, validation, tmp.resolve("o2"), options(), () -> false,
+                        Adaptation.Listener.NONE));
         assertTrue(e.getMessage().contains("carve it first"), e.getMessage());
         Files.createDirectories(tmp.resolve("full"));
         Files.writeString(tmp.resolve("full/x.txt"), "x");

@@ -45,7 +45,8 @@ public final class AdaptCommand implements Callable<Integer> {
             + " clamped to the model's context, with a note.")
     int seqlen;
 
-    @Option(names = "--epochs", defaultValue = "1", description = "Passes over the windows (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--epochs", defaultValue = "1",
+            description = "Passes over the windows (default: ${DEFAULT-VALUE}).")
     int epochs;
 
     @Option(names = "--batch", defaultValue = "2", description = "Windows per step (default: ${DEFAULT-VALUE}).")
@@ -183,6 +184,8 @@ public final class AdaptCommand implements Callable<Integer> {
         @Override
         public void onStart(int step, int totalSteps, long tokens, long totalTokens, int seqLen) {
             if (step == totalSteps) {
+                System.err.printf(Locale.ROOT, "the adaptation in this --out is already finished (%d steps);"
+                        + " nothing to do%n", totalSteps);
                 return;
             }
             if (step > 0) {

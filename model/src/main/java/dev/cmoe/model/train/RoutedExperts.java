@@ -1,17 +1,13 @@
 package dev.cmoe.model.train;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDArrays;
-import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.moe.MoeWeightNames;
-import dev.cmoe.model.moe.Routing;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -20,10 +16,15 @@ import java.util.SplittableRandom;
 /**
  * The N_r routed experts of one carved layer, frozen, each with a LoRA adapter on its gate, up
  * and down projection, stacked so that training runs them as a few large matrix products.
+ *
+ * <p>Training computes every routed expert on every token and weighs each token's expert outputs
+ * by its gates, zero on the experts it did not select: the result is exactly the sparse mixture,
+ * and gradients reach only the selected experts. Measured on the shipped model carved S3A3E8
+ * (batch 2 × 256, alternating steps in one process), this dense-masked form took about half the
+ * time per step of gathering each expert's rows, running it and gathering the outputs back: at
+ * this size a few large products beat many small ones plus the index copies.
  */
 final class RoutedExperts {
-    static boolean SPARSE = Boolean.getBoolean("cmoe.adapt.sparse");
-
     private final int layer;
     private final int nRouted;
     private final int size;       // m, neurons per expert
@@ -105,49 +106,6 @@ final class RoutedExperts {
         NDArray xa = x.matMul(a.reshape(nRouted * r, in).transpose()).reshape(n, nRouted, r).transpose(1, 0, 2);
         NDArray y = xa.matMul(b.transpose(0, 2, 1));                                        // (N_r, N, out)
         return y.transpose(1, 0, 2).reshape(n, nRouted * out).mul(spec.scale());
-    }
-
-    /**
-     * The same sum computed sparsely: each expert runs on the rows routed to it, and the rows
-     * are put back in (token, slot) order by one gather, as {@code MoeFeedForward.combine} does.
-     */
-    NDArray forwardSparse(NDArray x, Routing routing, NDArray probs, NDArray scale, boolean training) {
-        NDManager m = x.getManager();
-        int tokens = routing.tokens();
-        int nActive = routing.nActive();
-        NDList parts = new NDList();
-        long[] position = new long[tokens * nActive];
-        int at = 0;
-        for (int j = 0; j < nRouted; j++) {
-            int[] rows = routing.rows(j);
-            if (rows.length == 0) {
-                continue;
-            }
-            long[] idx = new long[rows.length];
-            for (int i = 0; i < rows.length; i++) {
-                idx[i] = rows[i];
-            }
-            NDArray sel = m.create(idx);
-            NDArray xj = x.get(new NDIndex("{}", sel));
-            NDIndex cols = new NDIndex(":, {}:{}", (long) j * size, (long) (j + 1) * size);
-            NDArray gate = xj.matMul(gateT.get(cols)).add(Lora.dropout(xj, spec.dropout(), training)
-                    .matMul(gateA.get(j).transpose()).matMul(gateB.get(j).transpose()).mul(spec.scale()));
-            NDArray up = xj.matMul(upT.get(cols)).add(Lora.dropout(xj, spec.dropout(), training)
-                    .matMul(upA.get(j).transpose()).matMul(upB.get(j).transpose()).mul(spec.scale()));
-            NDArray h = Ops.silu(gate).mul(up);
-            NDArray out = h.matMul(downT.get(new NDIndex("{}:{}", (long) j * size, (long) (j + 1) * size)))
-                    .add(Lora.dropout(h, spec.dropout(), training).matMul(downA.get(j).transpose())
-                            .matMul(downB.get(j).transpose()).mul(spec.scale()));
-            NDArray g = probs.get(new NDIndex(":, {}", j)).get(new NDIndex("{}", sel)).mul(scale.get(j)).add(1);
-            parts.add(out.mul(g.expandDims(1)));
-            for (int slot : routing.slots(j)) {
-                position[slot] = at++;
-            }
-        }
-        NDArray stacked = parts.size() == 1 ? parts.head() : NDArrays.concat(parts);
-        long hidden = stacked.getShape().get(1);
-        return stacked.get(new NDIndex("{}", m.create(position))).reshape(tokens, nActive, hidden)
-                .sum(new int[] {1});
     }
 
     /**

@@ -126,7 +126,8 @@ public final class TrainableMoeLlama implements AutoCloseable {
             l.sharedDown = adapted(source, MoeWeightNames.shared(i, MoeWeightNames.DOWN), lora, random, d, s);
         }
         l.experts = new RoutedExperts(manager, source, i, nr, moe.expertSize(), d, lora, random, trainable);
-        l.classifierT = Tensors.transposedView(Tensors.load(manager, source, MoeWeightNames.routerClassifier(i), nr, d));
+        l.classifierT = Tensors.transposedView(
+                Tensors.load(manager, source, MoeWeightNames.routerClassifier(i), nr, d));
         l.routerGateT = Tensors.transposedView(Tensors.load(manager, source, MoeWeightNames.routerGate(i), nr, d));
         l.scale = Tensors.load(manager, source, MoeWeightNames.routerScale(i), nr);
         Lora.register(trainable, MoeWeightNames.routerScale(i), l.scale);
@@ -228,14 +229,9 @@ public final class TrainableMoeLlama implements AutoCloseable {
                 loads[l][j]++;
             }
         }
-        NDArray out;
-        if (RoutedExperts.SPARSE) {
-            out = w.experts.forwardSparse(f, routing, probs, w.scale, training);
-        } else {
-            // gates g = 1 + s'·u on the selected experts, 0 on the others: u trains through them
-            NDArray g = probs.mul(w.scale).add(1).mul(f.getManager().create(chosen, new Shape(n, nr)));
-            out = w.experts.forward(f, g, training);
-        }
+        // gates g = 1 + s'·u on the selected experts, 0 on the others: u trains through them
+        NDArray g = probs.mul(w.scale).add(1).mul(f.getManager().create(chosen, new Shape(n, nr)));
+        NDArray out = w.experts.forward(f, g, training);
         if (w.sharedGate != null) {
             NDArray hidden = Ops.silu(w.sharedGate.forward(f, training)).mul(w.sharedUp.forward(f, training));
             out = out.add(w.sharedDown.forward(hidden, training));

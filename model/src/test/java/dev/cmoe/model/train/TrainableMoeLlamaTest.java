@@ -33,7 +33,7 @@ class TrainableMoeLlamaTest {
     static final LoraSpec LORA = new LoraSpec(4, 8, 0.1);
     static final int SEQ = 16;
 
-    /** A tiny llama (vocabulary 300, as the training streams) carved S1A2E6 (5 routed experts of 16 neurons) with non-zero u and b. */
+    /** A tiny llama (vocabulary 300, as the training streams) carved S1A2E6 (5 routed experts of 16) with u, b ≠ 0. */
     static Carved llamaS1A2E6() {
         return carved(TinyCheckpoint.llama(), new MoeConfig(6, 1, 2, 16, MoeConfig.ANALYTICAL, "test", null), 11);
     }
@@ -136,7 +136,8 @@ class TrainableMoeLlamaTest {
         try (TrainableMoeLlama model = TrainableMoeLlama.load(c.config(), c.moe(), c.source(), LORA, 1);
              AdamW adam = new AdamW(0.9, 0.95, 1e-8, 0)) {
             for (String name : model.parameters().keySet()) {
-                assertTrue(name.endsWith(".lora_A") || name.endsWith(".lora_B") || TrainableMoeLlama.isRouterScale(name),
+                assertTrue(name.endsWith(".lora_A") || name.endsWith(".lora_B")
+                        || TrainableMoeLlama.isRouterScale(name),
                         "unexpected trainable parameter " + name);
             }
             assertEquals(c.config().numLayers() * (7 * 2 + 3 * 2 + 1), model.parameters().size());
