@@ -9,7 +9,8 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * One frozen linear layer with a trainable LoRA adapter: y = x·Wᵀ + (alpha/r)·dropout(x)·Aᵀ·Bᵀ.
+ * One frozen linear layer with a trainable LoRA adapter: y = x·Wᵀ + (alpha/r)·x̃·Aᵀ·Bᵀ, where x̃
+ * is x after dropout while training.
  * B starts at zero, so a fresh adapter leaves the layer exactly as it was; {@link #merged} folds
  * the adapter into W for a plain checkpoint.
  */
@@ -38,9 +39,13 @@ final class LoraLinear {
         Lora.register(trainable, stem + ".lora_B", b);
     }
 
-    /** x: (…, in) → (…, out); dropout on the adapter's input only when {@code training}. */
-    NDArray forward(NDArray x, boolean training) {
-        NDArray adapter = Lora.dropout(x, spec.dropout(), training).matMul(a.transpose()).matMul(b.transpose());
+    /**
+     * x: (…, in) → (…, out).
+     *
+     * @param dropped x as the adapter sees it: x itself, or x after dropout while training
+     */
+    NDArray forward(NDArray x, NDArray dropped) {
+        NDArray adapter = dropped.matMul(a.transpose()).matMul(b.transpose());
         return x.matMul(wT).add(adapter.mul(spec.scale()));
     }
 

@@ -83,13 +83,14 @@ final class RoutedExperts {
      * Σ_j w_j · expert_j(x) over all routed experts at once.
      *
      * @param x (N, hidden)
+     * @param dropped x as the gate and up adapters see it (after dropout while training)
      * @param w (N, N_r) each token's output weight per expert: g on its selected experts, 0 elsewhere
      * @return (N, hidden)
      */
-    NDArray forward(NDArray x, NDArray w, boolean training) {
+    NDArray forward(NDArray x, NDArray dropped, NDArray w, boolean training) {
         long n = x.getShape().get(0);
-        NDArray gate = x.matMul(gateT).add(adapter(Lora.dropout(x, spec.dropout(), training), gateA, gateB));
-        NDArray up = x.matMul(upT).add(adapter(Lora.dropout(x, spec.dropout(), training), upA, upB));
+        NDArray gate = x.matMul(gateT).add(adapter(dropped, gateA, gateB));
+        NDArray up = x.matMul(upT).add(adapter(dropped, upA, upB));
         NDArray h = Ops.silu(gate).mul(up).reshape(n, nRouted, size).mul(w.expandDims(-1)); // (N, N_r, m)
         NDArray out = h.reshape(n, (long) nRouted * size).matMul(downT);
         NDArray hd = Lora.dropout(h, spec.dropout(), training).transpose(1, 0, 2);        // (N_r, N, m)

@@ -33,6 +33,7 @@ import java.util.SplittableRandom;
 public final class TrainableMoeLlama implements AutoCloseable {
     private final ModelConfig config;
     private final MoeConfig moe;
+    private final LoraSpec lora;
     private final NDManager manager;
     private final NDArray embed;     // (vocab, hidden) frozen
     private final NDArray lmHeadT;   // (hidden, vocab) frozen, embedᵀ when tied
@@ -68,6 +69,7 @@ public final class TrainableMoeLlama implements AutoCloseable {
                               LoraSpec lora, long seed) {
         this.config = config;
         this.moe = moe;
+        this.lora = lora;
         this.manager = manager;
         int d = config.hiddenSize();
         embed = Tensors.load(manager, source, WeightNames.EMBED, config.vocabSize(), d);
@@ -203,11 +205,12 @@ public final class TrainableMoeLlama implements AutoCloseable {
         int d = config.hiddenSize();
         // attention: adapted projections, RoPE, causal grouped-query attention, adapted output
         NDArray h = Ops.rmsNorm(x, w.attnNorm, config.rmsNormEps());
-        NDArray q = withBias(w.q.forward(h, training), w.bq).reshape(b, t, config.numHeads(), config.headDim());
-        NDArray k = withBias(w.k.forward(h, training), w.bk).reshape(b, t, config.numKvHeads(), config.headDim());
-        NDArray v = withBias(w.v.forward(h, training), w.bv).reshape(b, t, config.numKvHeads(), config.headDim());
+        NDArray hd = dropout(h, training);
+        NDArray q = withBias(w.q.forward(h, hd), w.bq).reshape(b, t, config.numHeads(), config.headDim());
+        NDArray k = withBias(w.k.forward(h, hd), w.bk).reshape(b, t, config.numKvHeads(), config.headDim());
+        NDArray v = withBias(w.v.forward(h, hd), w.bv).reshape(b, t, config.numKvHeads(), config.headDim());
         NDArray attn = Ops.causalSelfAttention(Ops.rope(q, cos, sin), Ops.rope(k, cos, sin), v, mask);
-        x = x.add(w.o.forward(attn, training));
+        x = x.add(w.o.forward(attn, dropout(attn, training)));
         // feed-forward: the carved MoE over every token of the batch as one (b·t, hidden) matrix
         NDArray f = Ops.rmsNorm(x, w.ffnNorm, config.rmsNormEps()).reshape(b * t, d);
         return x.add(feedForward(l, f, training).reshape(b, t, d));
@@ -231,12 +234,23 @@ public final class TrainableMoeLlama implements AutoCloseable {
         }
         // gates g = 1 + s'·u on the selected experts, 0 on the others: u trains through them
         NDArray g = probs.mul(w.scale).add(1).mul(f.getManager().create(chosen, new Shape(n, nr)));
-        NDArray out = w.experts.forward(f, g, training);
+        NDArray fd = dropout(f, training);
+        NDArray out = w.experts.forward(f, fd, g, training);
         if (w.sharedGate != null) {
-            NDArray hidden = Ops.silu(w.sharedGate.forward(f, training)).mul(w.sharedUp.forward(f, training));
-            out = out.add(w.sharedDown.forward(hidden, training));
+            NDArray hidden = Ops.silu(w.sharedGate.forward(f, fd)).mul(w.sharedUp.forward(f, fd));
+            out = out.add(w.sharedDown.forward(hidden, dropout(hidden, training)));
         }
         return out;
+    }
+
+    /**
+     * An adapter input after dropout (while training). Adapters that read the same input share
+     * one mask (q/k/v; every gate and up projection of a layer): PEFT draws one per adapter, but
+     * the Bernoulli draws are a fifth of a CPU step here, and the masks' correlation across
+     * adapters does not change what dropout is for.
+     */
+    private NDArray dropout(NDArray x, boolean training) {
+        return Lora.dropout(x, lora.dropout(), training);
     }
 
     private static NDArray withBias(NDArray y, NDArray bias) {
