@@ -4,6 +4,7 @@ import dev.cmoe.carve.report.Charts;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -39,9 +40,9 @@ final class AdaptPlots {
             right.put("imbalance, layer " + l, imbalance[l]);
         }
         Path png = dir.resolve(FILE);
-        Charts.linesTwoAxes(png, String.format(java.util.Locale.ROOT,
-                        "Adaptation: loss (solid, left) and max/mean expert load (dashed, right), %d steps",
-                        report.steps()), "step", x, "loss", left, "load imbalance", right);
+        String title = String.format(Locale.ROOT, "Adaptation: training loss (black, left) and max/mean expert load"
+                + " per layer (dashed, right), %d steps", report.steps());
+        Charts.linesTwoAxes(png, title, "step", x, "loss", left, "load imbalance", right);
         return png;
     }
 }

@@ -80,6 +80,17 @@ public final class Charts {
         JFreeChart chart = ChartFactory.createXYLineChart(title, xLabel, leftLabel, series(x, left),
                 PlotOrientation.VERTICAL, true, false, false);
         XYPlot plot = chart.getXYPlot();
+        plot.setBackgroundPaint(Color.WHITE);
+        plot.setDomainGridlinePaint(Color.LIGHT_GRAY);
+        plot.setRangeGridlinePaint(Color.LIGHT_GRAY);
+        // the left series stand out (thick, dark); the right ones are dashed in the palette's colours
+        XYLineAndShapeRenderer main = new XYLineAndShapeRenderer(true, false);
+        Color[] dark = {Color.BLACK, Color.DARK_GRAY, Color.GRAY};
+        for (int i = 0; i < left.size(); i++) {
+            main.setSeriesPaint(i, dark[i % dark.length]);
+            main.setSeriesStroke(i, new BasicStroke(2.5f));
+        }
+        plot.setRenderer(0, main);
         NumberAxis axis = new NumberAxis(rightLabel);
         axis.setAutoRangeIncludesZero(false);
         ((NumberAxis) plot.getRangeAxis()).setAutoRangeIncludesZero(false);
