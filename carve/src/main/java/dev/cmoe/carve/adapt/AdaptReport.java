@@ -26,8 +26,9 @@ import java.util.List;
  * @param steps steps done so far
  * @param totalSteps steps of the whole run
  * @param tokens training tokens seen so far
- * @param seconds training time so far (all sessions of a resumed run)
- * @param tokensPerSecond tokens / seconds
+ * @param seconds time spent in training steps so far, over every session of a resumed run (validation
+ *     and saving not included)
+ * @param tokensPerSecond tokens / seconds: the training throughput
  * @param before validation before the first step (null without validation windows)
  * @param after validation at the end (null until finished, or without validation windows)
  * @param history one entry per {@code options.logEvery()} steps

@@ -19,7 +19,7 @@ import java.util.List;
  * @param optimizerStep the optimizer's step count (its bias correction)
  * @param run what identifies the run: input model and every setting that changes the result
  * @param resumable whether {@value #TENSORS} is there (dropped once the run is finished)
- * @param seconds training time spent so far
+ * @param seconds time spent in training steps so far
  * @param before validation before the first step, or null
  * @param history the report's history so far
  * @param pending the steps since the last history entry, so a resumed run writes the same history

@@ -154,13 +154,12 @@ public final class Adaptation {
         int layers = model.config().numLayers();
         int nRouted = model.moe().routed();
         int step = state == null ? 0 : state.step();
-        double priorSeconds = state == null ? 0 : state.seconds();
+        double seconds = state == null ? 0 : state.seconds(); // in training steps, over all sessions
         List<AdaptReport.Entry> history = new ArrayList<>(state == null ? List.of() : state.history());
         AdaptState.Pending pending = state == null ? new AdaptState.Pending(0, 0, new long[layers][nRouted])
                 : state.pending();
-        listener.onStart(step, total, tokens(step), tokens(total), seqLen);
         AdaptReport.Eval before = state == null ? evaluate("before", 0, valWindows) : state.before();
-        long session = System.nanoTime();
+        listener.onStart(step, total, tokens(step), tokens(total), seqLen);
         int[] order = null;
         int orderEpoch = -1;
         while (step < total) {
@@ -176,6 +175,7 @@ public final class Adaptation {
                 batchStarts[i] = starts[order[from + i]];
             }
             double decay = opts.decay(step);
+            long started = System.nanoTime();
             // dropout masks come from the engine's generator: seeding it per step makes a resumed run identical
             Engine.getInstance().setRandomSeed(Long.hashCode(opts.seed() * 0x9E3779B97F4A7C15L + step));
             Trainer.StepResult r = Trainer.step((x, y) -> model.loss(x, y, true), model.parameters(), adam,
@@ -184,6 +184,7 @@ public final class Adaptation {
                     opts.gradClip());
             long[][] loads = model.takeLoads();
             model.updateBias(loads, opts.biasSpeed());
+            seconds += (System.nanoTime() - started) / 1e9;
             pending = add(pending, r.loss(), loads);
             step++;
             listener.onStep(step, tokens(step), r.loss(), Arrays.stream(imbalance(loads)).average().orElse(1));
@@ -195,7 +196,6 @@ public final class Adaptation {
             }
             if (last || stopping || step % opts.checkpointEvery() == 0) {
                 AdaptReport.Eval after = last ? evaluate("after", step, valWindows) : null;
-                double seconds = priorSeconds + (System.nanoTime() - session) / 1e9;
                 AdaptReport report = report(step, seconds, before, after, history);
                 AdaptState saved = new AdaptState(step, adam.step(), run, !last, seconds, before, history, pending);
                 writer.write(out, model, last ? null : adam, saved, report);

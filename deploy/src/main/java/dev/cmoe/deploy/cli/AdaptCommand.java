@@ -128,6 +128,9 @@ public final class AdaptCommand implements Callable<Integer> {
             train = tokens(tok, BrownCorpus.readSplit(dir, Split.TRAIN));
             validation = tokens(tok, BrownCorpus.readSplit(dir, Split.VALIDATION));
         }
+        System.err.printf(Locale.ROOT, "train %,d tokens, validation %,d tokens; %d samples x %d tokens, %d epoch(s),"
+                + " %d steps of batch %d%n", train.size(), validation.size(), samples, opts.seqLen(config), epochs,
+                opts.totalSteps(), batch);
         long deadline = System.nanoTime() + (long) (maxMinutes * 60e9);
         Bar bar = new Bar();
         AdaptReport r;
