@@ -1,5 +1,6 @@
 package dev.cmoe.carve;
 
+import dev.cmoe.model.moe.BiasRule;
 import dev.cmoe.model.moe.Routing;
 import java.util.function.IntConsumer;
 
@@ -39,18 +40,10 @@ final class LoadBalancer {
     static Result balance(float[] probs, int tokens, int nActive, float[] scale, float[] bias, int steps,
                           double gamma, IntConsumer progress) {
         float[] b = bias.clone();
-        int nRouted = b.length;
         long[] before = Routing.select(probs, tokens, nActive, b, scale).loads();
-        double mean = (double) tokens * nActive / nRouted;
         long[] loads = before;
         for (int step = 0; step < steps; step++) {
-            for (int j = 0; j < nRouted; j++) {
-                if (loads[j] > mean) {
-                    b[j] -= (float) gamma;
-                } else if (loads[j] < mean) {
-                    b[j] += (float) gamma;
-                }
-            }
+            BiasRule.update(b, loads, gamma);
             loads = Routing.select(probs, tokens, nActive, b, scale).loads();
             progress.accept(step + 1);
         }
@@ -59,12 +52,6 @@ final class LoadBalancer {
 
     /** max load / mean load; 1 is perfectly balanced. */
     static double imbalance(long[] loads) {
-        long max = 0;
-        long sum = 0;
-        for (long l : loads) {
-            max = Math.max(max, l);
-            sum += l;
-        }
-        return sum == 0 ? 1 : max / ((double) sum / loads.length);
+        return BiasRule.imbalance(loads);
     }
 }

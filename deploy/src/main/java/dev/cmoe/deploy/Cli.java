@@ -1,5 +1,6 @@
 package dev.cmoe.deploy;
 
+import dev.cmoe.deploy.cli.AdaptCommand;
 import dev.cmoe.deploy.cli.BaselinesCommand;
 import dev.cmoe.deploy.cli.BenchCommand;
 import dev.cmoe.deploy.cli.BenchEngineCommand;
@@ -22,7 +23,7 @@ import picocli.CommandLine.Command;
 @Command(name = "cmoe", mixinStandardHelpOptions = true, version = "cmoe 0.1.0",
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
-            GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
+            AdaptCommand.class, GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
             WorkerCommand.class, RebalanceCommand.class, ClientCommand.class, PlanCommand.class,
             HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {

@@ -1,5 +1,6 @@
 package dev.cmoe.carve.report;
 
+import java.awt.BasicStroke;
 import java.awt.Color;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -11,6 +12,9 @@ import java.util.Map;
 import org.jfree.chart.ChartFactory;
 import org.jfree.chart.ChartUtils;
 import org.jfree.chart.JFreeChart;
+import org.jfree.chart.axis.NumberAxis;
+import org.jfree.chart.plot.XYPlot;
+import org.jfree.chart.renderer.xy.XYLineAndShapeRenderer;
 import org.jfree.chart.plot.PlotOrientation;
 import org.jfree.data.category.DefaultCategoryDataset;
 import org.jfree.data.statistics.HistogramDataset;
@@ -62,6 +66,46 @@ public final class Charts {
     /** Lines over a shared x axis, e.g. loss and imbalance per step. */
     public static void lines(Path png, String title, String xLabel, String yLabel, double[] x,
                              Map<String, double[]> series) {
+        JFreeChart chart = ChartFactory.createXYLineChart(title, xLabel, yLabel, series(x, series), PlotOrientation.VERTICAL,
+                series.size() > 1, false, false);
+        write(png, chart);
+    }
+
+    /**
+     * Lines over a shared x axis against two y axes: {@code left} on the left scale, {@code right}
+     * on its own scale at the right (e.g. training loss and expert-load imbalance per step).
+     */
+    public static void linesTwoAxes(Path png, String title, String xLabel, double[] x, String leftLabel,
+                                    Map<String, double[]> left, String rightLabel, Map<String, double[]> right) {
+        JFreeChart chart = ChartFactory.createXYLineChart(title, xLabel, leftLabel, series(x, left),
+                PlotOrientation.VERTICAL, true, false, false);
+        XYPlot plot = chart.getXYPlot();
+        plot.setBackgroundPaint(Color.WHITE);
+        plot.setDomainGridlinePaint(Color.LIGHT_GRAY);
+        plot.setRangeGridlinePaint(Color.LIGHT_GRAY);
+        // the left series stand out (thick, dark); the right ones are dashed in the palette's colours
+        XYLineAndShapeRenderer main = new XYLineAndShapeRenderer(true, false);
+        Color[] dark = {Color.BLACK, Color.DARK_GRAY, Color.GRAY};
+        for (int i = 0; i < left.size(); i++) {
+            main.setSeriesPaint(i, dark[i % dark.length]);
+            main.setSeriesStroke(i, new BasicStroke(2.5f));
+        }
+        plot.setRenderer(0, main);
+        NumberAxis axis = new NumberAxis(rightLabel);
+        axis.setAutoRangeIncludesZero(false);
+        ((NumberAxis) plot.getRangeAxis()).setAutoRangeIncludesZero(false);
+        plot.setRangeAxis(1, axis);
+        plot.setDataset(1, series(x, right));
+        plot.mapDatasetToRangeAxis(1, 1);
+        XYLineAndShapeRenderer renderer = new XYLineAndShapeRenderer(true, false);
+        renderer.setDefaultStroke(new BasicStroke(1f, BasicStroke.CAP_ROUND, BasicStroke.JOIN_ROUND, 1f,
+                new float[] {4f, 3f}, 0f));
+        renderer.setAutoPopulateSeriesStroke(false);
+        plot.setRenderer(1, renderer);
+        write(png, chart);
+    }
+
+    private static XYSeriesCollection series(double[] x, Map<String, double[]> series) {
         XYSeriesCollection data = new XYSeriesCollection();
         series.forEach((name, ys) -> {
             XYSeries s = new XYSeries(name);
@@ -70,9 +114,7 @@ public final class Charts {
             }
             data.addSeries(s);
         });
-        JFreeChart chart = ChartFactory.createXYLineChart(title, xLabel, yLabel, data, PlotOrientation.VERTICAL,
-                series.size() > 1, false, false);
-        write(png, chart);
+        return data;
     }
 
     private static void write(Path png, JFreeChart chart) {

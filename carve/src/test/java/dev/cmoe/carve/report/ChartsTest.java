@@ -28,13 +28,15 @@ class ChartsTest {
         Charts.bars(tmp.resolve("b.png"), "loads", "expert", "tokens", List.of("0", "1", "2"), loads);
         Charts.lines(tmp.resolve("l.png"), "loss", "step", "loss", new double[] {1, 2, 3},
                 Map.of("train", new double[] {3, 2, 1}));
-        for (String f : new String[] {"h.png", "b.png", "l.png"}) {
+        Charts.linesTwoAxes(tmp.resolve("t.png"), "loss and imbalance", "step", new double[] {1, 2, 3}, "loss",
+                Map.of("train", new double[] {3, 2, 1}), "imbalance", Map.of("layer 0", new double[] {1.3, 1.1, 1.05}));
+        for (String f : new String[] {"h.png", "b.png", "l.png", "t.png"}) {
             BufferedImage img = ImageIO.read(tmp.resolve(f).toFile());
             assertEquals(900, img.getWidth(), f);
             assertEquals(500, img.getHeight(), f);
         }
         try (var files = Files.list(tmp)) {
-            assertArrayEquals(new String[] {"b.png", "h.png", "l.png"},
+            assertArrayEquals(new String[] {"b.png", "h.png", "l.png", "t.png"},
                     files.map(p -> p.getFileName().toString()).sorted().toArray());
         }
     }

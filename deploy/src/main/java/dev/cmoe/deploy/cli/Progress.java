@@ -10,7 +10,13 @@ final class Progress {
     }
 
     static ProgressBar bar(String task, long total, String unit) {
+        return bar(task, total, unit, 0);
+    }
+
+    /** A bar that starts at {@code done} of {@code total} (a resumed job), with its speed counted from there. */
+    static ProgressBar bar(String task, long total, String unit, long done) {
         return new ProgressBarBuilder()
+                .startsFrom(done, java.time.Duration.ZERO)
                 .setTaskName(task)
                 .setInitialMax(total)
                 .setStyle(ProgressBarStyle.ASCII)

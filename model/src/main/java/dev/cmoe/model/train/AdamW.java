@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.function.ToDoubleFunction;
 
 /**
  * AdamW (Loshchilov &amp; Hutter): Adam moments with weight decay applied to the weights directly,
@@ -56,12 +57,21 @@ public final class AdamW implements AutoCloseable {
      * clipping), at learning rate {@code lr}, then zeroes the gradients.
      */
     public void update(Map<String, NDArray> params, double lr, double gradScale) {
+        update(params, name -> lr, gradScale);
+    }
+
+    /**
+     * The same with a learning rate per parameter ({@code lr} maps a parameter name to its rate),
+     * for parameter groups that train at different speeds, such as LoRA matrices and router scales.
+     */
+    public void update(Map<String, NDArray> params, ToDoubleFunction<String> lrOf, double gradScale) {
         step++;
         double c1 = 1 - Math.pow(beta1, step);
         double c2 = 1 - Math.pow(beta2, step);
         for (Map.Entry<String, NDArray> e : params.entrySet()) {
             String name = e.getKey();
             NDArray p = e.getValue();
+            double lr = lrOf.applyAsDouble(name);
             try (NDManager tmp = manager.newSubManager()) {
                 NDArray grad = p.getGradient();
                 grad.attach(tmp);

@@ -61,7 +61,30 @@ public final class TokenData {
         return windows(starts, seqLen);
     }
 
-    private long[][] windows(int[] starts, int seqLen) {
+    /**
+     * {@code count} window starts for windows of {@code seqLen} (plus the next-token target) at
+     * uniformly random offsets drawn from {@code seed}: a fixed sample of training windows, as
+     * GPTQ-style calibration and CMoE's adaptation draw them.
+     */
+    public int[] randomStarts(long seed, int count, int seqLen) {
+        if (tokens.length <= seqLen + 1) {
+            throw new IllegalArgumentException("token stream of " + tokens.length + " is too short for windows of "
+                    + seqLen);
+        }
+        SplittableRandom r = new SplittableRandom(seed);
+        int[] starts = new int[count];
+        for (int i = 0; i < count; i++) {
+            starts[i] = r.nextInt(tokens.length - seqLen);
+        }
+        return starts;
+    }
+
+    /**
+     * The windows starting at {@code starts}.
+     *
+     * @return {inputs, targets}, each starts.length × seqLen row-major
+     */
+    public long[][] windows(int[] starts, int seqLen) {
         if (tokens.length <= seqLen + 1) {
             throw new IllegalArgumentException("token stream of " + tokens.length + " is too short for windows of "
                     + seqLen);

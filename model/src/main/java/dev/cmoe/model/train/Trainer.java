@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
 import java.util.Map;
+import java.util.function.ToDoubleFunction;
 
 /**
  * One optimisation step and one validation pass of a {@link TrainableLlama}: forward, backward
@@ -29,6 +30,16 @@ public final class Trainer {
      */
     public static StepResult step(LossFunction lossFn, Map<String, NDArray> params, AdamW optimizer,
                                   long[][] batch, int batchSize, int seqLen, double lr, double gradClip) {
+        return step(lossFn, params, optimizer, batch, batchSize, seqLen, name -> lr, gradClip);
+    }
+
+    /**
+     * The same with a learning rate per parameter: {@code lrOf} maps a name of {@code params} to
+     * its rate (adaptation trains LoRA matrices and router scales at different rates).
+     */
+    public static StepResult step(LossFunction lossFn, Map<String, NDArray> params, AdamW optimizer,
+                                  long[][] batch, int batchSize, int seqLen, ToDoubleFunction<String> lrOf,
+                                  double gradClip) {
         double loss;
         double norm;
         try (NDScope scope = new NDScope(); NDManager m = NDManager.newBaseManager()) {
@@ -54,7 +65,7 @@ public final class Trainer {
         double scale = norm > gradClip ? gradClip / (norm + 1e-6) : 1.0;
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();
-            optimizer.update(params, lr, scale);
+            optimizer.update(params, lrOf, scale);
         }
         return new StepResult(loss, norm);
     }
