@@ -16,6 +16,8 @@ import java.util.TreeMap;
  */
 public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDevice) {
     public static final String METRIC = "cmoe_expert_tokens_total";
+    /** A cluster head's per-device counter; when present it is the device figure (it knows the replica that ran). */
+    public static final String DEVICE_METRIC = "cmoe_device_tokens_total";
     /** Label names a server may use for where an expert ran, in order of preference. */
     private static final String[] DEVICE_LABELS = {"device", "worker", "node"};
 
@@ -34,6 +36,14 @@ public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDev
             experts.forEach((j, v) -> tokens[j] = Math.max(0, Math.round(v)));
             perLayer.put(layer, tokens);
         });
+        Map<String, Double> headDevices = new TreeMap<>();
+        accumulateDevices(to, 1, headDevices);
+        if (from != null) {
+            accumulateDevices(from, -1, headDevices);
+        }
+        if (!headDevices.isEmpty()) {
+            devices = headDevices;
+        }
         Map<String, Long> perDevice = new TreeMap<>();
         devices.forEach((d, v) -> perDevice.put(d, Math.max(0, Math.round(v))));
         return new ExpertLoad(perLayer, perDevice);
@@ -49,6 +59,14 @@ public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDev
             int expert = Integer.parseInt(x.label("expert"));
             layers.computeIfAbsent(layer, k -> new TreeMap<>()).merge(expert, sign * x.value(), Double::sum);
             devices.merge(device(x), sign * x.value(), Double::sum);
+        }
+    }
+
+    private static void accumulateDevices(MetricsScraper.Scrape s, int sign, Map<String, Double> devices) {
+        for (PrometheusText.Sample x : s.samples()) {
+            if (x.name().equals(DEVICE_METRIC) && x.label("device") != null) {
+                devices.merge(x.label("device"), sign * x.value(), Double::sum);
+            }
         }
     }
 

@@ -123,6 +123,23 @@ class BenchPartsTest {
     }
 
     @Test
+    void aClusterHeadsDeviceCounterIsThePerDeviceFigure() {
+        MetricsScraper.Scrape a = scrape(0, """
+                cmoe_expert_tokens_total{expert="0",layer="0"} 10
+                cmoe_device_tokens_total{device="w1/cpu"} 4
+                cmoe_device_tokens_total{device="w2/cpu"} 6
+                """);
+        MetricsScraper.Scrape b = scrape(1_000_000_000L, """
+                cmoe_expert_tokens_total{expert="0",layer="0"} 40
+                cmoe_device_tokens_total{device="w1/cpu"} 24
+                cmoe_device_tokens_total{device="w2/cpu"} 16
+                """);
+        ExpertLoad l = ExpertLoad.between(a, b);
+        assertEquals(Map.of("w1/cpu", 20L, "w2/cpu", 10L), l.perDevice());
+        assertEquals(20 / 15.0, l.deviceImbalance(), 1e-9);
+    }
+
+    @Test
     void loadSummaryCountsStatusesAndTokenTimings() {
         List<RequestResult> results = List.of(
                 new RequestResult(0, "p", 0, 100_000_000, new long[] {10_000_000, 20_000_000, 40_000_000}, new int[] {4, 5, 6}, 5, "OK",
