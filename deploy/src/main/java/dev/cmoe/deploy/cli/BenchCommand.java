@@ -21,7 +21,6 @@ import dev.cmoe.proto.v1.ModelInfo;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -404,10 +403,7 @@ public final class BenchCommand implements Callable<Integer> {
         if (authTokenFile == null) {
             return ch;
         }
-        Metadata headers = new Metadata();
-        headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
-                "Bearer " + Files.readString(authTokenFile, StandardCharsets.UTF_8).strip());
-        return new BearerChannel(ch, headers);
+        return new BearerChannel(ch, ClientChannels.bearerHeaders(authTokenFile));
     }
 
     /** The server's limits as the verdicts should see them. */

@@ -4,16 +4,9 @@ import dev.cmoe.proto.v1.Final;
 import dev.cmoe.proto.v1.GenerateRequest;
 import dev.cmoe.proto.v1.GenerateResponse;
 import dev.cmoe.proto.v1.GenerationGrpc;
-import io.grpc.ChannelCredentials;
-import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
-import io.grpc.TlsChannelCredentials;
-import io.grpc.stub.MetadataUtils;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
@@ -85,18 +78,10 @@ public final class ClientCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        ChannelCredentials credentials = tlsCa != null ? TlsChannelCredentials.newBuilder().trustManager(tlsCa.toFile()).build()
-                : tls ? TlsChannelCredentials.create() : InsecureChannelCredentials.create();
-        ManagedChannel channel = Grpc.newChannelBuilder(server, credentials).build();
+        ManagedChannel channel = ClientChannels.open(server, tls, tlsCa);
         try {
-            GenerationGrpc.GenerationBlockingStub stub = GenerationGrpc.newBlockingStub(channel)
-                    .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS);
-            if (authTokenFile != null) {
-                Metadata headers = new Metadata();
-                headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
-                        "Bearer " + Files.readString(authTokenFile, StandardCharsets.UTF_8).strip());
-                stub = stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
-            }
+            GenerationGrpc.GenerationBlockingStub stub = ClientChannels.withBearer(GenerationGrpc.newBlockingStub(channel)
+                    .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS), authTokenFile);
             return stream(stub.generate(request()));
         } finally {
             channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);

@@ -1,18 +1,10 @@
 package dev.cmoe.deploy.cli;
 
-import io.grpc.ChannelCredentials;
-import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
-import io.grpc.TlsChannelCredentials;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
-import io.grpc.stub.MetadataUtils;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
@@ -61,17 +53,10 @@ public final class HealthCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--wait must be ≥ 0, --interval and --timeout > 0; got " + waitSeconds
                     + ", " + intervalSeconds + " and " + timeoutSeconds);
         }
-        ChannelCredentials credentials = tlsCa != null ? TlsChannelCredentials.newBuilder().trustManager(tlsCa.toFile()).build()
-                : tls ? TlsChannelCredentials.create() : InsecureChannelCredentials.create();
-        ManagedChannel channel = Grpc.newChannelBuilder(server, credentials).build();
+        ManagedChannel channel = ClientChannels.open(server, tls, tlsCa);
         try {
-            HealthGrpc.HealthBlockingStub stub = HealthGrpc.newBlockingStub(channel);
-            if (authTokenFile != null) {
-                Metadata headers = new Metadata();
-                headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
-                        "Bearer " + Files.readString(authTokenFile, StandardCharsets.UTF_8).strip());
-                stub = stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
-            }
+            HealthGrpc.HealthBlockingStub stub = ClientChannels.withBearer(HealthGrpc.newBlockingStub(channel),
+                    authTokenFile);
             long deadline = System.nanoTime() + (long) (waitSeconds * 1e9);
             String last;
             while (true) {

@@ -4,15 +4,8 @@ import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.proto.v1.AdminGrpc;
 import dev.cmoe.proto.v1.RebalanceRequest;
 import dev.cmoe.proto.v1.RebalanceResponse;
-import io.grpc.ChannelCredentials;
-import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
-import io.grpc.TlsChannelCredentials;
 import io.grpc.stub.MetadataUtils;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
@@ -56,15 +49,10 @@ public final class RebalanceCommand implements Callable<Integer> {
         if (plan != null) {
             request.setPlanJson(PlacementPlan.read(plan).toJson()); // validated here, named errors before the call
         }
-        ChannelCredentials credentials = tlsCa != null ? TlsChannelCredentials.newBuilder().trustManager(tlsCa.toFile())
-                .build() : tls ? TlsChannelCredentials.create() : InsecureChannelCredentials.create();
-        ManagedChannel channel = Grpc.newChannelBuilder(server, credentials).build();
+        ManagedChannel channel = ClientChannels.open(server, tls, tlsCa);
         try {
-            Metadata headers = new Metadata();
-            headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
-                    "Bearer " + Files.readString(authTokenFile, StandardCharsets.UTF_8).strip());
             RebalanceResponse r = AdminGrpc.newBlockingStub(channel)
-                    .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers))
+                    .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(ClientChannels.bearerHeaders(authTokenFile)))
                     .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS).rebalance(request.build());
             if (out != null) {
                 PlacementPlan.fromJson(r.getPlanJson()).write(out);
