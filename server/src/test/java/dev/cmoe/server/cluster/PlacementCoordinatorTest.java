@@ -124,6 +124,12 @@ class PlacementCoordinatorTest {
         return new Head(c, view, metrics);
     }
 
+    /** Whether the head has published a view that serves; before its first publication there is none. */
+    private static boolean serving(Head head) {
+        PlacementCoordinator.PlacementView v = head.view().get();
+        return v != null && v.serving();
+    }
+
     private static void await(String what, BooleanSupplier condition) throws InterruptedException {
         long deadline = System.nanoTime() + WAIT.toNanos();
         while (!condition.getAsBoolean()) {
@@ -141,13 +147,13 @@ class PlacementCoordinatorTest {
         ActorRef<ExpertWorker.Command> a1 = device("a1/cpu");
         Thread.sleep(1500);
         assertFalse(head.view().get().placed(), "waits for --min-devices 2: " + head.view().get().summary());
-        assertFalse(head.view().get().serving());
+        assertFalse(serving(head));
         device("a2/cpu");
-        await("serving", () -> head.view().get().serving());
+        await("serving", () -> serving(head));
         assertEquals(Map.of("a1/cpu", 4, "a2/cpu", 4), head.view().get().hosted());
 
         kit.system().receptionist().tell(Receptionist.deregister(ExpertWorker.SERVICE_KEY, a1));
-        await("a1's experts moved to a2", () -> head.view().get().serving()
+        await("a1's experts moved to a2", () -> serving(head)
                 && head.view().get().hosted().equals(Map.of("a2/cpu", 8)));
         assertTrue(told.stream().anyMatch(m -> m instanceof RouterActor.UpdateReplicas u
                 && u.lostDevices().equals(Set.of("a1/cpu"))), "the routers heard of the loss");
@@ -163,7 +169,7 @@ class PlacementCoordinatorTest {
         Head head = head("placement-b", 1.2);
         device("b1/cpu");
         device("b2/cpu");
-        await("serving", () -> head.view().get().serving());
+        await("serving", () -> serving(head));
         device("b3/cpu");
         await("b3 joined", () -> head.view().get().hosted().containsKey("b3/cpu"));
         Thread.sleep(1000);
@@ -219,7 +225,7 @@ class PlacementCoordinatorTest {
         device("c2/cpu");
         Thread.sleep(1000);
         assertFalse(head.view().get().placed(), "waits for the plan's devices");
-        await("serving without c3", () -> head.view().get().serving());
+        await("serving without c3", () -> serving(head));
         PlacementPlan now = head.view().get().plan();
         assertEquals(List.of("c1/cpu", "c2/cpu"), now.devicesFor(new ExpertId(0, 0)));
         for (PlacementPlan.Assignment a : plan.assignments()) {
