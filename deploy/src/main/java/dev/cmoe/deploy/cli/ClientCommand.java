@@ -15,6 +15,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
@@ -64,11 +65,8 @@ public final class ClientCommand implements Callable<Integer> {
     @Option(names = "--timeout", defaultValue = "300", description = "Deadline in seconds (default: ${DEFAULT-VALUE}).")
     long timeoutSeconds;
 
-    @Option(names = "--tls", description = "Connect with TLS (system trust store unless --tls-ca).")
-    boolean tls;
-
-    @Option(names = "--tls-ca", description = "PEM CA certificate to trust; implies --tls.")
-    Path tlsCa;
+    @Mixin
+    TlsOptions tlsOptions;
 
     @Option(names = "--auth-token-file", description = "File holding the server's bearer token.")
     Path authTokenFile;
@@ -78,7 +76,7 @@ public final class ClientCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        ManagedChannel channel = ClientChannels.open(server, tls, tlsCa);
+        ManagedChannel channel = tlsOptions.open(server);
         try {
             GenerationGrpc.GenerationBlockingStub stub = ClientChannels.withBearer(GenerationGrpc.newBlockingStub(channel)
                     .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS), authTokenFile);

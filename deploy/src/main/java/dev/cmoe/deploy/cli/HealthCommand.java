@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -38,11 +39,8 @@ public final class HealthCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "Print nothing; the exit code tells.")
     boolean quiet;
 
-    @Option(names = "--tls", description = "Connect with TLS (system trust store unless --tls-ca).")
-    boolean tls;
-
-    @Option(names = "--tls-ca", description = "PEM CA certificate to trust; implies --tls.")
-    Path tlsCa;
+    @Mixin
+    TlsOptions tlsOptions;
 
     @Option(names = "--auth-token-file", description = "File holding the server's bearer token.")
     Path authTokenFile;
@@ -53,7 +51,7 @@ public final class HealthCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--wait must be ≥ 0, --interval and --timeout > 0; got " + waitSeconds
                     + ", " + intervalSeconds + " and " + timeoutSeconds);
         }
-        ManagedChannel channel = ClientChannels.open(server, tls, tlsCa);
+        ManagedChannel channel = tlsOptions.open(server);
         try {
             HealthGrpc.HealthBlockingStub stub = ClientChannels.withBearer(HealthGrpc.newBlockingStub(channel),
                     authTokenFile);

@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -37,11 +38,8 @@ public final class RebalanceCommand implements Callable<Integer> {
     @Option(names = "--timeout", defaultValue = "180", description = "Deadline in seconds (default: ${DEFAULT-VALUE}).")
     long timeoutSeconds;
 
-    @Option(names = "--tls", description = "Connect with TLS (system trust store unless --tls-ca).")
-    boolean tls;
-
-    @Option(names = "--tls-ca", description = "PEM CA certificate to trust; implies --tls.")
-    Path tlsCa;
+    @Mixin
+    TlsOptions tlsOptions;
 
     @Override
     public Integer call() throws Exception {
@@ -49,7 +47,7 @@ public final class RebalanceCommand implements Callable<Integer> {
         if (plan != null) {
             request.setPlanJson(PlacementPlan.read(plan).toJson()); // validated here, named errors before the call
         }
-        ManagedChannel channel = ClientChannels.open(server, tls, tlsCa);
+        ManagedChannel channel = tlsOptions.open(server);
         try {
             RebalanceResponse r = AdminGrpc.newBlockingStub(channel)
                     .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(ClientChannels.bearerHeaders(authTokenFile)))
