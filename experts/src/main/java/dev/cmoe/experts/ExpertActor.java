@@ -37,6 +37,8 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
     /**
      * Expert output for {@code count} token rows of one step.
      *
+     * @param stepId the sender's id of this request, echoed in the reply (a router's step puts the
+     *               step and the part of it there, since one expert may get several parts of a step)
      * @param rows (count, hidden) row-major: the hidden states of the tokens routed here
      */
     public record Compute(long stepId, float[] rows, int count, ActorRef<Reply> replyTo)

@@ -13,8 +13,10 @@ import java.util.TreeMap;
  *
  * @param perLayer layer -> tokens per routed expert (index = expert id)
  * @param perDevice device -> tokens its experts served (one entry "all" when the server names none)
+ * @param perLayerDevice layer -> device -> tokens, from a cluster head's per-layer device counter; empty without one
  */
-public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDevice) {
+public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDevice,
+                         Map<Integer, Map<String, Long>> perLayerDevice) {
     public static final String METRIC = "cmoe_expert_tokens_total";
     /** A cluster head's per-device counter; when present it is the device figure (it knows the replica that ran). */
     public static final String DEVICE_METRIC = "cmoe_device_tokens_total";
@@ -37,16 +39,23 @@ public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDev
             perLayer.put(layer, tokens);
         });
         Map<String, Double> headDevices = new TreeMap<>();
-        accumulateDevices(to, 1, headDevices);
+        Map<Integer, Map<String, Double>> headLayers = new TreeMap<>();
+        accumulateDevices(to, 1, headDevices, headLayers);
         if (from != null) {
-            accumulateDevices(from, -1, headDevices);
+            accumulateDevices(from, -1, headDevices, headLayers);
         }
         if (!headDevices.isEmpty()) {
             devices = headDevices;
         }
         Map<String, Long> perDevice = new TreeMap<>();
         devices.forEach((d, v) -> perDevice.put(d, Math.max(0, Math.round(v))));
-        return new ExpertLoad(perLayer, perDevice);
+        Map<Integer, Map<String, Long>> perLayerDevice = new TreeMap<>();
+        headLayers.forEach((layer, byDevice) -> {
+            Map<String, Long> counts = new TreeMap<>();
+            perDevice.keySet().forEach(d -> counts.put(d, Math.max(0, Math.round(byDevice.getOrDefault(d, 0.0)))));
+            perLayerDevice.put(layer, counts); // every device, so one that served none of the layer counts as 0
+        });
+        return new ExpertLoad(perLayer, perDevice, perLayerDevice);
     }
 
     private static void accumulate(MetricsScraper.Scrape s, int sign, Map<Integer, Map<Integer, Double>> layers,
@@ -62,10 +71,15 @@ public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDev
         }
     }
 
-    private static void accumulateDevices(MetricsScraper.Scrape s, int sign, Map<String, Double> devices) {
+    private static void accumulateDevices(MetricsScraper.Scrape s, int sign, Map<String, Double> devices,
+                                          Map<Integer, Map<String, Double>> layers) {
         for (PrometheusText.Sample x : s.samples()) {
             if (x.name().equals(DEVICE_METRIC) && x.label("device") != null) {
                 devices.merge(x.label("device"), sign * x.value(), Double::sum);
+                if (x.label("layer") != null) {
+                    layers.computeIfAbsent(Integer.parseInt(x.label("layer")), k -> new TreeMap<>())
+                            .merge(x.label("device"), sign * x.value(), Double::sum);
+                }
             }
         }
     }
@@ -104,6 +118,22 @@ public record ExpertLoad(Map<Integer, long[]> perLayer, Map<String, Long> perDev
     /** max / mean tokens per device; 1 with a single device. */
     public double deviceImbalance() {
         return maxOverMean(perDevice.values().stream().mapToLong(Long::longValue).toArray());
+    }
+
+    /**
+     * The mean over layers of max / mean tokens per device within the layer: what a step waits
+     * for, since each layer waits for its busiest device. NaN without per-layer device counts.
+     */
+    public double layerDeviceImbalance() {
+        return perLayerDevice.values().stream()
+                .mapToDouble(m -> maxOverMean(m.values().stream().mapToLong(Long::longValue).toArray()))
+                .filter(v -> !Double.isNaN(v)).average().orElse(Double.NaN);
+    }
+
+    /** max / mean tokens per device of each layer, in layer order (NaN for a layer without tokens). */
+    public List<Double> layerDeviceImbalances() {
+        return perLayerDevice.values().stream()
+                .map(m -> maxOverMean(m.values().stream().mapToLong(Long::longValue).toArray())).toList();
     }
 
     /** The share of a layer's tokens that went to its busiest {@code k} experts, worst layer. */

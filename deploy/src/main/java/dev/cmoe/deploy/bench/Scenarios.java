@@ -70,24 +70,26 @@ public final class Scenarios {
      * repeat one token, which a carved router sends to the same few experts. The server's
      * per-expert counters must show the skew (the skewed phase's max/mean tokens per expert above
      * the uniform one's) and every call must still complete. Per-device imbalance is reported for
-     * the placement's devices (one, until multi-worker placement spreads experts).
+     * the placement's devices. Given a {@code rebalance} (a cluster head), the experts are then
+     * re-placed for the skewed load and the same skewed requests run again: the rebalance must
+     * lose no call and lower the per-device imbalance it aims at (per layer for an EPLB plan, over
+     * all layers for the head's moves).
+     *
+     * @param rebalance how to re-place the head's experts between the skewed phases; null: no third phase
      */
-    public static Outcome skew(Workload w, int clients, int requests, Duration duration) throws InterruptedException {
+    public static Outcome skew(Workload w, int clients, int requests, Duration duration, HeadRebalance rebalance)
+            throws InterruptedException {
         if (w.scraper() == null) {
             throw new IllegalArgumentException("skew reads per-expert token counts from the server's metrics:"
                     + " give --metrics HOST:PORT (the server's --metrics-port)");
         }
+        LoadRunner.Plan plan = LoadRunner.Plan.closed(clients, requests, duration, w.timeout());
         MetricsScraper.Scrape s0 = w.scrape();
-        List<RequestResult> uniform = w.run(LoadRunner.Plan.closed(clients, requests, duration, w.timeout()),
-                w.requests("uniform", false, 0, 3));
+        List<RequestResult> uniform = w.run(plan, w.requests("uniform", false, 0, 3));
         MetricsScraper.Scrape s1 = w.scrape();
-        List<RequestResult> skewed = w.run(LoadRunner.Plan.closed(clients, requests, duration, w.timeout()),
-                w.requests("skewed", true, 0, 4));
+        List<RequestResult> skewed = w.run(plan, w.requests("skewed", true, 0, 4));
         MetricsScraper.Scrape s2 = w.scrape();
-        if (s0 == null || s1 == null || s2 == null) {
-            throw new IllegalStateException("skew: the metrics endpoint " + w.scraper().endpoint()
-                    + " did not answer: " + w.scraper().failures());
-        }
+        requireScrapes(w, s0, s1, s2);
         ExpertLoad a = ExpertLoad.between(s0, s1);
         ExpertLoad b = ExpertLoad.between(s1, s2);
         if (a.isEmpty() && b.isEmpty()) {
@@ -109,9 +111,66 @@ public final class Scenarios {
         v.figure("uniform_device_max_over_mean", a.deviceImbalance())
                 .figure("skewed_device_max_over_mean", b.deviceImbalance());
         v.figure("uniform_tokens_per_device", a.perDevice()).figure("skewed_tokens_per_device", b.perDevice());
-        v.figure("e2e_p50_ms", List.of(u.e2e().p50(), k.e2e().p50()));
-        v.figure("output_tok_per_s", List.of(u.outputTokensPerSecond(), k.outputTokensPerSecond()));
-        return new Outcome(List.of(u, k), concat(uniform, skewed), v.build());
+        if (!b.perLayerDevice().isEmpty()) {
+            v.figure("uniform_layer_device_max_over_mean", a.layerDeviceImbalances())
+                    .figure("skewed_layer_device_max_over_mean", b.layerDeviceImbalances())
+                    .figure("skewed_tokens_per_layer_device", b.perLayerDevice());
+        }
+        List<LoadSummary> loads = new ArrayList<>(List.of(u, k));
+        List<RequestResult> results = concat(uniform, skewed);
+        HeadRebalance.Result r = null;
+        if (rebalance != null) {
+            try {
+                r = rebalance.apply(b);
+            } catch (RuntimeException e) { // refused or timed out: the verdict says so, with the head's reason
+                v.check(false, "%s rebalance applied: %s", rebalance.mode().label, e.getMessage());
+            }
+        }
+        if (r != null) {
+            MetricsScraper.Scrape s3 = w.scrape();
+            List<RequestResult> again = w.run(plan, w.requests("skewed", true, 0, 4)); // the same requests
+            MetricsScraper.Scrape s4 = w.scrape();
+            requireScrapes(w, s3, s4);
+            ExpertLoad c = ExpertLoad.between(s3, s4);
+            LoadSummary after = LoadSummary.of("skewed, after " + r.mode().label + " rebalance", again);
+            v.check(r.replicasAdded() + r.replicasRemoved() > 0 || r.headBefore() <= 1.05, "%s", r.describe());
+            v.check(after.ok() == after.issued(), "every call completed after the rebalance: %d/%d", after.ok(),
+                    after.issued());
+            boolean perLayer = r.mode() == HeadRebalance.Mode.PLAN && !c.perLayerDevice().isEmpty();
+            double before = perLayer ? b.layerDeviceImbalance() : b.deviceImbalance();
+            double now = perLayer ? c.layerDeviceImbalance() : c.deviceImbalance();
+            // an already even placement (within 5%) has nothing to gain; otherwise the skew must ease
+            v.check(now < before || (before <= 1.05 && now <= 1.05),
+                    "rebalance evened the devices: %s max/mean %.2f -> %.2f (all layers %.2f -> %.2f); output"
+                            + " %.1f -> %.1f tok/s", perLayer ? "per-layer device" : "device", before, now,
+                    b.deviceImbalance(), c.deviceImbalance(), k.outputTokensPerSecond(),
+                    after.outputTokensPerSecond());
+            v.figure("rebalance_mode", r.mode().label).figure("rebalance_seconds", r.seconds())
+                    .figure("replicas_added", r.replicasAdded()).figure("replicas_retired", r.replicasRemoved())
+                    .figure("spare_slots", r.spareSlots())
+                    .figure("head_estimate_device_max_over_mean", List.of(r.headBefore(), r.headAfter()))
+                    .figure("rebalanced_device_max_over_mean", c.deviceImbalance())
+                    .figure("rebalanced_tokens_per_device", c.perDevice())
+                    .figure("placement_after", r.placement()).figure("plan_after", r.plan());
+            if (!c.perLayerDevice().isEmpty()) {
+                v.figure("rebalanced_layer_device_max_over_mean", c.layerDeviceImbalances())
+                        .figure("rebalanced_tokens_per_layer_device", c.perLayerDevice());
+            }
+            loads.add(after);
+            results = concat(results, again);
+        }
+        v.figure("e2e_p50_ms", loads.stream().map(l -> l.e2e().p50()).toList());
+        v.figure("output_tok_per_s", loads.stream().map(LoadSummary::outputTokensPerSecond).toList());
+        return new Outcome(loads, results, v.build());
+    }
+
+    private static void requireScrapes(Workload w, MetricsScraper.Scrape... scrapes) {
+        for (MetricsScraper.Scrape s : scrapes) {
+            if (s == null) {
+                throw new IllegalStateException("skew: the metrics endpoint " + w.scraper().endpoint()
+                        + " did not answer: " + w.scraper().failures());
+            }
+        }
     }
 
     /**

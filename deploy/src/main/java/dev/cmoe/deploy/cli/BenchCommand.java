@@ -2,6 +2,7 @@ package dev.cmoe.deploy.cli;
 
 import dev.cmoe.deploy.bench.Arrivals;
 import dev.cmoe.deploy.bench.BenchReport;
+import dev.cmoe.deploy.bench.HeadRebalance;
 import dev.cmoe.deploy.bench.LengthDistribution;
 import dev.cmoe.deploy.bench.LoadRunner;
 import dev.cmoe.deploy.bench.LoadSummary;
@@ -133,6 +134,16 @@ public final class BenchCommand implements Callable<Integer> {
                     + " from every call that completes in both (default: on).")
     boolean reference;
 
+    @Option(names = "--rebalance", defaultValue = "none", description = "skew against a cluster head: after the"
+            + " skewed phase re-place its experts and run the skewed phase again; head = the head's own policy,"
+            + " plan = an EPLB plan (hot experts replicated) from the skewed phase's load, none = no third phase"
+            + " (default: ${DEFAULT-VALUE}). Needs --target and --auth-token-file.")
+    String rebalance;
+
+    @Option(names = "--spare-slots", description = "skew with --rebalance plan: replicas beyond one per expert"
+            + " (default: layers × (devices - 1), room for each layer's hottest expert on every device).")
+    Integer spareSlots;
+
     @Option(names = "--max-batch-tokens", defaultValue = "512", description = "In-process server: tokens per step"
             + " (default: ${DEFAULT-VALUE}).")
     int maxBatchTokens;
@@ -179,6 +190,13 @@ public final class BenchCommand implements Callable<Integer> {
         if (sc == Scenario.WORKER_LOSS && (killPid == null || target == null)) {
             throw new IllegalArgumentException("worker-loss kills a worker of a running cluster: give --target"
                     + " HOST:PORT of its head and --kill-pid PID of one worker");
+        }
+        if (rebalanceMode() != null && (sc != Scenario.SKEW || target == null || authTokenFile == null)) {
+            throw new IllegalArgumentException("--rebalance " + rebalance + " re-places a cluster head's experts"
+                    + " during --scenario skew: give --scenario skew, --target HEAD:PORT and --auth-token-file");
+        }
+        if (spareSlots != null && rebalanceMode() != HeadRebalance.Mode.PLAN) {
+            throw new IllegalArgumentException("--spare-slots sizes an EPLB plan: it goes with --rebalance plan");
         }
         if (sc == Scenario.CANCEL_STORM && output.max() < 2) {
             throw new IllegalArgumentException("cancel-storm cancels mid-stream: --output-len must allow >= 2 tokens,"
@@ -273,7 +291,9 @@ public final class BenchCommand implements Callable<Integer> {
             }
             case SATURATE -> outcome = Scenarios.saturate(w, w.limits().maxRunning() > 0 ? w.limits().maxRunning()
                     : concurrency.getFirst(), 4 * Math.max(8, concurrency.getFirst()), factor, requests, duration);
-            case SKEW -> outcome = Scenarios.skew(w, concurrency.getFirst(), requests, duration);
+            case SKEW -> outcome = Scenarios.skew(w, concurrency.getFirst(), requests, duration,
+                    rebalanceMode() == null ? null : new HeadRebalance(w.channel(), rebalanceMode(), model, spareSlots,
+                            timeout.plusSeconds(60)));
             case CANCEL_STORM -> outcome = Scenarios.cancelStorm(w, concurrency.getFirst(), requests, duration);
             case SOAK -> outcome = Scenarios.soak(w, plan());
             case WORKER_LOSS -> outcome = Scenarios.workerLoss(w, plan(), killPid,
@@ -285,6 +305,10 @@ public final class BenchCommand implements Callable<Integer> {
         ServerView view = scraper == null ? null : ServerView.of(scraper.scrapes(), scraper.failures());
         String title = "cmoe bench" + (sc == Scenario.LOAD ? "" : " --scenario " + sc.label) + ": " + what;
         return new BenchReport(title, setup, loads, levels, view, outcome == null ? null : outcome.verdict());
+    }
+
+    private HeadRebalance.Mode rebalanceMode() {
+        return HeadRebalance.Mode.of(rebalance);
     }
 
     private LoadRunner.Plan plan() {
@@ -377,7 +401,7 @@ public final class BenchCommand implements Callable<Integer> {
         return switch (sc) {
             case LOAD -> rate != null ? requests : (long) requests * concurrency.size();
             case SATURATE -> requests + 4L * Math.max(8, concurrency.getFirst());
-            case SKEW -> 2L * requests;
+            case SKEW -> (rebalanceMode() == null ? 2L : 3L) * requests;
             case WORKER_LOSS -> reference ? 2L * requests : requests;
             default -> requests;
         };

@@ -1,5 +1,7 @@
 package dev.cmoe.deploy.cli;
 
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValueFactory;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.placement.DefaultPlacement;
@@ -104,6 +106,11 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Bytes each of this JVM's devices may spend on experts, with --devices; 0 = unlimited.")
     long memoryPerDevice;
 
+    @Option(names = "--rebalance-threshold", description = "With --role head: max/mean device load above which the"
+            + " head re-places experts by itself (checked every 30 s); 0 = only on request (cmoe rebalance)"
+            + " (default: 1.25).")
+    Double rebalanceThreshold;
+
     /** A started server with its model and metrics endpoint; closing stops all three. */
     public record Running(ModelDir dir, InferenceServer server, MetricsHttpServer metrics) implements AutoCloseable {
         public int port() {
@@ -188,7 +195,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (role == null) {
             String stray = clusterSeeds != null ? "--cluster-seed" : clusterHost != null ? "--cluster-host"
                     : clusterPort != null ? "--cluster-port" : plan != null ? "--plan" : devices != null ? "--devices"
-                    : null;
+                    : rebalanceThreshold != null ? "--rebalance-threshold" : null;
             if (stray != null) {
                 throw new IllegalArgumentException(stray + " needs --role head");
             }
@@ -201,15 +208,21 @@ public final class ServeCommand implements Callable<Integer> {
         if (clusterSeeds == null || clusterSeeds.isEmpty()) {
             throw new IllegalArgumentException("--role head needs --cluster-seed HOST:PORT");
         }
+        if (rebalanceThreshold != null && !(rebalanceThreshold == 0 || rebalanceThreshold >= 1)) {
+            throw new IllegalArgumentException("--rebalance-threshold must be 0 (off) or a max/mean load >= 1, got "
+                    + rebalanceThreshold);
+        }
     }
 
     private HeadOptions headOptions() {
         Map.Entry<String, Integer> seed = ClusterSettings.hostPort(clusterSeeds.getFirst());
         PlacementPlan placement = plan == null ? null : PlacementPlan.read(plan);
         List<DeviceSpec> local = devices == null ? List.of() : DeviceSpec.parse(devices);
-        return new HeadOptions(clusterHost != null ? clusterHost : seed.getKey(),
+        HeadOptions options = new HeadOptions(clusterHost != null ? clusterHost : seed.getKey(),
                 clusterPort != null ? clusterPort : seed.getValue(), clusterSeeds, placement, new DefaultPlacement(64),
                 minDevices, local, name, memoryPerDevice);
+        return rebalanceThreshold == null ? options : options.withConfig(ConfigFactory.empty().withValue(
+                "cmoe.cluster.rebalance.imbalance-threshold", ConfigValueFactory.fromAnyRef(rebalanceThreshold)));
     }
 
     private static String readToken(Path file) throws IOException {

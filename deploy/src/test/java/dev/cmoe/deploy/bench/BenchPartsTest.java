@@ -123,20 +123,26 @@ class BenchPartsTest {
     }
 
     @Test
-    void aClusterHeadsDeviceCounterIsThePerDeviceFigure() {
+    void aClusterHeadsDeviceCounterIsThePerDeviceFigureOverallAndPerLayer() {
         MetricsScraper.Scrape a = scrape(0, """
                 cmoe_expert_tokens_total{expert="0",layer="0"} 10
-                cmoe_device_tokens_total{device="w1/cpu"} 4
-                cmoe_device_tokens_total{device="w2/cpu"} 6
+                cmoe_device_tokens_total{device="w1/cpu",layer="0"} 4
+                cmoe_device_tokens_total{device="w2/cpu",layer="0"} 6
                 """);
         MetricsScraper.Scrape b = scrape(1_000_000_000L, """
                 cmoe_expert_tokens_total{expert="0",layer="0"} 40
-                cmoe_device_tokens_total{device="w1/cpu"} 24
-                cmoe_device_tokens_total{device="w2/cpu"} 16
+                cmoe_device_tokens_total{device="w1/cpu",layer="0"} 14
+                cmoe_device_tokens_total{device="w2/cpu",layer="0"} 16
+                cmoe_device_tokens_total{device="w1/cpu",layer="1"} 10
                 """);
         ExpertLoad l = ExpertLoad.between(a, b);
         assertEquals(Map.of("w1/cpu", 20L, "w2/cpu", 10L), l.perDevice());
         assertEquals(20 / 15.0, l.deviceImbalance(), 1e-9);
+        // layer 0 even (10 and 10); layer 1 all on w1, and w2's missing counter counts as 0
+        assertEquals(Map.of(0, Map.of("w1/cpu", 10L, "w2/cpu", 10L), 1, Map.of("w1/cpu", 10L, "w2/cpu", 0L)),
+                l.perLayerDevice());
+        assertEquals(List.of(1.0, 2.0), l.layerDeviceImbalances());
+        assertEquals(1.5, l.layerDeviceImbalance(), 1e-9);
     }
 
     @Test

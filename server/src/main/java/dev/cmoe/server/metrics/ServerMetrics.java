@@ -112,12 +112,14 @@ public final class ServerMetrics {
     }
 
     /**
-     * The counter of token rows sent to device {@code device} ({@code WORKER/DEVICE}) for routed
-     * experts: the per-device load that placement balances and the bench reads.
+     * The counter of token rows that MoE layer {@code layer} sent to device {@code device}
+     * ({@code WORKER/DEVICE}) for routed experts: the per-device load that placement balances and
+     * the bench reads. Per layer, because layers run one after the other: a step waits for each
+     * layer's busiest device, so a balance summed over layers can hide a slow step.
      */
-    public Counter deviceTokens(String device) {
+    public Counter deviceTokens(int layer, String device) {
         return Counter.builder("cmoe.device.tokens").description("token rows sent to a device's routed experts")
-                .tag("device", device).register(registry);
+                .tag("layer", String.valueOf(layer)).tag("device", device).register(registry);
     }
 
     /** Replaces the per-device count of hosted routed experts (device id -> experts). */

@@ -27,9 +27,10 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 
 /**
  * The router of one MoE layer: decides each token's experts with exactly the in-process code
- * ({@link MoeFeedForward#route}), picks for each selected expert the replica with the least
- * outstanding work (rows sent and not yet answered), and hands the step to a
- * {@link StepGather}, which sends each selected expert one message with all of its rows,
+ * ({@link MoeFeedForward#route}), shares each selected expert's rows among its replicas by the
+ * outstanding work of their devices (rows sent and not yet answered; {@link RowSplit}: a hot
+ * expert's rows are split over its replicas), and hands the step to a
+ * {@link StepGather}, which sends each part one message with all of its rows,
  * computes the shared expert meanwhile and combines as {@link MoeFeedForward#combine} does.
  * Spawn it on {@link #DISPATCHER}.
  *
@@ -204,45 +205,61 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
             r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ": routing failed: " + e, false));
             return this;
         }
-        Replica[] chosen = new Replica[routing.nRouted()];
+        List<StepGather.Part> parts = new ArrayList<>();
         Map<ActorRef<ExpertActor.Command>, Integer> work = new HashMap<>();
-        for (int j = 0; j < chosen.length; j++) {
+        Map<String, Integer> deviceWork = deviceWork();
+        // experts with a single replica have no choice and go first; then the replicated ones, most
+        // rows first (longest processing time first), are water-filled around them, a hot expert's
+        // rows split over its replicas, so that the layer's busiest device, which the step waits
+        // for, carries as little as possible
+        Integer[] order = new Integer[routing.nRouted()];
+        for (int j = 0; j < order.length; j++) {
+            order[j] = j;
+        }
+        java.util.Arrays.sort(order, java.util.Comparator.<Integer>comparingInt(j -> replicas.of(j).size() > 1 ? 1 : 0)
+                .thenComparingInt(j -> -routing.rows(j).length));
+        for (int j : order) {
             int n = routing.rows(j).length;
             if (n == 0) {
                 continue;
             }
             tokens[j].increment(n);
-            chosen[j] = leastOutstanding(replicas.of(j));
-            if (chosen[j] != null) {
-                outstanding.merge(chosen[j].ref(), n, Integer::sum);
-                work.merge(chosen[j].ref(), n, Integer::sum);
-                deviceTokens.computeIfAbsent(chosen[j].device(), metrics::deviceTokens).increment(n);
+            List<RowSplit.Share> shares = RowSplit.split(n, replicas.of(j), deviceWork, outstanding,
+                    (int) (picks++ % Math.max(1, replicas.of(j).size())));
+            if (shares.isEmpty()) {
+                parts.add(new StepGather.Part(j, 0, n, null)); // no live replica yet: the step waits for one
+                continue;
+            }
+            int from = 0;
+            for (RowSplit.Share share : shares) {
+                Replica replica = share.replica();
+                parts.add(new StepGather.Part(j, from, from + share.rows(), replica));
+                from += share.rows();
+                outstanding.merge(replica.ref(), share.rows(), Integer::sum);
+                work.merge(replica.ref(), share.rows(), Integer::sum);
+                deviceWork.merge(replica.device(), share.rows(), Integer::sum);
+                deviceTokens.computeIfAbsent(replica.device(), this::deviceCounter).increment(share.rows());
             }
         }
         ActorRef<StepGather.Command> gather = getContext().spawnAnonymous(StepGather.create(layer, hidden, ffn,
-                routing, r, chosen, replicas, limits, getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
+                routing, r, parts, replicas, limits, getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
         getContext().watchWith(gather, new GatherStopped(gather));
         inFlight.put(gather, work);
         return this;
     }
 
-    /** The replica with the fewest outstanding rows; ties rotate so idle replicas share the work. */
-    private Replica leastOutstanding(List<Replica> candidates) {
-        if (candidates.isEmpty()) {
-            return null;
-        }
-        int start = (int) (picks++ % candidates.size());
-        Replica best = null;
-        int bestWork = Integer.MAX_VALUE;
-        for (int i = 0; i < candidates.size(); i++) {
-            Replica c = candidates.get((start + i) % candidates.size());
-            int w = outstanding.getOrDefault(c.ref(), 0);
-            if (w < bestWork) {
-                best = c;
-                bestWork = w;
+    /** Rows sent and not yet answered, per device, over the replicas of the current table. */
+    private Map<String, Integer> deviceWork() {
+        Map<String, Integer> w = new HashMap<>();
+        for (List<Replica> expert : replicas.experts()) {
+            for (Replica r : expert) {
+                Integer rows = outstanding.get(r.ref());
+                if (rows != null) {
+                    w.merge(r.device(), rows, Integer::sum);
+                }
             }
         }
-        return best;
+        return w;
     }
 
     private Behavior<Command> onUpdateReplicas(UpdateReplicas u) {
@@ -271,6 +288,10 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         return this;
     }
 
+    private Counter deviceCounter(String device) {
+        return metrics.deviceTokens(layer, device);
+    }
+
     private Behavior<Command> onWorkMoved(WorkMoved m) {
         settle(m.gather(), m.from(), m.rows());
         Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.get(m.gather());
@@ -278,7 +299,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
             outstanding.merge(m.to(), m.rows(), Integer::sum);
             work.merge(m.to(), m.rows(), Integer::sum);
             replicas.experts().stream().flatMap(List::stream).filter(r -> r.ref().equals(m.to())).findFirst()
-                    .ifPresent(r -> deviceTokens.computeIfAbsent(r.device(), metrics::deviceTokens)
+                    .ifPresent(r -> deviceTokens.computeIfAbsent(r.device(), this::deviceCounter)
                             .increment(m.rows()));
         }
         checkDrains();

@@ -7,7 +7,9 @@ import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.Routing;
+import java.util.Arrays;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
@@ -22,8 +24,9 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 
 /**
- * The scatter–gather of one routed step of one layer: one {@code Compute} per selected expert
- * (all of its rows at once, never per token) to the replica its router chose, the shared expert
+ * The scatter–gather of one routed step of one layer: one {@code Compute} per part (a selected
+ * expert's rows, all at once and never per token, or a slice of them when the router split a hot
+ * expert over its replicas) to the replica its router chose, the shared expert
  * computed concurrently, an expected reply count, and timeouts that answer
  * {@link RouterActor.Failed} instead of hanging. When the router reports a lost device, the rows
  * sent there are sent again to a surviving replica (the expert is deterministic, so the step's
@@ -32,8 +35,20 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * replies are ignored.
  */
 final class StepGather extends AbstractBehavior<StepGather.Command> {
+    private static final int PART_BITS = 16;
+    private static final long PART_MASK = (1L << PART_BITS) - 1;
 
     sealed interface Command permits ExpertReply, SharedDone, TableChanged, TimedOut, Homeless {
+    }
+
+    /**
+     * Rows {@code [from, to)} of expert {@code expert}'s rows of the step ({@link Routing#rows}),
+     * computed by {@code replica} (null: none is live yet).
+     */
+    record Part(int expert, int from, int to, Replica replica) {
+        int rows() {
+            return to - from;
+        }
     }
 
     /** The router's new replica table, with the devices that were lost. */
@@ -64,10 +79,11 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private final ActorRef<RouterActor.Command> router;
     private final TimerScheduler<Command> timers;
     private final ActorRef<ExpertActor.Reply> replies;
-    private final float[][] inputs;           // per routed expert: its rows (rows, hidden), kept for re-sends
-    private final float[][] outputs;          // per routed expert: (rows, hidden) row-major, null until it answers
-    private final Replica[] sentTo;           // per routed expert: the replica computing it, null while homeless
-    private final TreeSet<Integer> waiting = new TreeSet<>(); // experts yet to answer
+    private final Part[] parts;
+    private final float[][] inputs;           // per part: its rows (rows, hidden), kept for re-sends
+    private final float[][] outputs;          // per routed expert: (rows, hidden) row-major, filled part by part
+    private final Replica[] sentTo;           // per part: the replica computing it, null while homeless
+    private final TreeSet<Integer> waiting = new TreeSet<>(); // parts yet to answer
     private final Set<String> lost = new HashSet<>();         // devices lost during this step
     private final boolean hasShared;
     private LayerReplicas replicas;
@@ -75,7 +91,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private int expected;                      // replies still expected: experts + shared
 
     private StepGather(ActorContext<Command> context, TimerScheduler<Command> timers, int layer, int hidden,
-                       MoeFeedForward ffn, Routing routing, RouterActor.Route route, Replica[] chosen,
+                       MoeFeedForward ffn, Routing routing, RouterActor.Route route, List<Part> parts,
                        LayerReplicas replicas, RouterActor.Limits limits, ActorRef<RouterActor.Command> router) {
         super(context);
         this.layer = layer;
@@ -87,16 +103,23 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         this.router = router;
         this.timers = timers;
         this.replicas = replicas;
-        this.inputs = new float[routing.nRouted()][];
+        if (parts.size() > PART_MASK + 1) {
+            throw new IllegalArgumentException(parts.size() + " parts in one step; at most " + (PART_MASK + 1));
+        }
+        this.parts = parts.toArray(Part[]::new);
+        this.inputs = new float[this.parts.length][];
         this.outputs = new float[routing.nRouted()][];
-        this.sentTo = chosen.clone();
+        this.sentTo = new Replica[this.parts.length];
         this.hasShared = ffn.config().shared() > 0;
         this.replies = context.messageAdapter(ExpertActor.Reply.class, ExpertReply::new);
-        for (int j = 0; j < outputs.length; j++) {
-            int[] rows = routing.rows(j);
-            if (rows.length > 0) {
-                waiting.add(j);
-                inputs[j] = gather(route.x(), rows);
+        for (int p = 0; p < this.parts.length; p++) {
+            Part part = this.parts[p];
+            int[] rows = routing.rows(part.expert());
+            waiting.add(p);
+            sentTo[p] = part.replica();
+            inputs[p] = gather(route.x(), Arrays.copyOfRange(rows, part.from(), part.to()));
+            if (outputs[part.expert()] == null) {
+                outputs[part.expert()] = new float[rows.length * hidden];
             }
         }
         expected = waiting.size();
@@ -109,19 +132,32 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
             CompletableFuture<float[]> done = CompletableFuture.supplyAsync(this::computeShared, executor);
             context.pipeToSelf(done, SharedDone::new);
         }
-        for (int j : waiting) {
-            if (sentTo[j] != null) {
-                send(j);
+        for (int p : waiting) {
+            if (sentTo[p] != null) {
+                send(p);
             }
         }
         armHomeless();
     }
 
     static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn, Routing routing,
-                                    RouterActor.Route route, Replica[] chosen, LayerReplicas replicas,
+                                    RouterActor.Route route, List<Part> parts, LayerReplicas replicas,
                                     RouterActor.Limits limits, ActorRef<RouterActor.Command> router) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-                new StepGather(ctx, timers, layer, hidden, ffn, routing, route, chosen, replicas, limits, router)));
+                new StepGather(ctx, timers, layer, hidden, ffn, routing, route, parts, replicas, limits, router)));
+    }
+
+    /**
+     * The id a part's {@code Compute} carries and its answer echoes: the step in the high bits,
+     * the part in the low ones, so that two parts of one expert are told apart.
+     */
+    private long tag(int part) {
+        return route.stepId() << PART_BITS | part;
+    }
+
+    /** The step a {@code Compute}'s id belongs to. */
+    static long stepOf(long tag) {
+        return tag >>> PART_BITS;
     }
 
     @Override
@@ -133,7 +169,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
                 .onMessage(Homeless.class, h -> homeless().isEmpty() ? this
                         : fail("experts " + homeless() + " of layer " + layer + " have no live replica after "
                         + limits.unavailable(), true))
-                .onMessage(TimedOut.class, t -> fail("experts " + waiting + (hasShared && shared == null
+                .onMessage(TimedOut.class, t -> fail("experts " + experts(waiting) + (hasShared && shared == null
                         ? " and the shared expert" : "") + " did not answer within " + limits.expert(), false))
                 .build();
     }
@@ -141,18 +177,25 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private Behavior<Command> onExpertReply(ExpertReply m) {
         switch (m.reply()) {
             case ExpertActor.Computed c -> {
-                int j = c.expert().expert();
-                if (c.stepId() != route.stepId() || c.expert().layer() != layer || !waiting.remove(j)) {
+                int p = part(c);
+                if (p < 0 || !waiting.contains(p)) {
                     return this; // not ours, or a duplicate (an answer from a replica we moved away from)
                 }
-                outputs[j] = c.outputs();
+                if (c.outputs().length != parts[p].rows() * hidden) {
+                    return fail("expert " + c.expert() + " answered " + c.outputs().length + " values for "
+                            + parts[p].rows() + " rows × " + hidden, false);
+                }
+                waiting.remove(p);
+                System.arraycopy(c.outputs(), 0, outputs[parts[p].expert()], parts[p].from() * hidden,
+                        c.outputs().length);
                 expected--;
-                if (sentTo[j] != null) {
-                    router.tell(new RouterActor.WorkDone(getContext().getSelf(), sentTo[j].ref(), routing.rows(j).length));
+                if (sentTo[p] != null) {
+                    router.tell(new RouterActor.WorkDone(getContext().getSelf(), sentTo[p].ref(), parts[p].rows()));
                 }
             }
             case ExpertActor.Failed f -> {
-                if (f.stepId() != route.stepId() || !waiting.contains(f.expert().expert())) {
+                int p = part(f);
+                if (p < 0 || !waiting.contains(p)) {
                     return this;
                 }
                 return fail("expert " + f.expert() + ": " + f.reason(), false);
@@ -170,50 +213,68 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         return expected == 0 ? finish() : this;
     }
 
-    /** Re-sends the rows of experts whose replica was lost, or that had none, to a live replica. */
+    /** The part {@code reply} answers, or -1 when it is not one of this step's. */
+    private int part(ExpertActor.Reply reply) {
+        int p = (int) (reply.stepId() & PART_MASK);
+        boolean ours = stepOf(reply.stepId()) == route.stepId() && p < parts.length
+                && reply.expert().layer() == layer && reply.expert().expert() == parts[p].expert();
+        return ours ? p : -1;
+    }
+
+    /** Re-sends the rows of parts whose replica was lost, or that had none, to a live replica. */
     private Behavior<Command> onTableChanged(TableChanged t) {
         replicas = t.replicas();
         lost.addAll(t.lostDevices());
-        for (int j : waiting) {
-            Replica was = sentTo[j];
+        for (int p : waiting) {
+            Replica was = sentTo[p];
             if (was != null && !lost.contains(was.device())) {
                 continue; // still alive (perhaps retiring: it answers before it is unloaded)
             }
+            int j = parts[p].expert();
             Replica next = replicas.of(j).stream().filter(r -> !lost.contains(r.device())).findFirst().orElse(null);
-            sentTo[j] = next;
+            sentTo[p] = next;
             router.tell(new RouterActor.WorkMoved(getContext().getSelf(), was == null ? null : was.ref(),
-                    next == null ? null : next.ref(), routing.rows(j).length));
+                    next == null ? null : next.ref(), parts[p].rows()));
             if (next != null) {
-                getContext().getLog().info("layer {} step {}: expert {} re-sent from {} to {}", layer, route.stepId(),
-                        j, was == null ? "nowhere" : was.device(), next.device());
-                send(j);
+                getContext().getLog().info("layer {} step {}: expert {} rows {}..{} re-sent from {} to {}", layer,
+                        route.stepId(), j, parts[p].from(), parts[p].to(), was == null ? "nowhere" : was.device(),
+                        next.device());
+                send(p);
             }
         }
         armHomeless();
         return this;
     }
 
-    private void send(int j) {
-        Replica r = sentTo[j];
-        int n = routing.rows(j).length;
+    private void send(int p) {
+        Replica r = sentTo[p];
+        int j = parts[p].expert();
+        int n = parts[p].rows();
         if (limits.maxMessageBytes() > 0 && r.ref().path().address().hasGlobalScope()
                 && ClusterSettings.tensorMessageBytes(n, hidden) > limits.maxMessageBytes()) {
             // Artery would drop it silently; say why instead of waiting for the timeout.
-            getContext().getSelf().tell(new ExpertReply(new ExpertActor.Failed(route.stepId(),
+            getContext().getSelf().tell(new ExpertReply(new ExpertActor.Failed(tag(p),
                     new dev.cmoe.experts.ExpertId(layer, j), n + " rows × " + hidden + " floats exceed the cluster's "
                     + "frame size of " + limits.maxMessageBytes() + " bytes (size frames for --max-batch-tokens)")));
             return;
         }
-        r.ref().tell(new ExpertActor.Compute(route.stepId(), inputs[j], n, replies));
+        r.ref().tell(new ExpertActor.Compute(tag(p), inputs[p], n, replies));
     }
 
+    /** The experts of parts without a live replica. */
     private TreeSet<Integer> homeless() {
         TreeSet<Integer> out = new TreeSet<>();
-        for (int j : waiting) {
-            if (sentTo[j] == null) {
-                out.add(j);
+        for (int p : waiting) {
+            if (sentTo[p] == null) {
+                out.add(parts[p].expert());
             }
         }
+        return out;
+    }
+
+    private TreeSet<Integer> experts(Set<Integer> partIds) {
+        TreeSet<Integer> out = new TreeSet<>();
+        partIds.forEach(p -> out.add(parts[p].expert()));
         return out;
     }
 
@@ -230,7 +291,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         int tokens = route.tokens();
         float[] out;
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray[] arrays = new NDArray[outputs.length];
+            NDArray[] arrays = new NDArray[outputs.length]; // experts with rows: every part has answered
             for (int j = 0; j < outputs.length; j++) {
                 if (outputs[j] != null) {
                     arrays[j] = m.create(outputs[j], new Shape(outputs[j].length / hidden, hidden));

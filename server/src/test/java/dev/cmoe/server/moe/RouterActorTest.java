@@ -183,7 +183,7 @@ class RouterActorTest {
         TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
         router.tell(new RouterActor.Route(5, x, 1, reply.getRef()));
         ExpertActor.Compute c = probes.get(best).expectMessageClass(ExpertActor.Compute.class, Duration.ofSeconds(5));
-        c.replyTo().tell(new ExpertActor.Failed(5, new ExpertId(1, best), "device lost"));
+        c.replyTo().tell(new ExpertActor.Failed(c.stepId(), new ExpertId(1, best), "device lost"));
         RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
         assertTrue(failed.reason().contains("device lost"), failed.reason());
     }

@@ -141,7 +141,8 @@ class RouterReplicasTest {
             // the first step's copy is busy when the second arrives: the second goes to the other copy
             ExpertActor.Compute ca = assertInstanceOf(ExpertActor.Compute.class, a.get(j).receiveMessage(WAIT));
             ExpertActor.Compute cb = assertInstanceOf(ExpertActor.Compute.class, b.get(j).receiveMessage(WAIT));
-            assertEquals(Set.of(1L, 2L), Set.of(ca.stepId(), cb.stepId()), "expert " + j);
+            assertEquals(Set.of(1L, 2L), Set.of(StepGather.stepOf(ca.stepId()), StepGather.stepOf(cb.stepId())),
+                    "expert " + j);
             for (ExpertActor.Compute c : List.of(ca, cb)) {
                 try (NDManager m = NDManager.newBaseManager()) {
                     c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(0, j),
@@ -151,6 +152,68 @@ class RouterReplicasTest {
         }
         assertForward(x, 1, first.receiveMessage(WAIT));
         assertForward(x, 1, second.receiveMessage(WAIT));
+    }
+
+    @Test
+    void aReplicatedExpertGoesToTheDeviceThatTheStepsOtherExpertsLeaveIdle() {
+        // every expert lives on w1; only the second selected expert also has a copy on w2 (listed
+        // first or second): each step must send it to w2, since w1 is busy with the first expert
+        List<TestProbe<ExpertActor.Command>> a = probes();
+        List<TestProbe<ExpertActor.Command>> b = probes();
+        float[] x = x(1, 3);
+        List<Integer> sel = selected(x, 1);
+        assertEquals(2, sel.size(), "top-2 routing of one token");
+        int replicated = sel.get(1);
+        for (boolean w2First : List.of(true, false, true, false)) {
+            ActorRef<RouterActor.Command> router = router(table(j -> {
+                Replica one = new Replica("w1/cpu", a.get(j).getRef());
+                if (j != replicated) {
+                    return List.of(one);
+                }
+                Replica two = new Replica("w2/cpu", b.get(j).getRef());
+                return w2First ? List.of(two, one) : List.of(one, two);
+            }), Duration.ofSeconds(10));
+            for (int step = 1; step <= 2; step++) {
+                TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+                router.tell(new RouterActor.Route(step, x, 1, reply.getRef()));
+                answer(a.get(sel.get(0)), sel.get(0));
+                answer(b.get(replicated), replicated);
+                assertForward(x, 1, reply.receiveMessage(WAIT));
+            }
+            a.get(replicated).expectNoMessage(Duration.ofMillis(50));
+            kit.stop(router);
+        }
+    }
+
+    @Test
+    void aHotExpertsRowsAreSplitOverItsReplicasAndCombineToTheSameResult() {
+        // 16 copies of one token: every row goes to the same two experts, each replicated on w1 and w2
+        List<TestProbe<ExpertActor.Command>> a = probes();
+        List<TestProbe<ExpertActor.Command>> b = probes();
+        ActorRef<RouterActor.Command> router = router(table(j -> List.of(new Replica("w1/cpu", a.get(j).getRef()),
+                new Replica("w2/cpu", b.get(j).getRef()))), Duration.ofSeconds(10));
+        int tokens = 16;
+        float[] one = x(1, 9);
+        float[] x = new float[tokens * HIDDEN];
+        for (int t = 0; t < tokens; t++) {
+            System.arraycopy(one, 0, x, t * HIDDEN, HIDDEN);
+        }
+        List<Integer> sel = selected(x, tokens);
+        assertEquals(2, sel.size(), "identical tokens choose the same two experts");
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        router.tell(new RouterActor.Route(7, x, tokens, reply.getRef()));
+        for (int j : sel) {
+            // each device gets half of each expert's 16 rows: 8 + 8, one part each
+            for (TestProbe<ExpertActor.Command> probe : List.of(a.get(j), b.get(j))) {
+                ExpertActor.Compute c = assertInstanceOf(ExpertActor.Compute.class, probe.receiveMessage(WAIT));
+                assertEquals(tokens / 2, c.count(), "expert " + j);
+                try (NDManager m = NDManager.newBaseManager()) {
+                    c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(0, j),
+                            local().expert(j, m.create(c.rows(), new Shape(c.count(), HIDDEN))).toFloatArray()));
+                }
+            }
+        }
+        assertForward(x, tokens, reply.receiveMessage(WAIT));
     }
 
     @Test
