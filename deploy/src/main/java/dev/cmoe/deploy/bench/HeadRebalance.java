@@ -1,9 +1,9 @@
 package dev.cmoe.deploy.bench;
 
-import dev.cmoe.deploy.placement.ExpertLoads;
-import dev.cmoe.deploy.placement.ExpertMemory;
-import dev.cmoe.deploy.placement.Planner;
+import dev.cmoe.experts.placement.ExpertLoads;
+import dev.cmoe.experts.placement.ExpertMemory;
 import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.experts.placement.Planner;
 import dev.cmoe.proto.v1.AdminGrpc;
 import dev.cmoe.proto.v1.RebalanceRequest;
 import dev.cmoe.proto.v1.RebalanceResponse;

@@ -1,14 +1,14 @@
 package dev.cmoe.deploy.cli;
 
-import dev.cmoe.deploy.placement.Bytes;
 import dev.cmoe.deploy.placement.DeviceList;
-import dev.cmoe.deploy.placement.ExpertLoads;
-import dev.cmoe.deploy.placement.ExpertMemory;
 import dev.cmoe.deploy.placement.LoadSources;
-import dev.cmoe.deploy.placement.PlacementStats;
-import dev.cmoe.deploy.placement.Planner;
 import dev.cmoe.deploy.placement.RoundRobin;
+import dev.cmoe.experts.placement.Bytes;
+import dev.cmoe.experts.placement.ExpertLoads;
+import dev.cmoe.experts.placement.ExpertMemory;
 import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.experts.placement.PlacementStats;
+import dev.cmoe.experts.placement.Planner;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;

@@ -5,7 +5,9 @@ import com.typesafe.config.ConfigValueFactory;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.placement.DefaultPlacement;
+import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.experts.placement.PlacementPolicy;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.server.cluster.HeadOptions;
 import dev.cmoe.server.InferenceServer;
@@ -89,6 +91,14 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--plan", description = "Placement plan JSON (cmoe plan) to start from; default: round-robin "
             + "over the devices that join.")
     Path plan;
+
+    @Option(names = "--spare-slots", paramLabel = "N",
+            description = "With --role head: replicas beyond one per expert that the head's own rebalances may add."
+                    + " 0 (default) rebalances by moving experts from the most to the least loaded device, no new"
+                    + " replicas; N > 0 re-plans with the load-aware planner of `cmoe plan` (EPLB: the hottest"
+                    + " experts get up to N extra replicas, each layer's device load is evened out), using fewer"
+                    + " spares when the devices' memory cannot hold N.")
+    Integer spareSlots;
 
     @Option(names = "--min-devices", defaultValue = "1",
             description = "Devices to wait for before the first placement, without --plan (default: ${DEFAULT-VALUE}).")
@@ -195,7 +205,8 @@ public final class ServeCommand implements Callable<Integer> {
         if (role == null) {
             String stray = clusterSeeds != null ? "--cluster-seed" : clusterHost != null ? "--cluster-host"
                     : clusterPort != null ? "--cluster-port" : plan != null ? "--plan" : devices != null ? "--devices"
-                    : rebalanceThreshold != null ? "--rebalance-threshold" : null;
+                    : rebalanceThreshold != null ? "--rebalance-threshold" : spareSlots != null ? "--spare-slots"
+                    : null;
             if (stray != null) {
                 throw new IllegalArgumentException(stray + " needs --role head");
             }
@@ -212,6 +223,14 @@ public final class ServeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--rebalance-threshold must be 0 (off) or a max/mean load >= 1, got "
                     + rebalanceThreshold);
         }
+        if (spareSlots != null && spareSlots < 0) {
+            throw new IllegalArgumentException("--spare-slots must be ≥ 0, got " + spareSlots);
+        }
+    }
+
+    /** The head's rebalancing policy: greedy moves, or EPLB with replicas when spare slots are asked for. */
+    PlacementPolicy placementPolicy() {
+        return spareSlots == null || spareSlots == 0 ? new DefaultPlacement(64) : new LoadAwarePlacement(spareSlots);
     }
 
     private HeadOptions headOptions() {
@@ -219,7 +238,7 @@ public final class ServeCommand implements Callable<Integer> {
         PlacementPlan placement = plan == null ? null : PlacementPlan.read(plan);
         List<DeviceSpec> local = devices == null ? List.of() : DeviceSpec.parse(devices);
         HeadOptions options = new HeadOptions(clusterHost != null ? clusterHost : seed.getKey(),
-                clusterPort != null ? clusterPort : seed.getValue(), clusterSeeds, placement, new DefaultPlacement(64),
+                clusterPort != null ? clusterPort : seed.getValue(), clusterSeeds, placement, placementPolicy(),
                 minDevices, local, name, memoryPerDevice);
         return rebalanceThreshold == null ? options : options.withConfig(ConfigFactory.empty().withValue(
                 "cmoe.cluster.rebalance.imbalance-threshold", ConfigValueFactory.fromAnyRef(rebalanceThreshold)));

@@ -1,5 +1,6 @@
 package dev.cmoe.deploy.placement;
 
+import dev.cmoe.experts.placement.Bytes;
 import dev.cmoe.experts.placement.PlacementPlan;
 import java.util.ArrayList;
 import java.util.HashSet;

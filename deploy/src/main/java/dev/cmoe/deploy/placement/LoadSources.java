@@ -6,6 +6,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import dev.cmoe.carve.CarveReport;
+import dev.cmoe.experts.placement.ExpertLoads;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cmoe.deploy.Cli;
+import dev.cmoe.experts.placement.DefaultPlacement;
+import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
@@ -81,9 +83,12 @@ class ServeCommandTest {
             {"--cluster-seed", "127.0.0.1:2551"},
             {"--role", "worker", "--cluster-seed", "127.0.0.1:2551"},
             {"--role", "head"},
+            {"--spare-slots", "4"},
+            {"--role", "head", "--cluster-seed", "127.0.0.1:2551", "--spare-slots", "-1"},
         };
         String[] want = {"--plan needs --role head", "--cluster-seed needs --role head",
-            "--role worker is not a serve role", "--role head needs --cluster-seed"};
+            "--role worker is not a serve role", "--role head needs --cluster-seed", "--spare-slots needs --role head",
+            "--spare-slots must be ≥ 0, got -1"};
         for (int i = 0; i < cases.length; i++) {
             ServeCommand serve = new ServeCommand();
             List<String> args = new java.util.ArrayList<>(List.of("--model", tmp.toString()));
@@ -92,6 +97,19 @@ class ServeCommandTest {
             IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
                     serve::start);
             assertTrue(e.getMessage().contains(want[i]), e.getMessage());
+        }
+        // the head's rebalancing policy: moves by default and with --spare-slots 0, EPLB with spares
+        String[] head = {"--model", tmp.toString(), "--role", "head", "--cluster-seed", "127.0.0.1:2551"};
+        for (String[] extra : new String[][] {{}, {"--spare-slots", "0"}, {"--spare-slots", "6"}}) {
+            ServeCommand serve = new ServeCommand();
+            new CommandLine(serve).parseArgs(java.util.stream.Stream.concat(java.util.Arrays.stream(head),
+                    java.util.Arrays.stream(extra)).toArray(String[]::new));
+            var policy = serve.placementPolicy();
+            if (extra.length > 0 && extra[1].equals("6")) {
+                assertTrue(policy instanceof LoadAwarePlacement p && p.spareSlots() == 6, String.valueOf(policy));
+            } else {
+                assertTrue(policy instanceof DefaultPlacement, String.valueOf(policy));
+            }
         }
         // a worker needs a carved model; a dense one is refused naming why
         ByteArrayOutputStream err = new ByteArrayOutputStream();

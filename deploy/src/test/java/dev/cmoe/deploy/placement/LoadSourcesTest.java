@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.cmoe.experts.placement.Bytes;
+import dev.cmoe.experts.placement.ExpertLoads;
 import dev.cmoe.server.metrics.MetricsHttpServer;
 import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;

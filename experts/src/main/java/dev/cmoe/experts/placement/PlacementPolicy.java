@@ -4,8 +4,9 @@ import java.util.List;
 
 /**
  * How the head re-places routed experts when it rebalances: from where they are now and how many
- * tokens each received, to where they should be. The head ships {@link DefaultPlacement}; a
- * deployment can plug in another planner (e.g. one that replicates hot experts).
+ * tokens each received, to where they should be. The head uses {@link DefaultPlacement} (greedy
+ * moves, no new replicas) unless told to use {@link LoadAwarePlacement} (EPLB: replicates the hot
+ * experts into spare slots and re-packs every layer).
  */
 @FunctionalInterface
 public interface PlacementPolicy {

@@ -11,7 +11,9 @@ import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.placement.DefaultPlacement;
+import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.experts.placement.PlacementPolicy;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.Replica;
@@ -28,6 +30,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BooleanSupplier;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -44,7 +47,8 @@ import org.junit.jupiter.api.Timeout;
  * stand-in routers that record what they are told: the first placement waits for its devices, a
  * departing device's experts are re-placed and the routers hear of the loss, and an uneven
  * measured load rebalances by itself onto a device that joined later, retiring old replicas only
- * after the routers switched away from them and drained them.
+ * after the routers switched away from them and drained them; a head with the EPLB policy adds
+ * replicas of the hot experts.
  */
 @Timeout(120)
 class PlacementCoordinatorTest {
@@ -110,13 +114,17 @@ class PlacementCoordinatorTest {
     }
 
     private static Head head(String name, double threshold, PlacementPlan plan) {
+        return head(name, threshold, plan, new DefaultPlacement(16));
+    }
+
+    private static Head head(String name, double threshold, PlacementPlan plan, PlacementPolicy policy) {
         ServerMetrics metrics = new ServerMetrics(new SimpleMeterRegistry());
         List<ActorRef<RouterActor.Command>> routers = new ArrayList<>();
         for (int l = 0; l < SHAPE.layers(); l++) {
             routers.add(kit.spawn(router(), name + "-router-" + l));
         }
         AtomicReference<PlacementCoordinator.PlacementView> view = new AtomicReference<>();
-        PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, new DefaultPlacement(16), 2,
+        PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, policy, 2,
                 Duration.ofMillis(300), Duration.ofSeconds(3), 0, Duration.ofSeconds(5), Duration.ofSeconds(20),
                 Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50);
         ActorRef<PlacementCoordinator.Command> c = kit.spawn(PlacementCoordinator.create(settings,
@@ -238,5 +246,31 @@ class PlacementCoordinatorTest {
                 .reduce((x, y) -> y).orElseThrow();
         assertEquals(Set.of("c1/cpu", "c2/cpu"), Set.copyOf(layer0.replicas().of(0).stream().map(Replica::device)
                 .toList()), "both replicas of (0, 0) are in the router's table");
+    }
+
+    @Test
+    void aLoadAwareHeadReplicatesTheHotExpertsWhenItRebalances() throws Exception {
+        told.clear();
+        Head head = head("placement-d", 0, null, new LoadAwarePlacement(2));
+        device("d1/cpu");
+        device("d2/cpu");
+        await("serving", () -> serving(head));
+        // expert 0 of each layer routes almost every token: moves alone cannot split it
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            for (int j = 0; j < SHAPE.routed(); j++) {
+                head.metrics().expertTokens(l, j).increment(j == 0 ? 1000 : 10);
+            }
+        }
+        TestProbe<PlacementCoordinator.RebalanceResult> probe = kit.createTestProbe();
+        head.coordinator().tell(new PlacementCoordinator.Rebalance(null, false, "test", probe.ref()));
+        PlacementCoordinator.RebalanceResult r = probe.receiveMessage(WAIT);
+        assertEquals("", r.error());
+        assertEquals(2, r.added() - r.removed(), "one spare replica each for (0, 0) and (1, 0)");
+        assertTrue(r.imbalanceAfter() < r.imbalanceBefore(), r.imbalanceBefore() + " -> " + r.imbalanceAfter());
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            assertEquals(Set.of("d1/cpu", "d2/cpu"), Set.copyOf(r.plan().devicesFor(new ExpertId(l, 0))));
+        }
+        await("replicas serve", () -> head.view().get().hosted().values().stream().mapToInt(i -> i).sum()
+                == SHAPE.layers() * SHAPE.routed() + 2);
     }
 }

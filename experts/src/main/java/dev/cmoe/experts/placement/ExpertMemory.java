@@ -1,4 +1,4 @@
-package dev.cmoe.deploy.placement;
+package dev.cmoe.experts.placement;
 
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.moe.MoeConfig;

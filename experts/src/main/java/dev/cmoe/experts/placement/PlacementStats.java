@@ -1,6 +1,5 @@
-package dev.cmoe.deploy.placement;
+package dev.cmoe.experts.placement;
 
-import dev.cmoe.experts.placement.PlacementPlan;
 import java.util.List;
 
 /**

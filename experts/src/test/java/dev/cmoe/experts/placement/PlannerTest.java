@@ -1,11 +1,10 @@
-package dev.cmoe.deploy.placement;
+package dev.cmoe.experts.placement;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cmoe.experts.ExpertId;
-import dev.cmoe.experts.placement.PlacementPlan;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -38,7 +37,9 @@ class PlannerTest {
     }
 
     private static PlacementStats roundRobin(ExpertLoads loads, int devices) {
-        return stats(RoundRobin.plan(loads.layers(), loads.experts(), devices(devices, 0)), loads);
+        // devices without a budget: (l, e) on device (l·experts + e) mod devices, as `cmoe plan` compares against
+        return stats(DefaultPlacement.roundRobin(loads.layers(), loads.experts(), devices(devices, 0), EXPERT_BYTES),
+                loads);
     }
 
     /** Zipf-like loads (share ∝ 1/rank^s), ranks shuffled per layer so hot experts sit anywhere. */

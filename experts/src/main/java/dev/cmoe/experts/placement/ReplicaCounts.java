@@ -1,4 +1,4 @@
-package dev.cmoe.deploy.placement;
+package dev.cmoe.experts.placement;
 
 import java.util.PriorityQueue;
 
