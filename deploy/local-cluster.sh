@@ -28,6 +28,8 @@ Starts a head and N expert workers on 127.0.0.1 and keeps them running until Ctr
   --metrics-port P         head Prometheus port, /metrics (default: 9464)
   --cluster-port P         head's cluster (Artery) port and seed; worker i uses P + i (default: 25520)
   --run-dir DIR            logs and pids (default: a new cmoe-cluster-* directory under $TMPDIR or /tmp)
+  --auth-token-file FILE   bearer token the head requires on every call (also used here for the
+                           health wait and --check); needed for `cmoe rebalance` and admin calls
   --wait SECONDS           how long to wait for SERVING (default: 300)
   --check                  once SERVING, stream one prompt through `cmoe client`, then stop everything
                            and exit with the client's status
@@ -53,6 +55,7 @@ CLUSTER_PORT=25520
 RUN_DIR=""
 WAIT=300
 CHECK=false
+TOKEN_FILE=""
 SERVE_EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,6 +69,7 @@ while [ $# -gt 0 ]; do
     --cluster-port) CLUSTER_PORT="${2:?--cluster-port needs a number}"; shift 2 ;;
     --run-dir) RUN_DIR="${2:?--run-dir needs a directory}"; shift 2 ;;
     --wait) WAIT="${2:?--wait needs seconds}"; shift 2 ;;
+    --auth-token-file) TOKEN_FILE="${2:?--auth-token-file needs a file}"; shift 2 ;;
     --check) CHECK=true; shift ;;
     --) shift; SERVE_EXTRA=("$@"); break ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -183,6 +187,12 @@ start() { # start NAME ARGS...: runs ./cmoe ARGS in the background, logging to R
 HEAD_ARGS=(serve --role head "${CLUSTER[@]}" --cluster-port "$CLUSTER_PORT" --model "$MODEL"
   --host 127.0.0.1 --port "$GRPC_PORT" --metrics-port "$METRICS_PORT")
 [ -z "$PLAN" ] || HEAD_ARGS+=(--plan "$PLAN")
+AUTH=()
+if [ -n "$TOKEN_FILE" ]; then
+  [ -r "$TOKEN_FILE" ] || die "--auth-token-file $TOKEN_FILE is not a readable file"
+  AUTH=(--auth-token-file "$TOKEN_FILE")
+  HEAD_ARGS+=("${AUTH[@]}")
+fi
 start head "${HEAD_ARGS[@]}" ${SERVE_EXTRA[@]+"${SERVE_EXTRA[@]}"}
 for ((i = 1; i <= WORKERS; i++)); do
   WORKER_ARGS=(worker "${CLUSTER[@]}" --cluster-port $((CLUSTER_PORT + i)) --name "worker-$i"
@@ -206,7 +216,7 @@ check_alive() {
 }
 
 echo "local-cluster: waiting up to ${WAIT}s for the head to report SERVING..." >&2
-"$CMOE" health --server "127.0.0.1:$GRPC_PORT" --wait "$WAIT" --quiet &
+"$CMOE" health --server "127.0.0.1:$GRPC_PORT" ${AUTH[@]+"${AUTH[@]}"} --wait "$WAIT" --quiet &
 HEALTH=$!
 while kill -0 "$HEALTH" 2>/dev/null; do
   if ! check_alive; then
@@ -219,7 +229,7 @@ wait "$HEALTH" || HEALTH_STATUS=$?
 HEALTH=""
 if [ "$HEALTH_STATUS" -ne 0 ]; then
   echo "local-cluster: the head did not report SERVING within ${WAIT}s:" >&2
-  "$CMOE" health --server "127.0.0.1:$GRPC_PORT" >&2 || true
+  "$CMOE" health --server "127.0.0.1:$GRPC_PORT" ${AUTH[@]+"${AUTH[@]}"} >&2 || true
   exit 1
 fi
 
@@ -233,7 +243,7 @@ local-cluster: SERVING
 EOF
 
 if [ "$CHECK" = true ]; then
-  "$CMOE" client --server "127.0.0.1:$GRPC_PORT" --max-new-tokens 20 "The jury said"
+  "$CMOE" client --server "127.0.0.1:$GRPC_PORT" ${AUTH[@]+"${AUTH[@]}"} --max-new-tokens 20 "The jury said"
   exit $?
 fi
 

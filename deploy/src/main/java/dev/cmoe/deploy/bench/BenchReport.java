@@ -136,6 +136,7 @@ public record BenchReport(String title, Map<String, Object> setup, List<LoadSumm
                         "tokens_per_layer", i.load().perLayer(), "tokens_per_device", i.load().perDevice()));
             }
             s.put("expert_load_over_time", timeline);
+            s.put("memory_over_time", server.memory());
             json.put("server", s);
         }
         if (verdict != null) {
@@ -180,6 +181,18 @@ public record BenchReport(String title, Map<String, Object> setup, List<LoadSumm
             lat.put("E2E p50", loads.stream().mapToDouble(l -> l.e2e().p50()).toArray());
             lat.put("E2E p99", loads.stream().mapToDouble(l -> l.e2e().p99()).toArray());
             Charts.lines(p, "Latency vs concurrency", "concurrent clients", "ms", x, lat);
+            written.add(p);
+        }
+        if (server != null && server.memory().stream().filter(m -> !Double.isNaN(m.rssBytes())).count() >= 2) {
+            List<ServerView.Memory> mem = server.memory();
+            Map<String, double[]> series = new LinkedHashMap<>();
+            series.put("resident", mem.stream().mapToDouble(m -> m.rssBytes() / (1 << 20)).toArray());
+            series.put("native (resident - JVM committed)", mem.stream().mapToDouble(m -> m.nativeBytes() / (1 << 20))
+                    .toArray());
+            series.put("heap used", mem.stream().mapToDouble(m -> m.heapBytes() / (1 << 20)).toArray());
+            p = dir.resolve("memory-over-time.png");
+            Charts.lines(p, "Server process memory", "time (s)", "MiB",
+                    mem.stream().mapToDouble(ServerView.Memory::seconds).toArray(), series);
             written.add(p);
         }
         if (server != null && !server.timeline().isEmpty()) {

@@ -215,8 +215,12 @@ public final class Scenarios {
 
     /**
      * soak: one long load whose latency and memory must stay flat: the last third of the run
-     * against the first (E2E p50 within 25%, TTFT p99 within 50%, resident memory within 10% +
-     * 64 MiB), no failed call, and nothing left afterwards. Documented, not run in CI.
+     * against the first (E2E p50 within 25%, TTFT p99 within 50%; native memory — resident minus
+     * the JVM's committed pools, where the engine's tensors live — within 10% + 64 MiB, and the
+     * whole resident set too when the server is a process of its own), no failed call, and nothing
+     * left afterwards. With the server in this JVM the resident set also holds the bench's growing
+     * results and scrapes, and the heap grows as the collector sees fit, so there it is reported,
+     * not checked. Documented, not run in CI.
      */
     public static Outcome soak(Workload w, LoadRunner.Plan plan) throws InterruptedException {
         MetricsScraper.Scrape before = w.scrape();
@@ -239,11 +243,21 @@ public final class Scenarios {
                 l.ttft().p99(), e.ttft().p99());
         if (w.scraper() != null) {
             List<MetricsScraper.Scrape> scrapes = w.scraper().scrapes();
-            double rssEarly = meanRss(scrapes, first, first + third);
-            double rssLate = meanRss(scrapes, last - third, last);
-            v.check(!Double.isNaN(rssEarly) && rssLate <= 1.10 * rssEarly + 64.0 * (1 << 20),
-                    "resident memory flat: last third %s <= 1.1 x first %s + 64 MiB", BenchReport.mib(rssLate),
-                    BenchReport.mib(rssEarly));
+            double nativeEarly = mean(scrapes, first, first + third, ServerView::nativeBytes);
+            double nativeLate = mean(scrapes, last - third, last, ServerView::nativeBytes);
+            v.check(!Double.isNaN(nativeEarly) && nativeLate <= 1.10 * nativeEarly + 64.0 * (1 << 20),
+                    "native memory flat (resident minus the JVM's committed pools): last third %s <= 1.1 x first %s"
+                            + " + 64 MiB", BenchReport.mib(nativeLate), BenchReport.mib(nativeEarly));
+            double rssEarly = mean(scrapes, first, first + third, s -> s.sum(ServerView.RSS));
+            double rssLate = mean(scrapes, last - third, last, s -> s.sum(ServerView.RSS));
+            if (w.inProcess()) {
+                v.figure("resident_first_last_third_bytes", List.of(rssEarly, rssLate));
+            } else {
+                v.check(!Double.isNaN(rssEarly) && rssLate <= 1.10 * rssEarly + 64.0 * (1 << 20),
+                        "resident memory flat: last third %s <= 1.1 x first %s + 64 MiB", BenchReport.mib(rssLate),
+                        BenchReport.mib(rssEarly));
+            }
+            v.figure("native_first_last_third_bytes", List.of(nativeEarly, nativeLate));
             memoryChecks(v, w, before, drained);
         }
         return new Outcome(List.of(e, l, all), results, v.build());
@@ -384,8 +398,9 @@ public final class Scenarios {
         return out;
     }
 
-    private static double meanRss(List<MetricsScraper.Scrape> scrapes, long from, long to) {
-        return scrapes.stream().filter(s -> s.t() >= from && s.t() <= to).mapToDouble(s -> s.sum(ServerView.RSS))
+    private static double mean(List<MetricsScraper.Scrape> scrapes, long from, long to,
+                               java.util.function.ToDoubleFunction<MetricsScraper.Scrape> f) {
+        return scrapes.stream().filter(s -> s.t() >= from && s.t() <= to).mapToDouble(f)
                 .filter(x -> !Double.isNaN(x)).average().orElse(Double.NaN);
     }
 

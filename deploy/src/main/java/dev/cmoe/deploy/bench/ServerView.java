@@ -13,13 +13,22 @@ public record ServerView(int scrapes, double peakQueue, double peakRunning, doub
                          double finalRunning, double finalKvBytes, double firstRssBytes, double peakRssBytes,
                          double finalRssBytes, double firstHeapBytes, double finalHeapBytes,
                          Map<String, Long> requestsByStatus, ExpertLoad expertLoad, List<ExpertLoad.Interval> timeline,
-                         String scrapeFailures) {
+                         List<Memory> memory, String scrapeFailures) {
     public static final String QUEUE = "cmoe_queue_depth";
     public static final String RUNNING = "cmoe_running_sequences";
     public static final String KV = "cmoe_kv_cache_bytes";
     public static final String RSS = "process_resident_memory_bytes";
     public static final String HEAP = "jvm_memory_used_bytes";
+    public static final String COMMITTED = "jvm_memory_committed_bytes";
     public static final String REQUESTS = "cmoe_requests_total";
+
+    /**
+     * The process's memory at one scrape, in bytes (NaN where the server does not say).
+     *
+     * @param nativeBytes resident memory outside the JVM's committed pools: engine tensors, threads, malloc
+     */
+    public record Memory(double seconds, double rssBytes, double heapBytes, double nativeBytes) {
+    }
 
     /** Summarises {@code scrapes} (in time order); null when there are fewer than two. */
     public static ServerView of(List<MetricsScraper.Scrape> scrapes, String failures) {
@@ -38,7 +47,18 @@ public record ServerView(int scrapes, double peakQueue, double peakRunning, doub
         return new ServerView(scrapes.size(), peak(scrapes, QUEUE), peak(scrapes, RUNNING), peak(scrapes, KV),
                 last.sum(QUEUE), last.sum(RUNNING), last.sum(KV), first.sum(RSS), peak(scrapes, RSS), last.sum(RSS),
                 heap(first), heap(last), requests, ExpertLoad.between(first, last), ExpertLoad.timeline(scrapes),
+                scrapes.stream().map(s -> new Memory(s.t() / 1e9, s.sum(RSS), heap(s), nativeBytes(s))).toList(),
                 failures);
+    }
+
+    /**
+     * Resident memory that the JVM's own pools do not account for (RSS minus the committed heap
+     * and non-heap): the engine's tensors and buffers. It stays flat however the garbage
+     * collector sizes the heap, so a leak of native tensors shows in it alone.
+     */
+    static double nativeBytes(MetricsScraper.Scrape s) {
+        double committed = s.sum(COMMITTED);
+        return Double.isNaN(committed) ? Double.NaN : s.sum(RSS) - committed;
     }
 
     static double peak(List<MetricsScraper.Scrape> scrapes, String name) {

@@ -16,11 +16,12 @@ import java.util.SplittableRandom;
  * @param drainTimeout how long to wait after a load for the server to empty before calling what is left a leak
  * @param scraper the server's metrics, or null when there is no endpoint
  * @param limits the server's admission limits, as far as they are known
+ * @param inProcess whether the server runs in this JVM: its process memory then includes the bench's own
  */
 public record Workload(Channel channel, long origin, PromptSource prompts, LengthDistribution input,
                       LengthDistribution output, int context, double temperature, boolean ignoreEos, long seed,
                       Duration timeout, Duration drainTimeout, MetricsScraper scraper, Limits limits,
-                      LoadRunner.Listener progress) {
+                      boolean inProcess, LoadRunner.Listener progress) {
 
     /**
      * The server's limits that verdicts compare against; -1 where unknown (a remote server whose

@@ -241,7 +241,7 @@ public final class BenchCommand implements Callable<Integer> {
             try (ProgressBar bar = quiet ? null : Progress.bar("bench", plannedRequests(sc), "req")) {
                 LoadRunner.Listener progress = bar == null ? r -> { } : r -> bar.step();
                 Workload w = new Workload(channel, origin, source, input, output, info.getContextLength(), temperature,
-                        ignoreEos, seed, timeout, drainTimeout, scraper, limits, progress);
+                        ignoreEos, seed, timeout, drainTimeout, scraper, limits, local != null, progress);
                 report = execute(sc, w, setup, scraper, info);
             }
         } finally {

@@ -92,7 +92,7 @@ public final class BenchEngineCommand implements Callable<Integer> {
     int shared;
 
     @Option(names = "--active", split = ",", defaultValue = "2,10", description = "Synthetic carving: N_k values;"
-            + " with N_s 2 of 16, 2 is 25% and 10 is 75% of the FFN active (default: ${DEFAULT-VALUE}).")
+            + " with N_s 2 of 16, 2 is 25%% and 10 is 75%% of the FFN active (default: ${DEFAULT-VALUE}).")
     int[] active;
 
     @Option(names = "--ffn-iterations", defaultValue = "20", description = "FFN-only forwards per measurement"

@@ -146,6 +146,20 @@ class BenchPartsTest {
     }
 
     @Test
+    void nativeMemoryIsTheResidentSetLessTheJvmsCommittedPools() {
+        MetricsScraper.Scrape s = scrape(0, """
+                process_resident_memory_bytes 1000
+                jvm_memory_committed_bytes{area="heap",id="G1 Eden Space"} 300
+                jvm_memory_committed_bytes{area="nonheap",id="Metaspace"} 100
+                jvm_memory_used_bytes{area="heap",id="G1 Eden Space"} 120
+                """);
+        assertEquals(600, ServerView.nativeBytes(s), 1e-9);
+        assertEquals(120, ServerView.heap(s), 1e-9);
+        // without the JVM's pools there is no native figure, rather than a wrong one
+        assertTrue(Double.isNaN(ServerView.nativeBytes(scrape(0, "process_resident_memory_bytes 1000\n"))));
+    }
+
+    @Test
     void loadSummaryCountsStatusesAndTokenTimings() {
         List<RequestResult> results = List.of(
                 new RequestResult(0, "p", 0, 100_000_000, new long[] {10_000_000, 20_000_000, 40_000_000}, new int[] {4, 5, 6}, 5, "OK",

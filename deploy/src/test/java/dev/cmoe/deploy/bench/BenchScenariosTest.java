@@ -42,6 +42,8 @@ class BenchScenariosTest {
         JsonObject json = JsonParser.parseString(Files.readString(tmp.resolve("bench.json"))).getAsJsonObject();
         assertTrue(json.getAsJsonObject("verdict").get("pass").getAsBoolean());
         assertTrue(Files.size(tmp.resolve("latency.png")) > 1000, "latency chart");
+        assertTrue(Files.size(tmp.resolve("memory-over-time.png")) > 1000, "memory chart");
+        assertTrue(json.getAsJsonObject("server").getAsJsonArray("memory_over_time").size() >= 2);
     }
 
     @Test
