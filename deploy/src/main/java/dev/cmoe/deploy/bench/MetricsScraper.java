@@ -20,7 +20,8 @@ import java.util.function.LongSupplier;
  */
 public final class MetricsScraper implements AutoCloseable {
     /** Prefixes of the samples kept: the server's own and process memory. */
-    private static final String[] KEEP = {"cmoe_", "process_resident_memory", "jvm_memory_used_bytes"};
+    private static final String[] KEEP = {"cmoe_", "process_resident_memory", "jvm_memory_used_bytes",
+        "jvm_memory_committed_bytes"};
     private static final int MAX_SCRAPES = 100_000; // one a second for a day: the memory bound of a soak
 
     /** The samples of one scrape, taken at {@code t} nanoseconds since the run's origin. */

@@ -44,6 +44,8 @@ class BenchScenariosTest {
         assertTrue(Files.size(tmp.resolve("latency.png")) > 1000, "latency chart");
         assertTrue(Files.size(tmp.resolve("memory-over-time.png")) > 1000, "memory chart");
         assertTrue(json.getAsJsonObject("server").getAsJsonArray("memory_over_time").size() >= 2);
+        ServerView.Memory last = run.report().server().memory().getLast();
+        assertTrue(last.nativeBytes() > 0 && last.nativeBytes() < last.rssBytes(), "native memory read: " + last);
     }
 
     @Test
