@@ -10,6 +10,8 @@ import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.core.instrument.Counter;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
@@ -216,7 +218,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         for (int j = 0; j < order.length; j++) {
             order[j] = j;
         }
-        java.util.Arrays.sort(order, java.util.Comparator.<Integer>comparingInt(j -> replicas.of(j).size() > 1 ? 1 : 0)
+        Arrays.sort(order, Comparator.<Integer>comparingInt(j -> replicas.of(j).size() > 1 ? 1 : 0)
                 .thenComparingInt(j -> -routing.rows(j).length));
         for (int j : order) {
             int n = routing.rows(j).length;
