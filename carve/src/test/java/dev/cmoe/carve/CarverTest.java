@@ -11,6 +11,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.llama.DecoderWeights;
 import dev.cmoe.model.llama.DenseFeedForward;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.moe.MoeConfig;
@@ -53,7 +54,7 @@ class CarverTest {
             for (int l = 0; l < 2; l++) {
                 assertInstanceOf(MoeFeedForward.class, carved.model().feedForward(l));
                 try (NDScope scope = new NDScope();
-                     DenseFeedForward ffn = DenseFeedForward.load(m, weights, l, 64, 96)) {
+                     DenseFeedForward ffn = DenseFeedForward.load(DecoderWeights.frozen(m, weights), l, 64, 96)) {
                     scope.suppressNotUsedWarning();
                     NDArray in = m.create(x, new Shape(11, 64));
                     float[] moe = carved.model().feedForward(l).forward(in).toFloatArray();

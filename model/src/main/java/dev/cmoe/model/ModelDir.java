@@ -2,7 +2,6 @@ package dev.cmoe.model;
 
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.LlamaModel;
-import dev.cmoe.model.llama.DenseFeedForward;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeFeedForward;
@@ -46,9 +45,9 @@ public final class ModelDir implements AutoCloseable {
         Optional<MoeConfig> moe = MoeConfig.of(config);
         LlamaModel model;
         try (Checkpoint checkpoint = Checkpoint.open(dir)) {
-            model = LlamaModel.create(config, TensorSource.of(checkpoint), (m, s, layer) -> moe.isPresent()
-                    ? MoeFeedForward.load(m, s, layer, config, moe.get())
-                    : DenseFeedForward.load(m, s, layer, config.hiddenSize(), config.intermediateSize()));
+            model = LlamaModel.create(config, TensorSource.of(checkpoint), moe.isPresent()
+                    ? (w, layer) -> MoeFeedForward.load(w.manager(), w.source(), layer, config, moe.get())
+                    : LlamaModel.denseFeedForwards(config));
         }
         try {
             return new ModelDir(dir, config, moe, model, TextTokenizer.load(dir));

@@ -6,25 +6,33 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
+import dev.cmoe.model.arch.Architecture;
+import dev.cmoe.model.arch.Architectures;
+import dev.cmoe.model.arch.RopeScaling;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
 
 /**
- * The architecture of a LLaMA-family checkpoint, read from a Hugging Face {@code config.json}.
+ * The hyperparameters of a LLaMA-family checkpoint, read from a Hugging Face {@code config.json}.
  *
- * <p>One record covers {@code llama}, {@code mistral} and {@code qwen2}: they differ only in
- * defaults (qwen2 has q/k/v biases, mistral may have a sliding window). The raw JSON is kept so
- * that tools which rewrite a checkpoint (carving) can preserve fields we do not interpret.
+ * <p>The fields every family shares are read here; what differs (biases, q/k norms, sliding
+ * windows) comes from the family's {@link Architecture} in the registry. Sizes are bounded so
+ * that a corrupt or hostile config fails here, naming the field, instead of exhausting memory
+ * later. The raw JSON is kept so that tools which rewrite a checkpoint (carving) preserve fields
+ * we do not interpret.
  *
+ * @param attentionBias q, k and v projections have biases
+ * @param outputBias the attention output projection has a bias
+ * @param qkNorm per-head RMSNorm of queries and keys before RoPE
  * @param slidingWindow attention window in tokens, or 0 for full causal attention
+ * @param windowFromLayer the first layer that uses the window
  */
 public record ModelConfig(
         String modelType,
+        Architecture architecture,
         int hiddenSize,
         int intermediateSize,
         int numLayers,
@@ -35,15 +43,26 @@ public record ModelConfig(
         int maxPositionEmbeddings,
         double rmsNormEps,
         double ropeTheta,
+        RopeScaling ropeScaling,
         boolean tieWordEmbeddings,
         boolean attentionBias,
+        boolean outputBias,
+        boolean qkNorm,
         int slidingWindow,
+        int windowFromLayer,
         int bosTokenId,
         List<Integer> eosTokenIds,
         JsonObject raw) {
 
-    /** Model types whose decoder layers this code implements. */
-    public static final Set<String> SUPPORTED_TYPES = Set.of("llama", "mistral", "qwen2");
+    // Upper bounds well above every released dense model, low enough that sizes derived from
+    // them cannot overflow or ask for absurd allocations before a tensor is read.
+    static final int MAX_HIDDEN = 1 << 16;
+    static final int MAX_INTERMEDIATE = 1 << 20;
+    static final int MAX_LAYERS = 1024;
+    static final int MAX_HEADS = 1024;
+    static final int MAX_HEAD_DIM = 1024;
+    static final int MAX_VOCAB = 1 << 22;
+    static final int MAX_POSITIONS = 1 << 24;
 
     private static final Gson GSON = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create();
 
@@ -73,68 +92,91 @@ public record ModelConfig(
                 throw new ModelConfigException(source + ": config must be a JSON object");
             }
             o = e.getAsJsonObject();
-        } catch (JsonParseException e) {
+        } catch (JsonParseException | IllegalStateException e) {
             throw new ModelConfigException(source + ": not valid JSON: " + e.getMessage(), e);
         }
-        Fields f = new Fields(o, source);
+        ConfigFields f = new ConfigFields(o, source);
         String type = f.string("model_type");
-        if (!SUPPORTED_TYPES.contains(type)) {
-            throw new ModelConfigException(source + ": unsupported model_type '" + type
-                    + "' (supported: llama, mistral, qwen2)");
-        }
+        Architecture arch = Architectures.resolve(o, type, source);
         String act = f.optString("hidden_act", "silu");
         if (!act.equals("silu")) {
             throw new ModelConfigException(source + ": unsupported hidden_act '" + act + "' (only silu / SwiGLU)");
         }
-        if (o.has("rope_scaling") && !o.get("rope_scaling").isJsonNull()) {
-            throw new ModelConfigException(source + ": rope_scaling " + o.get("rope_scaling")
-                    + " is not supported (only plain RoPE)");
+        f.requireFalse("mlp_bias", "the SwiGLU projections have no biases in the supported families");
+        double partialRotary = f.has("partial_rotary_factor") ? f.positiveDouble("partial_rotary_factor") : 1.0;
+        if (partialRotary != 1.0) {
+            throw new ModelConfigException(source + ": partial_rotary_factor " + partialRotary
+                    + " is not supported (RoPE over the whole head)");
         }
-        int hidden = f.positiveInt("hidden_size");
-        int heads = f.positiveInt("num_attention_heads");
-        int kvHeads = o.has("num_key_value_heads") ? f.positiveInt("num_key_value_heads") : heads;
+        int hidden = f.boundedInt("hidden_size", MAX_HIDDEN);
+        int heads = f.boundedInt("num_attention_heads", MAX_HEADS);
+        int kvHeads = f.has("num_key_value_heads") ? f.boundedInt("num_key_value_heads", MAX_HEADS) : heads;
         if (heads % kvHeads != 0) {
             throw new ModelConfigException(source + ": num_attention_heads " + heads
                     + " is not a multiple of num_key_value_heads " + kvHeads);
         }
-        int headDim = o.has("head_dim") && !o.get("head_dim").isJsonNull() ? f.positiveInt("head_dim") : hidden / heads;
-        if (!o.has("head_dim") && hidden % heads != 0) {
-            throw new ModelConfigException(source + ": hidden_size " + hidden
-                    + " is not a multiple of num_attention_heads " + heads);
+        int headDim;
+        if (f.has("head_dim")) {
+            headDim = f.boundedInt("head_dim", MAX_HEAD_DIM);
+        } else {
+            if (hidden % heads != 0) {
+                throw new ModelConfigException(source + ": hidden_size " + hidden
+                        + " is not a multiple of num_attention_heads " + heads + " and no head_dim is given");
+            }
+            headDim = hidden / heads;
         }
         if (headDim % 2 != 0) {
             throw new ModelConfigException(source + ": head dimension " + headDim + " must be even for RoPE");
         }
-        boolean qwen = type.equals("qwen2");
-        int window = 0;
-        if (o.has("sliding_window") && !o.get("sliding_window").isJsonNull()) {
-            boolean used = !qwen || f.optBool("use_sliding_window", false);
-            if (used) {
-                window = f.positiveInt("sliding_window");
-            }
-        }
-        int maxPos = f.positiveInt("max_position_embeddings");
-        if (window >= maxPos) {
-            window = 0; // a window as long as the context is plain causal attention
+        int layers = f.boundedInt("num_hidden_layers", MAX_LAYERS);
+        int maxPos = f.boundedInt("max_position_embeddings", MAX_POSITIONS);
+        Architecture.Features features = arch.features().apply(f);
+        int window = features.slidingWindow();
+        if (window >= maxPos || features.windowFromLayer() >= layers) {
+            window = 0; // a window as long as the context, or on no layer, is plain causal attention
         }
         return new ModelConfig(
                 type,
+                arch,
                 hidden,
-                f.positiveInt("intermediate_size"),
-                f.positiveInt("num_hidden_layers"),
+                f.boundedInt("intermediate_size", MAX_INTERMEDIATE),
+                layers,
                 heads,
                 kvHeads,
                 headDim,
-                f.positiveInt("vocab_size"),
+                f.boundedInt("vocab_size", MAX_VOCAB),
                 maxPos,
                 f.positiveDouble("rms_norm_eps"),
-                o.has("rope_theta") ? f.positiveDouble("rope_theta") : 10000.0,
+                f.has("rope_theta") ? f.positiveDouble("rope_theta") : 10000.0,
+                RopeScaling.parse(o.get("rope_scaling"), maxPos, source),
                 f.optBool("tie_word_embeddings", false),
-                qwen || f.optBool("attention_bias", false),
+                features.qkvBias(),
+                features.outputBias(),
+                features.qkNorm(),
                 window,
+                window == 0 ? 0 : features.windowFromLayer(),
                 f.optInt("bos_token_id", -1),
                 f.intOrList("eos_token_id"),
                 o.deepCopy());
+    }
+
+    /** The sliding window of layer {@code layer} in tokens, or 0 for full causal attention. */
+    public int slidingWindow(int layer) {
+        return layer >= windowFromLayer ? slidingWindow : 0;
+    }
+
+    /** The longest sequence this model runs: the context, stretched where the RoPE scaling is meant to. */
+    public int contextLength() {
+        return ropeScaling.context(maxPositionEmbeddings);
+    }
+
+    /** The first entry of {@code architectures}, or the model type when there is none. */
+    public String architectureName() {
+        JsonElement a = raw.get("architectures");
+        if (a != null && a.isJsonArray() && !a.getAsJsonArray().isEmpty()) {
+            return a.getAsJsonArray().get(0).getAsString();
+        }
+        return modelType;
     }
 
     /** Query projection width: heads × headDim. */
@@ -160,88 +202,5 @@ public record ModelConfig(
     /** A copy of the raw JSON, for writers that add blocks (e.g. {@code cmoe}) to a derived checkpoint. */
     public JsonObject rawCopy() {
         return raw.deepCopy();
-    }
-
-    /** Typed access to required and optional fields with errors that name the field and file. */
-    private record Fields(JsonObject o, String source) {
-        JsonElement required(String name) {
-            JsonElement e = o.get(name);
-            if (e == null || e.isJsonNull()) {
-                throw new ModelConfigException(source + ": missing required field '" + name + "'");
-            }
-            return e;
-        }
-
-        String string(String name) {
-            JsonElement e = required(name);
-            if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be a string, got " + e);
-            }
-            return e.getAsString();
-        }
-
-        String optString(String name, String dflt) {
-            return o.has(name) && !o.get(name).isJsonNull() ? string(name) : dflt;
-        }
-
-        int positiveInt(String name) {
-            int v = intValue(name, required(name));
-            if (v <= 0) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be positive, got " + v);
-            }
-            return v;
-        }
-
-        int optInt(String name, int dflt) {
-            return o.has(name) && !o.get(name).isJsonNull() ? intValue(name, o.get(name)) : dflt;
-        }
-
-        double positiveDouble(String name) {
-            JsonElement e = required(name);
-            if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be a number, got " + e);
-            }
-            double v = e.getAsDouble();
-            if (!(v > 0) || Double.isInfinite(v)) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be positive, got " + v);
-            }
-            return v;
-        }
-
-        boolean optBool(String name, boolean dflt) {
-            JsonElement e = o.get(name);
-            if (e == null || e.isJsonNull()) {
-                return dflt;
-            }
-            if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be true or false, got " + e);
-            }
-            return e.getAsBoolean();
-        }
-
-        List<Integer> intOrList(String name) {
-            JsonElement e = o.get(name);
-            List<Integer> ids = new ArrayList<>();
-            if (e == null || e.isJsonNull()) {
-                return ids;
-            }
-            if (e.isJsonArray()) {
-                e.getAsJsonArray().forEach(x -> ids.add(intValue(name, x)));
-            } else {
-                ids.add(intValue(name, e));
-            }
-            return ids;
-        }
-
-        int intValue(String name, JsonElement e) {
-            if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be an integer, got " + e);
-            }
-            double d = e.getAsDouble();
-            if (d != Math.rint(d) || Math.abs(d) > Integer.MAX_VALUE) {
-                throw new ModelConfigException(source + ": field '" + name + "' must be an integer, got " + e);
-            }
-            return (int) d;
-        }
     }
 }

@@ -6,102 +6,116 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
+import dev.cmoe.model.arch.TensorNames;
 import dev.cmoe.model.config.ModelConfig;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 
 /**
- * The LLaMA-family decoder (llama, mistral, qwen2) on DJL NDArrays, run as batched steps over
+ * The one LLaMA-family decoder (llama, mistral, qwen2, qwen3) on DJL NDArrays, for inference,
+ * carving calibration, pretraining and adaptation alike. Inference runs batched steps over
  * several sequences at once: every sequence contributes a chunk of new tokens (a prefill chunk or
  * one decode token) at its own position, and the step returns their logits. Projections and the
  * FFN see all tokens of the step as one matrix; only attention is per sequence, against that
- * sequence's {@link KvCache}.
+ * sequence's {@link KvCache}. Training runs the same layers over whole windows without a cache
+ * ({@link #windowLogits}); what it trains is decided by the {@link DecoderWeights} the model was
+ * built from and by its FFNs, not by a copy of the layer.
  */
 public final class LlamaModel implements AutoCloseable {
     private final ModelConfig config;
     private final NDManager manager;
-    private final NDArray embed;    // (vocab, hidden)
+    private final NDArray embed;     // (vocab, hidden)
     private final NDArray finalNorm; // (hidden)
-    private final NDArray lmHeadT;  // (hidden, vocab)
-    private final NDArray ropeCos;  // (maxPositions, headDim/2)
-    private final NDArray ropeSin;  // (maxPositions, headDim/2)
+    private final Linear lmHead;     // hidden → vocab
+    private final Rotary rotary;
     private final List<Layer> layers;
 
     /** One decoder layer's attention weights and its replaceable FFN. */
     private static final class Layer {
         NDArray attnNorm; // (hidden)
-        NDArray wqT;      // (hidden, qDim)
-        NDArray wkT;      // (hidden, kvDim)
-        NDArray wvT;      // (hidden, kvDim)
-        NDArray woT;      // (qDim, hidden)
-        NDArray bq;       // (qDim) or null
-        NDArray bk;       // (kvDim) or null
-        NDArray bv;       // (kvDim) or null
+        Linear q;         // hidden → qDim (+ bias)
+        Linear k;         // hidden → kvDim
+        Linear v;         // hidden → kvDim
+        Linear o;         // qDim → hidden
+        NDArray qNorm;    // (headDim) or null
+        NDArray kNorm;    // (headDim) or null
         NDArray ffnNorm;  // (hidden)
         FeedForward ffn;
     }
 
-    /** Builds the FFN of one layer; dense checkpoints use {@link DenseFeedForward#load}. */
+    /** Builds the FFN of one layer from the model's weights; dense checkpoints use {@link DenseFeedForward#load}. */
     @FunctionalInterface
     public interface FeedForwardFactory {
-        FeedForward create(NDManager manager, TensorSource source, int layer);
+        FeedForward create(DecoderWeights weights, int layer);
     }
 
-    private LlamaModel(ModelConfig config, NDManager manager, TensorSource source, FeedForwardFactory ffns) {
+    /** Attention of a step's rows for one layer: q (T, heads, headDim), k/v (T, kvHeads, headDim) → (T, qDim). */
+    @FunctionalInterface
+    private interface Attend {
+        NDArray apply(int layer, NDArray q, NDArray k, NDArray v);
+    }
+
+    private LlamaModel(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns) {
         this.config = config;
-        this.manager = manager;
+        this.manager = weights.manager();
         int d = config.hiddenSize();
         int vocab = config.vocabSize();
-        embed = Tensors.load(manager, source, WeightNames.EMBED, vocab, d);
-        finalNorm = Tensors.load(manager, source, WeightNames.FINAL_NORM, d);
-        lmHeadT = config.tieWordEmbeddings()
-                ? embed.transpose()
-                : Tensors.transposedView(Tensors.load(manager, source, WeightNames.LM_HEAD, vocab, d));
-        NDArray[] rope = Ops.ropeTables(manager, config.maxPositionEmbeddings(), config.headDim(), config.ropeTheta());
-        ropeCos = rope[0];
-        ropeSin = rope[1];
+        embed = weights.tensor(TensorNames.EMBED, vocab, d);
+        finalNorm = weights.tensor(TensorNames.FINAL_NORM, d);
+        lmHead = config.tieWordEmbeddings() ? weights.tied(embed)
+                : weights.linear(TensorNames.LM_HEAD, null, vocab, d);
+        rotary = new Rotary(config, manager);
         layers = new ArrayList<>(config.numLayers());
         for (int i = 0; i < config.numLayers(); i++) {
-            layers.add(loadLayer(source, ffns, i));
+            layers.add(loadLayer(weights, ffns, i));
         }
     }
 
-    /** Builds a model from {@code source}, with the FFN of each layer made by {@code ffns}. */
+    /** Builds an inference model from {@code source}, with the FFN of each layer made by {@code ffns}. */
     public static LlamaModel create(ModelConfig config, TensorSource source, FeedForwardFactory ffns) {
-        NDManager manager = NDManager.newBaseManager();
+        return create(config, DecoderWeights.frozen(NDManager.newBaseManager(), source), ffns);
+    }
+
+    /** Builds a model whose tensors {@code weights} makes; the model owns {@code weights.manager()} from now on. */
+    public static LlamaModel create(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns) {
         try {
-            return new LlamaModel(config, manager, source, ffns);
+            return new LlamaModel(config, weights, ffns);
         } catch (RuntimeException e) {
-            manager.close(); // nothing half-loaded survives a failed load
+            weights.manager().close(); // nothing half-loaded survives a failed load
             throw e;
         }
     }
 
-    /** Builds a dense model from {@code source}. */
+    /** Builds a dense inference model from {@code source}. */
     public static LlamaModel dense(ModelConfig config, TensorSource source) {
-        return create(config, source, (m, s, layer) ->
-                DenseFeedForward.load(m, s, layer, config.hiddenSize(), config.intermediateSize()));
+        return create(config, source, denseFeedForwards(config));
     }
 
-    private Layer loadLayer(TensorSource source, FeedForwardFactory ffns, int i) {
-        String p = WeightNames.layer(i);
+    /** The dense SwiGLU of every layer, as the weights make it. */
+    public static FeedForwardFactory denseFeedForwards(ModelConfig config) {
+        return (w, layer) -> DenseFeedForward.load(w, layer, config.hiddenSize(), config.intermediateSize());
+    }
+
+    private Layer loadLayer(DecoderWeights w, FeedForwardFactory ffns, int i) {
         int d = config.hiddenSize();
         int q = config.qDim();
         int kv = config.kvDim();
+        boolean qkvBias = config.attentionBias();
         Layer l = new Layer();
-        l.attnNorm = Tensors.load(manager, source, p + "input_layernorm.weight", d);
-        l.wqT = Tensors.transposedView(Tensors.load(manager, source, p + "self_attn.q_proj.weight", q, d));
-        l.wkT = Tensors.transposedView(Tensors.load(manager, source, p + "self_attn.k_proj.weight", kv, d));
-        l.wvT = Tensors.transposedView(Tensors.load(manager, source, p + "self_attn.v_proj.weight", kv, d));
-        l.woT = Tensors.transposedView(Tensors.load(manager, source, p + "self_attn.o_proj.weight", d, q));
-        if (config.attentionBias()) {
-            l.bq = Tensors.load(manager, source, p + "self_attn.q_proj.bias", q);
-            l.bk = Tensors.load(manager, source, p + "self_attn.k_proj.bias", kv);
-            l.bv = Tensors.load(manager, source, p + "self_attn.v_proj.bias", kv);
+        l.attnNorm = w.tensor(TensorNames.of(i, TensorNames.ATTN_NORM), d);
+        l.q = w.linear(TensorNames.weight(i, TensorNames.Q), qkvBias ? TensorNames.bias(i, TensorNames.Q) : null, q, d);
+        l.k = w.linear(TensorNames.weight(i, TensorNames.K), qkvBias ? TensorNames.bias(i, TensorNames.K) : null, kv, d);
+        l.v = w.linear(TensorNames.weight(i, TensorNames.V), qkvBias ? TensorNames.bias(i, TensorNames.V) : null, kv, d);
+        l.o = w.linear(TensorNames.weight(i, TensorNames.O),
+                config.outputBias() ? TensorNames.bias(i, TensorNames.O) : null, d, q);
+        if (config.qkNorm()) {
+            l.qNorm = w.tensor(TensorNames.of(i, TensorNames.Q_NORM), config.headDim());
+            l.kNorm = w.tensor(TensorNames.of(i, TensorNames.K_NORM), config.headDim());
         }
-        l.ffnNorm = Tensors.load(manager, source, p + "post_attention_layernorm.weight", d);
-        l.ffn = ffns.create(manager, source, i);
+        l.ffnNorm = w.tensor(TensorNames.of(i, TensorNames.FFN_NORM), d);
+        l.ffn = ffns.create(w, i);
         return l;
     }
 
@@ -116,9 +130,9 @@ public final class LlamaModel implements AutoCloseable {
 
     /** A fresh KV cache for one sequence of at most {@code maxLength} tokens. */
     public KvCache newCache(int maxLength) {
-        if (maxLength > config.maxPositionEmbeddings()) {
+        if (maxLength > config.contextLength()) {
             throw new IllegalArgumentException("sequence limit " + maxLength + " exceeds the model's context of "
-                    + config.maxPositionEmbeddings() + " tokens");
+                    + config.contextLength() + " tokens");
         }
         return new KvCache(manager, config.numLayers(), config.numKvHeads(), config.headDim(),
                 Math.min(maxLength, 64), maxLength);
@@ -154,18 +168,16 @@ public final class LlamaModel implements AutoCloseable {
         }
         long[] ids = new long[total];
         long[] positions = new long[total];
+        int[] seqLens = new int[total];
         long[] lastRows = new long[batch.size()];
         int row = 0;
         for (int b = 0; b < batch.size(); b++) {
             SequenceChunk c = batch.get(b);
+            int end = c.cache().length() + c.tokens().length;
             for (int t = 0; t < c.tokens().length; t++, row++) {
-                int id = c.tokens()[t];
-                if (id < 0 || id >= config.vocabSize()) {
-                    throw new IllegalArgumentException("token id " + id + " outside the vocabulary of "
-                            + config.vocabSize());
-                }
-                ids[row] = id;
+                ids[row] = checkedId(c.tokens()[t]);
                 positions[row] = c.cache().length() + t;
+                seqLens[row] = end;
             }
             lastRows[b] = row - 1;
         }
@@ -174,18 +186,16 @@ public final class LlamaModel implements AutoCloseable {
             scope.suppressNotUsedWarning();
             NDManager step = embed.getManager();
             NDArray x = embed.get(new NDIndex("{}", step.create(ids))); // (T, hidden)
-            NDArray pos = step.create(positions);
-            NDArray cos = ropeCos.get(new NDIndex("{}", pos)).expandDims(1); // (T, 1, headDim/2)
-            NDArray sin = ropeSin.get(new NDIndex("{}", pos)).expandDims(1);
-            NDArray[] masks = masks(step, batch);
+            NDArray[] rope = rotary.rows(step, positions, seqLens);     // (T, 1, headDim/2) each
+            Attend attend = cached(step, batch);
             for (int l = 0; l < layers.size(); l++) {
-                x = layer(l, x, cos, sin, masks, batch);
+                x = layer(l, x, rope, attend);
             }
             NDArray h = Ops.rmsNorm(x, finalNorm, config.rmsNormEps());
             if (mode == LogitsMode.LAST) {
                 h = h.get(new NDIndex("{}", step.create(lastRows)));
             }
-            logits = h.matMul(lmHeadT);
+            logits = lmHead.apply(h);
             NDScope.unregister(logits);
         }
         logits.attach(out);
@@ -193,6 +203,48 @@ public final class LlamaModel implements AutoCloseable {
             c.cache().advance(c.tokens().length);
         }
         return logits;
+    }
+
+    /**
+     * Logits of every position of whole windows that start at position 0, with no cache: the
+     * training forward. Nothing is scoped or detached, so autograd sees the whole graph; the
+     * caller's scope releases it.
+     *
+     * @param ids (batch, time) int64
+     * @return (batch, time, vocab)
+     */
+    public NDArray windowLogits(NDArray ids) {
+        long b = ids.getShape().get(0);
+        int t = Math.toIntExact(ids.getShape().get(1));
+        if (t > config.contextLength()) {
+            throw new IllegalArgumentException("sequence of " + t + " tokens exceeds the context of "
+                    + config.contextLength());
+        }
+        NDManager m = ids.getManager();
+        long[] positions = new long[Math.toIntExact(b * t)];
+        for (int i = 0; i < positions.length; i++) {
+            positions[i] = i % t;
+        }
+        int[] seqLens = new int[positions.length];
+        Arrays.fill(seqLens, t);
+        NDArray[] rope = rotary.rows(m, positions, seqLens);
+        NDArray[] masks = new NDArray[2]; // [full, windowed], made when a layer first needs one
+        NDArray x = embed.get(new NDIndex("{}", ids)).reshape(b * t, config.hiddenSize());
+        Attend attend = (l, q, k, v) -> {
+            int window = config.slidingWindow(l);
+            int slot = window == 0 ? 0 : 1;
+            if (masks[slot] == null) {
+                masks[slot] = Ops.causalMask(m, 0, t, window);
+            }
+            NDArray out = Ops.causalSelfAttention(q.reshape(b, t, config.numHeads(), config.headDim()),
+                    k.reshape(b, t, config.numKvHeads(), config.headDim()),
+                    v.reshape(b, t, config.numKvHeads(), config.headDim()), masks[slot]);
+            return out.reshape(b * t, config.qDim());
+        };
+        for (int l = 0; l < layers.size(); l++) {
+            x = layer(l, x, rope, attend);
+        }
+        return lmHead.apply(Ops.rmsNorm(x, finalNorm, config.rmsNormEps())).reshape(b, t, config.vocabSize());
     }
 
     /**
@@ -209,12 +261,7 @@ public final class LlamaModel implements AutoCloseable {
                         + " has " + windows[w].length);
             }
             for (int t = 0; t < seqlen; t++) {
-                int id = windows[w][t];
-                if (id < 0 || id >= config.vocabSize()) {
-                    throw new IllegalArgumentException("token id " + id + " outside the vocabulary of "
-                            + config.vocabSize());
-                }
-                ids[w * seqlen + t] = id;
+                ids[w * seqlen + t] = checkedId(windows[w][t]);
             }
         }
         try (NDManager tmp = embed.getManager().newSubManager()) {
@@ -248,13 +295,12 @@ public final class LlamaModel implements AutoCloseable {
                 scope.suppressNotUsedWarning();
                 NDManager step = embed.getManager();
                 long[] positions = new long[windows * seqlen];
+                int[] seqLens = new int[positions.length];
                 for (int i = 0; i < positions.length; i++) {
                     positions[i] = i % seqlen;
+                    seqLens[i] = seqlen;
                 }
-                NDArray pos = step.create(positions);
-                NDArray cos = ropeCos.get(new NDIndex("{}", pos)).expandDims(1);
-                NDArray sin = ropeSin.get(new NDIndex("{}", pos)).expandDims(1);
-                y = layer(l, x, cos, sin, masks(step, batch), batch);
+                y = layer(l, x, rotary.rows(step, positions, seqLens), cached(step, batch));
                 NDScope.unregister(y);
             }
             y.attach(out);
@@ -264,45 +310,53 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** One decoder layer over all tokens of the step. x: (T, hidden) → (T, hidden). */
-    private NDArray layer(int l, NDArray x, NDArray cos, NDArray sin, NDArray[] masks, List<SequenceChunk> batch) {
+    /** One decoder layer over all rows of the step. x: (T, hidden) → (T, hidden). */
+    private NDArray layer(int l, NDArray x, NDArray[] rope, Attend attend) {
         Layer w = layers.get(l);
         long tokens = x.getShape().get(0);
-        int heads = config.numHeads();
-        int kvHeads = config.numKvHeads();
         int headDim = config.headDim();
-        // attention: project, rotate, attend per sequence against its cache, project back
+        // attention: project, (normalise heads,) rotate, attend, project back
         NDArray h = Ops.rmsNorm(x, w.attnNorm, config.rmsNormEps());
-        NDArray q = linear(h, w.wqT, w.bq).reshape(tokens, heads, headDim);
-        NDArray k = linear(h, w.wkT, w.bk).reshape(tokens, kvHeads, headDim);
-        NDArray v = linear(h, w.wvT, w.bv).reshape(tokens, kvHeads, headDim);
-        q = Ops.rope(q, cos, sin);
-        k = Ops.rope(k, cos, sin);
-        NDList outs = new NDList(batch.size());
-        int start = 0;
-        for (int b = 0; b < batch.size(); b++) {
-            SequenceChunk c = batch.get(b);
-            int n = c.tokens().length;
-            NDIndex rows = new NDIndex("{}:{}", start, start + n);
-            NDArray[] kv = c.cache().append(l, k.get(rows), v.get(rows));
-            outs.add(Ops.attention(q.get(rows), kv[0], kv[1], masks[b]));
-            start += n;
+        NDArray q = w.q.apply(h).reshape(tokens, config.numHeads(), headDim);
+        NDArray k = w.k.apply(h).reshape(tokens, config.numKvHeads(), headDim);
+        NDArray v = w.v.apply(h).reshape(tokens, config.numKvHeads(), headDim);
+        if (w.qNorm != null) {
+            q = Ops.rmsNorm(q, w.qNorm, config.rmsNormEps());
+            k = Ops.rmsNorm(k, w.kNorm, config.rmsNormEps());
         }
-        NDArray attn = outs.size() == 1 ? outs.head() : NDArrays.concat(outs);
-        x = x.add(attn.matMul(w.woT));
+        q = Ops.rope(q, rope[0], rope[1]);
+        k = Ops.rope(k, rope[0], rope[1]);
+        x = x.add(w.o.apply(attend.apply(l, q, k, v)));
         // feed-forward: dense SwiGLU or the carved mixture of experts
         return x.add(w.ffn.forward(Ops.rmsNorm(x, w.ffnNorm, config.rmsNormEps())));
     }
 
-    private static NDArray linear(NDArray x, NDArray wT, NDArray bias) {
-        NDArray y = x.matMul(wT);
-        return bias == null ? y : y.add(bias);
+    /** Attention of each chunk against its own cache, with the causal (and sliding-window) mask of the layer. */
+    private Attend cached(NDManager step, List<SequenceChunk> batch) {
+        NDArray[][] masks = new NDArray[2][]; // [full, windowed][chunk]
+        return (l, q, k, v) -> {
+            int window = config.slidingWindow(l);
+            int slot = window == 0 ? 0 : 1;
+            if (masks[slot] == null) {
+                masks[slot] = masks(step, batch, window);
+            }
+            NDList outs = new NDList(batch.size());
+            int start = 0;
+            for (int b = 0; b < batch.size(); b++) {
+                SequenceChunk c = batch.get(b);
+                int n = c.tokens().length;
+                NDIndex rows = new NDIndex("{}:{}", start, start + n);
+                NDArray[] kv = c.cache().append(l, k.get(rows), v.get(rows));
+                outs.add(Ops.attention(q.get(rows), kv[0], kv[1], masks[slot][b]));
+                start += n;
+            }
+            return outs.size() == 1 ? outs.head() : NDArrays.concat(outs);
+        };
     }
 
-    /** Per sequence, the additive mask for its chunk, or null for a single decode token with no window limit. */
-    private NDArray[] masks(NDManager step, List<SequenceChunk> batch) {
+    /** Per sequence, the additive mask for its chunk, or null for a single decode token the window does not cut. */
+    private static NDArray[] masks(NDManager step, List<SequenceChunk> batch, int window) {
         NDArray[] masks = new NDArray[batch.size()];
-        int window = config.slidingWindow();
         for (int b = 0; b < batch.size(); b++) {
             SequenceChunk c = batch.get(b);
             int past = c.cache().length();
@@ -315,11 +369,19 @@ public final class LlamaModel implements AutoCloseable {
         return masks;
     }
 
+    private long checkedId(int id) {
+        if (id < 0 || id >= config.vocabSize()) {
+            throw new IllegalArgumentException("token id " + id + " outside the vocabulary of " + config.vocabSize());
+        }
+        return id;
+    }
+
     @Override
     public void close() {
         for (Layer l : layers) {
             l.ffn.close();
         }
+        rotary.close();
         manager.close();
     }
 }

@@ -1,6 +1,6 @@
 package dev.cmoe.model.moe;
 
-import dev.cmoe.model.llama.WeightNames;
+import dev.cmoe.model.arch.TensorNames;
 
 /**
  * Tensor names of a carved layer, written once so the carver, the loader and the expert servers
@@ -30,7 +30,7 @@ public final class MoeWeightNames {
 
     /** {@code model.layers.{layer}.mlp.} */
     public static String mlp(int layer) {
-        return WeightNames.layer(layer) + "mlp.";
+        return TensorNames.layer(layer) + TensorNames.MLP;
     }
 
     /** The shared expert's {@code proj} ("gate_proj", "up_proj" or "down_proj") weight. */

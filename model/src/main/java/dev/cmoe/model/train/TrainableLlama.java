@@ -2,35 +2,34 @@ package dev.cmoe.model.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
+import dev.cmoe.model.arch.Layout;
 import dev.cmoe.model.config.ModelConfig;
-import dev.cmoe.model.llama.Ops;
+import dev.cmoe.model.llama.DecoderWeights;
+import dev.cmoe.model.llama.Linear;
+import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.Tensors;
-import dev.cmoe.model.llama.WeightNames;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * The LLaMA decoder as trainable parameters for DJL autograd: whole sequences, no KV cache,
- * weights kept in Hugging Face layout and names so a checkpoint is a direct dump of
- * {@link #parameters()} that the inference loader reads back.
+ * The decoder as trainable parameters for DJL autograd: {@link LlamaModel}'s own layers over
+ * whole sequences with no KV cache, every weight a parameter kept in Hugging Face layout and
+ * names, so a checkpoint is a direct dump of {@link #parameters()} that the inference loader
+ * reads back.
  */
 public final class TrainableLlama implements AutoCloseable {
     private final ModelConfig config;
-    private final NDManager manager;
-    private final Map<String, NDArray> params = new LinkedHashMap<>(); // HF name -> weight, HF shape
-    private final NDArray ropeCos; // (context, headDim/2)
-    private final NDArray ropeSin;
+    private final Map<String, NDArray> params; // HF name -> weight, HF shape
+    private final LlamaModel model;
 
-    private TrainableLlama(ModelConfig config, NDManager manager) {
+    private TrainableLlama(ModelConfig config, NDManager manager, Map<String, NDArray> params) {
         this.config = config;
-        this.manager = manager;
-        NDArray[] rope = Ops.ropeTables(manager, config.maxPositionEmbeddings(), config.headDim(), config.ropeTheta());
-        ropeCos = rope[0];
-        ropeSin = rope[1];
+        this.params = params;
+        params.values().forEach(p -> p.setRequiresGradient(true));
+        this.model = LlamaModel.create(config, new Parameters(manager, params), LlamaModel.denseFeedForwards(config));
     }
 
     /**
@@ -40,74 +39,51 @@ public final class TrainableLlama implements AutoCloseable {
      * every engine and thread count.
      */
     public static TrainableLlama initialise(ModelConfig config, long seed) {
-        TrainableLlama m = new TrainableLlama(config, NDManager.newBaseManager());
-        SplittableRandom r = new SplittableRandom(seed);
-        double std = 0.02;
-        double residualStd = std / Math.sqrt(2.0 * config.numLayers());
-        for (Map.Entry<String, long[]> e : shapes(config).entrySet()) {
-            String name = e.getKey();
-            long[] shape = e.getValue();
-            float[] v = new float[Math.toIntExact(numel(shape))];
-            if (name.endsWith("norm.weight")) {
-                java.util.Arrays.fill(v, 1f);
-            } else if (!name.endsWith(".bias")) {
-                double s = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") ? residualStd : std;
-                for (int i = 0; i < v.length; i++) {
-                    v[i] = (float) (r.nextGaussian() * s);
+        NDManager manager = NDManager.newBaseManager();
+        try {
+            SplittableRandom r = new SplittableRandom(seed);
+            double std = 0.02;
+            double residualStd = std / Math.sqrt(2.0 * config.numLayers());
+            Map<String, NDArray> params = new LinkedHashMap<>();
+            for (Map.Entry<String, long[]> e : shapes(config).entrySet()) {
+                String name = e.getKey();
+                long[] shape = e.getValue();
+                float[] v = new float[Math.toIntExact(numel(shape))];
+                if (name.endsWith("norm.weight")) {
+                    java.util.Arrays.fill(v, 1f);
+                } else if (!name.endsWith(".bias")) {
+                    double s = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") ? residualStd : std;
+                    for (int i = 0; i < v.length; i++) {
+                        v[i] = (float) (r.nextGaussian() * s);
+                    }
                 }
+                params.put(name, Tensors.create(manager, FloatBuffer.wrap(v), shape));
             }
-            m.add(name, Tensors.create(m.manager, FloatBuffer.wrap(v), shape));
+            return new TrainableLlama(config, manager, params);
+        } catch (RuntimeException e) {
+            manager.close();
+            throw e;
         }
-        return m;
     }
 
     /** Loads every parameter of {@code config} from {@code source}, e.g. to resume training. */
     public static TrainableLlama load(ModelConfig config, TensorSource source) {
-        TrainableLlama m = new TrainableLlama(config, NDManager.newBaseManager());
+        NDManager manager = NDManager.newBaseManager();
         try {
+            Map<String, NDArray> params = new LinkedHashMap<>();
             for (Map.Entry<String, long[]> e : shapes(config).entrySet()) {
-                m.add(e.getKey(), Tensors.load(m.manager, source, e.getKey(), e.getValue()));
+                params.put(e.getKey(), Tensors.load(manager, source, e.getKey(), e.getValue()));
             }
-            return m;
+            return new TrainableLlama(config, manager, params);
         } catch (RuntimeException e) {
-            m.close();
+            manager.close();
             throw e;
         }
     }
 
     /** Every parameter name of a dense model of {@code config} with its Hugging Face shape, in checkpoint order. */
     public static Map<String, long[]> shapes(ModelConfig c) {
-        Map<String, long[]> s = new LinkedHashMap<>();
-        int d = c.hiddenSize();
-        int f = c.intermediateSize();
-        s.put(WeightNames.EMBED, new long[] {c.vocabSize(), d});
-        for (int i = 0; i < c.numLayers(); i++) {
-            String p = WeightNames.layer(i);
-            s.put(p + "input_layernorm.weight", new long[] {d});
-            s.put(p + "self_attn.q_proj.weight", new long[] {c.qDim(), d});
-            s.put(p + "self_attn.k_proj.weight", new long[] {c.kvDim(), d});
-            s.put(p + "self_attn.v_proj.weight", new long[] {c.kvDim(), d});
-            s.put(p + "self_attn.o_proj.weight", new long[] {d, c.qDim()});
-            if (c.attentionBias()) {
-                s.put(p + "self_attn.q_proj.bias", new long[] {c.qDim()});
-                s.put(p + "self_attn.k_proj.bias", new long[] {c.kvDim()});
-                s.put(p + "self_attn.v_proj.bias", new long[] {c.kvDim()});
-            }
-            s.put(p + "post_attention_layernorm.weight", new long[] {d});
-            s.put(p + "mlp.gate_proj.weight", new long[] {f, d});
-            s.put(p + "mlp.up_proj.weight", new long[] {f, d});
-            s.put(p + "mlp.down_proj.weight", new long[] {d, f});
-        }
-        s.put(WeightNames.FINAL_NORM, new long[] {d});
-        if (!c.tieWordEmbeddings()) {
-            s.put(WeightNames.LM_HEAD, new long[] {c.vocabSize(), d});
-        }
-        return s;
-    }
-
-    private void add(String name, NDArray weight) {
-        weight.setRequiresGradient(true);
-        params.put(name, weight);
+        return Layout.dense(c);
     }
 
     public ModelConfig config() {
@@ -127,50 +103,13 @@ public final class TrainableLlama implements AutoCloseable {
      * @return scalar loss, differentiable with respect to every parameter
      */
     public NDArray loss(NDArray ids, NDArray targets) {
-        NDArray logits = logits(ids);
-        NDArray logp = logits.logSoftmax(-1);
+        NDArray logp = logits(ids).logSoftmax(-1);
         return logp.gather(targets.expandDims(-1), -1).mean().neg();
     }
 
     /** Logits of every position: (batch, time) ids → (batch, time, vocab). */
     public NDArray logits(NDArray ids) {
-        ModelConfig c = config;
-        long b = ids.getShape().get(0);
-        long t = ids.getShape().get(1);
-        if (t > c.maxPositionEmbeddings()) {
-            throw new IllegalArgumentException("sequence of " + t + " tokens exceeds the context of "
-                    + c.maxPositionEmbeddings());
-        }
-        NDManager m = ids.getManager();
-        NDArray cos = ropeCos.get(new NDIndex(":{}", t)).expandDims(1); // (t, 1, headDim/2)
-        NDArray sin = ropeSin.get(new NDIndex(":{}", t)).expandDims(1);
-        NDArray mask = Ops.causalMask(m, 0, (int) t, c.slidingWindow());
-        NDArray embed = params.get(WeightNames.EMBED);
-        NDArray x = embed.get(new NDIndex("{}", ids)); // (b, t, hidden)
-        for (int i = 0; i < c.numLayers(); i++) {
-            String p = WeightNames.layer(i);
-            NDArray h = Ops.rmsNorm(x, w(p + "input_layernorm.weight"), c.rmsNormEps());
-            NDArray q = linear(h, p + "self_attn.q_proj").reshape(b, t, c.numHeads(), c.headDim());
-            NDArray k = linear(h, p + "self_attn.k_proj").reshape(b, t, c.numKvHeads(), c.headDim());
-            NDArray v = linear(h, p + "self_attn.v_proj").reshape(b, t, c.numKvHeads(), c.headDim());
-            NDArray attn = Ops.causalSelfAttention(Ops.rope(q, cos, sin), Ops.rope(k, cos, sin), v, mask);
-            x = x.add(attn.matMul(w(p + "self_attn.o_proj.weight").transpose()));
-            NDArray g = Ops.rmsNorm(x, w(p + "post_attention_layernorm.weight"), c.rmsNormEps());
-            x = x.add(Ops.swiglu(g, w(p + "mlp.gate_proj.weight").transpose(), w(p + "mlp.up_proj.weight").transpose(),
-                    w(p + "mlp.down_proj.weight").transpose()));
-        }
-        NDArray h = Ops.rmsNorm(x, w(WeightNames.FINAL_NORM), c.rmsNormEps());
-        NDArray head = c.tieWordEmbeddings() ? embed : w(WeightNames.LM_HEAD);
-        return h.matMul(head.transpose());
-    }
-
-    private NDArray linear(NDArray x, String prefix) {
-        NDArray y = x.matMul(w(prefix + ".weight").transpose());
-        return config.attentionBias() ? y.add(w(prefix + ".bias")) : y;
-    }
-
-    private NDArray w(String name) {
-        return params.get(name);
+        return model.windowLogits(ids);
     }
 
     static long numel(long[] shape) {
@@ -183,6 +122,37 @@ public final class TrainableLlama implements AutoCloseable {
 
     @Override
     public void close() {
-        manager.close();
+        model.close();
+    }
+
+    /** The decoder's weights as the parameters themselves: projections transpose W on every call. */
+    private record Parameters(NDManager manager, Map<String, NDArray> params) implements DecoderWeights {
+        @Override
+        public TensorSource source() {
+            throw new UnsupportedOperationException("a trainable model's weights are its parameters, not a source");
+        }
+
+        @Override
+        public NDArray tensor(String name, long... shape) {
+            return param(name);
+        }
+
+        @Override
+        public Linear linear(String name, String biasName, int out, int in) {
+            return Linear.parameter(param(name), biasName == null ? null : param(biasName));
+        }
+
+        @Override
+        public Linear tied(NDArray embed) {
+            return Linear.parameter(embed, null);
+        }
+
+        private NDArray param(String name) {
+            NDArray p = params.get(name);
+            if (p == null) {
+                throw new IllegalStateException("no parameter " + name);
+            }
+            return p;
+        }
     }
 }

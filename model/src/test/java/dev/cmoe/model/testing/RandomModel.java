@@ -4,7 +4,7 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.TensorSource;
-import dev.cmoe.model.llama.WeightNames;
+import dev.cmoe.model.arch.TensorNames;
 import java.nio.FloatBuffer;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -30,9 +30,9 @@ public final class RandomModel implements TensorSource {
         int q = config.qDim();
         int kv = config.kvDim();
         int f = config.intermediateSize();
-        put(WeightNames.EMBED, r, 1.0, config.vocabSize(), d);
+        put(TensorNames.EMBED, r, 1.0, config.vocabSize(), d);
         for (int i = 0; i < config.numLayers(); i++) {
-            String p = WeightNames.layer(i);
+            String p = TensorNames.layer(i);
             norm(p + "input_layernorm.weight", r, d);
             put(p + "self_attn.q_proj.weight", r, 1 / Math.sqrt(d), q, d);
             put(p + "self_attn.k_proj.weight", r, 1 / Math.sqrt(d), kv, d);
@@ -43,14 +43,21 @@ public final class RandomModel implements TensorSource {
                 put(p + "self_attn.k_proj.bias", r, 0.2, kv);
                 put(p + "self_attn.v_proj.bias", r, 0.2, kv);
             }
+            if (config.outputBias()) {
+                put(p + "self_attn.o_proj.bias", r, 0.2, d);
+            }
+            if (config.qkNorm()) {
+                norm(p + "self_attn.q_norm.weight", r, config.headDim());
+                norm(p + "self_attn.k_norm.weight", r, config.headDim());
+            }
             norm(p + "post_attention_layernorm.weight", r, d);
             put(p + "mlp.gate_proj.weight", r, 1 / Math.sqrt(d), f, d);
             put(p + "mlp.up_proj.weight", r, 1 / Math.sqrt(d), f, d);
             put(p + "mlp.down_proj.weight", r, 1 / Math.sqrt(f), d, f);
         }
-        norm(WeightNames.FINAL_NORM, r, d);
+        norm(TensorNames.FINAL_NORM, r, d);
         if (!config.tieWordEmbeddings()) {
-            put(WeightNames.LM_HEAD, r, 1 / Math.sqrt(d), config.vocabSize(), d);
+            put(TensorNames.LM_HEAD, r, 1 / Math.sqrt(d), config.vocabSize(), d);
         }
     }
 

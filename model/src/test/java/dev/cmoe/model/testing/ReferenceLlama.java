@@ -1,7 +1,7 @@
 package dev.cmoe.model.testing;
 
 import dev.cmoe.model.config.ModelConfig;
-import dev.cmoe.model.llama.WeightNames;
+import dev.cmoe.model.arch.TensorNames;
 
 /**
  * The slow twin of the DJL transformer: a plain-Java, double-precision forward over a whole
@@ -22,12 +22,12 @@ public final class ReferenceLlama {
         int n = tokens.length;
         int d = c.hiddenSize();
         double[][] x = new double[n][];
-        float[] embed = w.values(WeightNames.EMBED);
+        float[] embed = w.values(TensorNames.EMBED);
         for (int t = 0; t < n; t++) {
             x[t] = row(embed, tokens[t], d);
         }
         for (int l = 0; l < c.numLayers(); l++) {
-            String p = WeightNames.layer(l);
+            String p = TensorNames.layer(l);
             double[][] attn = attention(p, rmsNorm(x, w.values(p + "input_layernorm.weight")));
             for (int t = 0; t < n; t++) {
                 add(x[t], attn[t]);
@@ -37,8 +37,8 @@ public final class ReferenceLlama {
                 add(x[t], ffn(p, h[t]));
             }
         }
-        double[][] h = rmsNorm(x, w.values(WeightNames.FINAL_NORM));
-        float[] head = w.values(c.tieWordEmbeddings() ? WeightNames.EMBED : WeightNames.LM_HEAD);
+        double[][] h = rmsNorm(x, w.values(TensorNames.FINAL_NORM));
+        float[] head = w.values(c.tieWordEmbeddings() ? TensorNames.EMBED : TensorNames.LM_HEAD);
         double[][] logits = new double[n][];
         for (int t = 0; t < n; t++) {
             logits[t] = matVec(head, c.vocabSize(), d, h[t]);

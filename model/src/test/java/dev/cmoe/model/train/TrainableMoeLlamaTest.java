@@ -56,7 +56,7 @@ class TrainableMoeLlamaTest {
     }
 
     static LlamaModel inference(Carved c, TensorSource source) {
-        return LlamaModel.create(c.config(), source, (m, s, l) -> MoeFeedForward.load(m, s, l, c.config(), c.moe()));
+        return LlamaModel.create(c.config(), source, (w, l) -> MoeFeedForward.load(w.manager(), w.source(), l, c.config(), c.moe()));
     }
 
     /** All-position logits of one sequence through the inference model: (tokens·vocab). */
