@@ -114,7 +114,7 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
 
     /** The window length actually used for {@code config}. */
     public int seqlen(ModelConfig config) {
-        return calibSeqlen > 0 ? calibSeqlen : Math.min(MAX_DEFAULT_SEQLEN, config.maxPositionEmbeddings());
+        return calibSeqlen > 0 ? calibSeqlen : Math.min(MAX_DEFAULT_SEQLEN, config.contextLength());
     }
 
     /** Checks the options against the dense model to be carved. */
@@ -131,9 +131,9 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         if (kAct > inter) {
             throw new IllegalArgumentException("kAct (K_a) " + kAct + " exceeds the intermediate size " + inter);
         }
-        if (seqlen(config) > config.maxPositionEmbeddings()) {
+        if (seqlen(config) > config.contextLength()) {
             throw new IllegalArgumentException("calibration seqlen " + calibSeqlen + " exceeds the model's context of "
-                    + config.maxPositionEmbeddings());
+                    + config.contextLength());
         }
     }
 }

@@ -136,6 +136,7 @@ public final class Carver {
         details.add("balance", balance);
         details.addProperty("cluster_passes", recipe.maxPasses());
         details.addProperty("router_fit", recipe.router().name().toLowerCase(Locale.ROOT));
+        details.addProperty("source_architecture", config.architectureName());
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
                 config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,
                 opts.method().name().toLowerCase(Locale.ROOT), details);

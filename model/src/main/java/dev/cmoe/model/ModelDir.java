@@ -1,6 +1,8 @@
 package dev.cmoe.model;
 
 import dev.cmoe.model.config.ModelConfig;
+import ai.djl.ndarray.NDManager;
+import dev.cmoe.model.llama.DecoderWeights;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeConfig;
@@ -24,9 +26,12 @@ public final class ModelDir implements AutoCloseable {
     private final Optional<MoeConfig> moe;
     private final LlamaModel model;
     private final TextTokenizer tokenizer;
+    private final LoadSpec spec;
 
-    private ModelDir(Path dir, ModelConfig config, Optional<MoeConfig> moe, LlamaModel model, TextTokenizer tokenizer) {
+    private ModelDir(Path dir, ModelConfig config, Optional<MoeConfig> moe, LlamaModel model, TextTokenizer tokenizer,
+                     LoadSpec spec) {
         this.dir = dir;
+        this.spec = spec;
         this.config = config;
         this.moe = moe;
         this.model = model;
@@ -38,19 +43,31 @@ public final class ModelDir implements AutoCloseable {
      * with a {@code cmoe} block is a carved model: every layer's FFN is then a {@link MoeFeedForward}.
      */
     public static ModelDir open(Path dir) {
+        return open(dir, LoadSpec.full());
+    }
+
+    /**
+     * Opens {@code dir} loading what {@code spec} asks for: a carved model opened
+     * {@link LoadSpec.RoutedExperts#SERVED_BY_ACTORS} reads no routed expert tensor; its layers
+     * route and run the shared expert, and fail if asked to run routed experts in-process.
+     */
+    public static ModelDir open(Path dir, LoadSpec spec) {
         if (!Files.isDirectory(dir)) {
             throw new IllegalArgumentException("model directory " + dir + " does not exist");
         }
         ModelConfig config = ModelConfig.load(dir);
         Optional<MoeConfig> moe = MoeConfig.of(config);
         LlamaModel model;
+        boolean routedHere = spec.routed() == LoadSpec.RoutedExperts.IN_PROCESS;
         try (Checkpoint checkpoint = Checkpoint.open(dir)) {
-            model = LlamaModel.create(config, TensorSource.of(checkpoint), moe.isPresent()
-                    ? (w, layer) -> MoeFeedForward.load(w.manager(), w.source(), layer, config, moe.get())
+            DecoderWeights weights = DecoderWeights.frozen(NDManager.newBaseManager(spec.device()),
+                    TensorSource.of(checkpoint));
+            model = LlamaModel.create(config, weights, moe.isPresent()
+                    ? (w, layer) -> MoeFeedForward.load(w.manager(), w.source(), layer, config, moe.get(), routedHere)
                     : LlamaModel.denseFeedForwards(config));
         }
         try {
-            return new ModelDir(dir, config, moe, model, TextTokenizer.load(dir));
+            return new ModelDir(dir, config, moe, model, TextTokenizer.load(dir), spec);
         } catch (IOException e) {
             model.close();
             throw new UncheckedIOException(e.getMessage(), e);
@@ -71,6 +88,11 @@ public final class ModelDir implements AutoCloseable {
     /** The carving of a Mixture-of-Experts model; empty for a dense one. */
     public Optional<MoeConfig> moe() {
         return moe;
+    }
+
+    /** What was loaded. */
+    public LoadSpec loadSpec() {
+        return spec;
     }
 
     public LlamaModel model() {

@@ -207,7 +207,7 @@ public final class InferenceServer implements AutoCloseable {
                 eos.add(tokenizer.eosId());
             }
             RequestValidator validator = new RequestValidator(tokenizer, modelConfig.vocabSize(),
-                    modelConfig.maxPositionEmbeddings(), eos);
+                    modelConfig.contextLength(), eos);
             GenerateService service = new GenerateService(system, system, validator, info, metrics, gate);
             List<BindableService> services = head == null ? List.of(service)
                     : List.of(service, head.admin(system, authToken != null));
@@ -224,7 +224,7 @@ public final class InferenceServer implements AutoCloseable {
         String arch = c.raw().has("architectures") && c.raw().getAsJsonArray("architectures").size() > 0
                 ? c.raw().getAsJsonArray("architectures").get(0).getAsString() : c.modelType();
         return ModelInfo.newBuilder().setArchitecture(arch).setModelType(c.modelType()).setLayers(c.numLayers())
-                .setHiddenSize(c.hiddenSize()).setVocabSize(c.vocabSize()).setContextLength(c.maxPositionEmbeddings())
+                .setHiddenSize(c.hiddenSize()).setVocabSize(c.vocabSize()).setContextLength(c.contextLength())
                 .setPlacement("dense: every layer's FFN runs in-process with attention").build();
     }
 

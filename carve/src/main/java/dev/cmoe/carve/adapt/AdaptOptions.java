@@ -74,7 +74,7 @@ public record AdaptOptions(int samples, int seqLen, int epochs, int batch, LoraS
 
     /** The window length used on {@code config}: {@link #seqLen} clamped to the model's context. */
     public int seqLen(ModelConfig config) {
-        return Math.min(seqLen, config.maxPositionEmbeddings());
+        return Math.min(seqLen, config.contextLength());
     }
 
     /** Optimisation steps of one epoch: the last batch of an epoch may be smaller. */

@@ -116,9 +116,9 @@ public final class AdaptCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--model " + model + " is a dense model (its config.json has no '"
                     + MoeConfig.KEY + "' block); carve it first with 'cmoe carve'");
         }
-        if (seqlen > config.maxPositionEmbeddings()) {
+        if (seqlen > config.contextLength()) {
             System.err.printf(Locale.ROOT, "note: --seqlen %d exceeds the model's context of %d tokens; using %d%n",
-                    seqlen, config.maxPositionEmbeddings(), opts.seqLen(config));
+                    seqlen, config.contextLength(), opts.seqLen(config));
         }
         Path dir = data != null ? data : BrownCorpus.defaultDataDir();
         BrownCorpus.fetch(dir); // no-op when the splits are already there

@@ -86,7 +86,7 @@ public final class DemoCommand implements Callable<Integer> {
 
     private static double perplexity(Path dir, String text) {
         try (ModelDir md = ModelDir.open(dir)) {
-            int seqlen = Math.min(256, md.config().maxPositionEmbeddings());
+            int seqlen = Math.min(256, md.config().contextLength());
             int[] tokens = md.tokenizer().encodeIds(text, false);
             try (ProgressBar bar = Progress.bar("PPL " + dir.getFileName(), tokens.length / seqlen, "win")) {
                 return Perplexity.evaluate(md.model(), tokens, seqlen, 8, bar::stepTo).perplexity();

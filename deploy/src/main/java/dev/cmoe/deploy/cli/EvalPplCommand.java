@@ -15,13 +15,17 @@ import picocli.CommandLine.Option;
 @Command(name = "eval-ppl", mixinStandardHelpOptions = true,
         description = "Perplexity over non-overlapping windows of --seqlen tokens of a UTF-8 text file.")
 public final class EvalPplCommand implements Callable<Integer> {
+    /** The paper's window; shorter where the model's context is. */
+    static final int DEFAULT_MAX_SEQLEN = 512;
+
     @Option(names = "--model", required = true, description = "Model directory (config.json, *.safetensors, tokenizer.json).")
     Path model;
 
     @Option(names = "--text", required = true, description = "UTF-8 text to score, e.g. the test split.")
     Path text;
 
-    @Option(names = "--seqlen", defaultValue = "512", description = "Window length in tokens (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--seqlen", defaultValue = "0",
+            description = "Window length in tokens (default: the model's context, at most 512).")
     int seqlen;
 
     @Option(names = "--batch", defaultValue = "4", description = "Windows per forward step (default: ${DEFAULT-VALUE}).")
@@ -36,7 +40,16 @@ public final class EvalPplCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--batch must be positive, got " + batch);
         }
         String content = Files.readString(text, StandardCharsets.UTF_8);
+        if (seqlen < 0) {
+            throw new IllegalArgumentException("--seqlen must be positive (or 0 for the default), got " + seqlen);
+        }
         try (ModelDir dir = ModelDir.open(model)) {
+            int context = dir.config().contextLength();
+            if (seqlen > context) {
+                throw new IllegalArgumentException("--seqlen " + seqlen + " exceeds the model's context of " + context
+                        + " tokens");
+            }
+            int seqlen = this.seqlen == 0 ? Math.min(DEFAULT_MAX_SEQLEN, context) : this.seqlen;
             int[] tokens = dir.tokenizer().encodeIds(content, false);
             int windows = tokens.length / seqlen;
             Perplexity.Result r;

@@ -8,6 +8,7 @@ import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.experts.placement.PlacementPolicy;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.server.cluster.HeadOptions;
 import dev.cmoe.server.InferenceServer;
@@ -178,7 +179,8 @@ public final class ServeCommand implements Callable<Integer> {
                 maxKvBytes, SchedulerConfig.defaults().streamWindow());
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ProcessMetrics.bindTo(registry);
-        ModelDir dir = ModelDir.open(model);
+        // a carved model's routed experts are loaded by the expert actors alone, never twice
+        ModelDir dir = ModelDir.open(model, LoadSpec.withoutRoutedExperts());
         InferenceServer server = null;
         try {
             NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);

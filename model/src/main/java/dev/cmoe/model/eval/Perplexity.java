@@ -34,9 +34,9 @@ public final class Perplexity {
         if (seqlen < 2) {
             throw new IllegalArgumentException("seqlen must be at least 2, got " + seqlen);
         }
-        if (seqlen > model.config().maxPositionEmbeddings()) {
+        if (seqlen > model.config().contextLength()) {
             throw new IllegalArgumentException("seqlen " + seqlen + " exceeds the model's context of "
-                    + model.config().maxPositionEmbeddings());
+                    + model.config().contextLength());
         }
         int windows = tokens.length / seqlen;
         if (windows == 0) {

@@ -33,7 +33,7 @@ public final class Generator {
      */
     public static Result generate(LlamaModel model, int[] prompt, int maxNewTokens, SamplingParams params,
                                   Set<Integer> stopTokens, IntConsumer onToken) {
-        int context = model.config().maxPositionEmbeddings();
+        int context = model.config().contextLength();
         if (prompt.length == 0) {
             throw new IllegalArgumentException("prompt is empty");
         }

@@ -53,9 +53,11 @@ public final class MoeFeedForward implements FeedForward {
         this.upT = new NDArray[nRouted];
         this.downT = new NDArray[nRouted];
         for (int j = 0; j < nRouted; j++) {
-            gateT[j] = Tensors.transposedView(gate[j]);
-            upT[j] = Tensors.transposedView(up[j]);
-            downT[j] = Tensors.transposedView(down[j]);
+            if (gate[j] != null) {
+                gateT[j] = Tensors.transposedView(gate[j]);
+                upT[j] = Tensors.transposedView(up[j]);
+                downT[j] = Tensors.transposedView(down[j]);
+            }
         }
         this.classifierT = Tensors.transposedView(classifier);
         this.routerGateT = Tensors.transposedView(routerGate);
@@ -67,6 +69,15 @@ public final class MoeFeedForward implements FeedForward {
     /** Loads layer {@code layer}'s experts and router (names in {@link MoeWeightNames}) into {@code manager}. */
     public static MoeFeedForward load(NDManager manager, TensorSource source, int layer, ModelConfig config,
                                       MoeConfig moe) {
+        return load(manager, source, layer, config, moe, true);
+    }
+
+    /**
+     * As {@link #load}; without {@code routedExperts} no routed expert tensor is read: the layer
+     * routes, runs its shared expert and combines, for a server whose expert actors hold the rest.
+     */
+    public static MoeFeedForward load(NDManager manager, TensorSource source, int layer, ModelConfig config,
+                                      MoeConfig moe, boolean routedExperts) {
         int d = config.hiddenSize();
         int m = moe.expertSize();
         int nRouted = moe.routed();
@@ -81,7 +92,7 @@ public final class MoeFeedForward implements FeedForward {
         NDArray[] gate = new NDArray[nRouted];
         NDArray[] up = new NDArray[nRouted];
         NDArray[] down = new NDArray[nRouted];
-        for (int j = 0; j < nRouted; j++) {
+        for (int j = 0; routedExperts && j < nRouted; j++) {
             gate[j] = Tensors.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.GATE), m, d);
             up[j] = Tensors.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.UP), m, d);
             down[j] = Tensors.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.DOWN), d, m);
@@ -153,7 +164,8 @@ public final class MoeFeedForward implements FeedForward {
      */
     public NDArray expert(int j, NDArray rows) {
         if (gateT[j] == null) {
-            throw new IllegalStateException("routed expert " + j + "'s weights were released: it is served elsewhere");
+            throw new IllegalStateException("routed expert " + j + " is not loaded in this process: it is served by "
+                    + "expert actors");
         }
         return Ops.swiglu(rows, gateT[j], upT[j], downT[j]);
     }

@@ -78,23 +78,9 @@ class HfArchsTest {
         HfFixtures.Reference ref = HfFixtures.reference(dir);
         int[] expected = ref.greedyIds();
         try (ModelDir model = ModelDir.open(dir); NDManager m = NDManager.newBaseManager()) {
-            assertArrayEquals(expected, greedy(model.model(), ref.prefixIds(), expected.length, m),
+            assertArrayEquals(expected, HfFixtures.greedy(model.model(), ref.prefixIds(), expected.length, m),
                     dir.getFileName() + ": greedy ids");
         }
-    }
-
-    /** Prefill of the prefix, then one cached decode step per new token, argmax each time. */
-    public static int[] greedy(LlamaModel lm, int[] prefix, int n, NDManager m) {
-        int[] out = new int[n];
-        try (KvCache cache = lm.newCache(prefix.length + n)) {
-            int[] chunk = prefix;
-            for (int i = 0; i < n; i++) {
-                NDArray logits = lm.forward(List.of(new SequenceChunk(cache, chunk)), LogitsMode.LAST, m);
-                out[i] = (int) logits.argMax(-1).toLongArray()[0];
-                chunk = new int[] {out[i]};
-            }
-        }
-        return out;
     }
 
     private static double logSumExp(double[] row) {

@@ -4,7 +4,17 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.LoadSpec;
+import dev.cmoe.model.safetensors.Checkpoint;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.safetensors.SafetensorsWriter;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.llama.KvCache;
 import dev.cmoe.model.llama.LogitsMode;
@@ -60,5 +70,32 @@ class MoeModelDirTest {
         Files.writeString(dir.resolve("config.json"), config);
         SafetensorsException e = assertThrows(SafetensorsException.class, () -> ModelDir.open(dir));
         assertTrue(e.getMessage().contains("model.layers.0.mlp.experts.8.gate_proj.weight"), e.getMessage());
+    }
+
+    @Test
+    void withoutRoutedExpertsNoRoutedTensorIsReadAndTheLayerRoutesAndSharesAlone() throws Exception {
+        MoeConfig moe = new MoeConfig(8, 2, 2, 12, MoeConfig.ANALYTICAL, "test", null);
+        Path dir = SplitCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 9), moe, tmp.resolve("head"));
+        // a head's view of the checkpoint: every routed expert tensor removed from the file
+        Map<String, SafetensorsWriter.Tensor> kept = new LinkedHashMap<>();
+        try (Checkpoint c = Checkpoint.open(dir)) {
+            for (String name : c.names()) {
+                if (!name.contains(".mlp.experts.")) {
+                    kept.put(name, new SafetensorsWriter.Tensor(c.info(name).shape(), c.readF32(name)));
+                }
+            }
+        }
+        SafetensorsWriter.write(dir.resolve(Checkpoint.SINGLE_FILE), kept, Map.of("format", "pt"), DType.F32);
+        assertThrows(SafetensorsException.class, () -> ModelDir.open(dir).close(), "a full load needs the experts");
+        try (ModelDir md = ModelDir.open(dir, LoadSpec.withoutRoutedExperts()); NDManager m = NDManager.newBaseManager()) {
+            assertEquals(LoadSpec.RoutedExperts.SERVED_BY_ACTORS, md.loadSpec().routed());
+            MoeFeedForward layer = (MoeFeedForward) md.model().feedForward(0);
+            NDArray x = m.randomNormal(new Shape(3, 64));
+            Routing routing = layer.route(x);
+            assertEquals(3, routing.tokens());
+            assertEquals(new Shape(3, 64), layer.shared(x).getShape());
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> layer.forward(x));
+            assertTrue(e.getMessage().contains("served by expert actors"), e.getMessage());
+        }
     }
 }

@@ -1,8 +1,14 @@
 package dev.cmoe.model.testing;
 
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import dev.cmoe.model.llama.KvCache;
+import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.llama.LogitsMode;
+import dev.cmoe.model.llama.SequenceChunk;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -55,6 +61,20 @@ public final class HfFixtures {
     /** A case's reference.json. */
     public static Reference reference(Path caseDir) {
         return new Reference(json(caseDir.resolve("reference.json")));
+    }
+
+    /** Greedy ids after a prefill of {@code prefix}, then one cached decode step per new token. */
+    public static int[] greedy(LlamaModel lm, int[] prefix, int n, NDManager m) {
+        int[] out = new int[n];
+        try (KvCache cache = lm.newCache(prefix.length + n)) {
+            int[] chunk = prefix;
+            for (int i = 0; i < n; i++) {
+                NDArray logits = lm.forward(List.of(new SequenceChunk(cache, chunk)), LogitsMode.LAST, m);
+                out[i] = (int) logits.argMax(-1).toLongArray()[0];
+                chunk = new int[] {out[i]};
+            }
+        }
+        return out;
     }
 
     static JsonObject json(Path file) {

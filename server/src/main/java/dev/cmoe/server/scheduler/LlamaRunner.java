@@ -37,7 +37,7 @@ public final class LlamaRunner implements ModelRunner {
 
     @Override
     public int contextLength() {
-        return model.config().maxPositionEmbeddings();
+        return model.config().contextLength();
     }
 
     @Override

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.generate.Generator;
 import dev.cmoe.model.sample.SamplingParams;
@@ -48,7 +49,7 @@ class CarvedGenerateServiceTest {
 
     @BeforeAll
     static void start() throws Exception {
-        served = ModelDir.open(CarvedFixture.dir());
+        served = ModelDir.open(CarvedFixture.dir(), LoadSpec.withoutRoutedExperts());
         reference = ModelDir.open(CarvedFixture.dir()); // the in-process carved model, untouched
         String name = InProcessServerBuilder.generateName();
         // A small budget and window so that prefill is chunked and steps mix prefill and decode.

@@ -17,6 +17,7 @@ import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.cluster.WorkerNode;
 import dev.cmoe.experts.placement.PlacementPlan;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.generate.Generator;
 import dev.cmoe.model.moe.MoeFeedForward;
@@ -90,7 +91,7 @@ class ClusterGenerateServiceTest {
 
     @BeforeAll
     static void start() throws Exception {
-        served = ModelDir.open(CarvedFixture.dir());
+        served = ModelDir.open(CarvedFixture.dir(), LoadSpec.withoutRoutedExperts());
         reference = ModelDir.open(CarvedFixture.dir());
         int port;
         try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
