@@ -10,6 +10,7 @@ import dev.cmoe.deploy.cli.DataCommand;
 import dev.cmoe.deploy.cli.DemoCommand;
 import dev.cmoe.deploy.cli.EvalPplCommand;
 import dev.cmoe.deploy.cli.InfoCommand;
+import dev.cmoe.deploy.cli.SynthCommand;
 import dev.cmoe.deploy.cli.RebalanceCommand;
 import dev.cmoe.deploy.cli.ServeCommand;
 import dev.cmoe.deploy.cli.WorkerCommand;
@@ -24,7 +25,7 @@ import picocli.CommandLine.Command;
 @Command(name = "cmoe", mixinStandardHelpOptions = true, version = "cmoe 0.1.0",
         description = "Carve a dense LLaMA-family model into a Mixture-of-Experts and serve it.",
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
-            AdaptCommand.class, InfoCommand.class, GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
+            AdaptCommand.class, InfoCommand.class, SynthCommand.class, GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
             WorkerCommand.class, RebalanceCommand.class, ClientCommand.class, PlanCommand.class,
             HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {

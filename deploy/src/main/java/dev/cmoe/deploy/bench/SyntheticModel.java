@@ -2,6 +2,7 @@ package dev.cmoe.deploy.bench;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import dev.cmoe.model.arch.TensorNames;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeConfig;
@@ -68,7 +69,7 @@ public final class SyntheticModel implements TensorSource {
             n *= s;
         }
         float[] v = new float[Math.toIntExact(n)];
-        if (name.endsWith("layernorm.weight") || name.equals("model.norm.weight")) {
+        if (TensorNames.isNorm(name)) {
             java.util.Arrays.fill(v, 1f);
         } else if (!name.endsWith(".router.bias") && !name.endsWith(".router.scale")) {
             double scale = Math.sqrt(3.0 / shape[shape.length - 1]); // uniform with variance 1/fan-in

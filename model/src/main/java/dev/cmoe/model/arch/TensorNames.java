@@ -41,6 +41,11 @@ public final class TensorNames {
         return layer(i) + proj + ".bias";
     }
 
+    /** Whether {@code name} is a norm weight (of a layer, a head or the final norm): ones at initialisation. */
+    public static boolean isNorm(String name) {
+        return name.endsWith("norm.weight");
+    }
+
     /** A norm or other full-named tensor {@code suffix} (e.g. {@link #ATTN_NORM}) of layer {@code i}. */
     public static String of(int i, String suffix) {
         return layer(i) + suffix;

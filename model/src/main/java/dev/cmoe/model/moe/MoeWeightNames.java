@@ -1,6 +1,10 @@
 package dev.cmoe.model.moe;
 
+import dev.cmoe.model.arch.Layout;
 import dev.cmoe.model.arch.TensorNames;
+import dev.cmoe.model.config.ModelConfig;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 /**
  * Tensor names of a carved layer, written once so the carver, the loader and the expert servers
@@ -62,5 +66,45 @@ public final class MoeWeightNames {
     /** The dense FFN's weight that carving replaces, e.g. {@code dense(3, "gate_proj")}. */
     public static String dense(int layer, String proj) {
         return mlp(layer) + proj + ".weight";
+    }
+
+    /**
+     * Every tensor of a carved checkpoint with its shape, in checkpoint order: the dense layout with
+     * each layer's three FFN tensors replaced by the layer's MoE tensors.
+     */
+    public static Map<String, long[]> carvedLayout(ModelConfig c, MoeConfig moe) {
+        Map<String, long[]> out = new LinkedHashMap<>();
+        int d = c.hiddenSize();
+        int m = moe.expertSize();
+        int s = moe.sharedSize();
+        int nr = moe.routed();
+        int layer = -1;
+        for (Map.Entry<String, long[]> e : Layout.dense(c).entrySet()) {
+            String name = e.getKey();
+            if (!Layout.isFfn(name)) {
+                out.put(name, e.getValue());
+                continue;
+            }
+            int l = Integer.parseInt(name.substring("model.layers.".length(), name.indexOf('.', "model.layers.".length())));
+            if (l == layer) {
+                continue; // this layer's MoE tensors are already in place of its FFN
+            }
+            layer = l;
+            if (moe.shared() > 0) {
+                out.put(shared(l, GATE), new long[] {s, d});
+                out.put(shared(l, UP), new long[] {s, d});
+                out.put(shared(l, DOWN), new long[] {d, s});
+            }
+            for (int j = 0; j < nr; j++) {
+                out.put(expert(l, j, GATE), new long[] {m, d});
+                out.put(expert(l, j, UP), new long[] {m, d});
+                out.put(expert(l, j, DOWN), new long[] {d, m});
+            }
+            out.put(routerClassifier(l), new long[] {nr, d});
+            out.put(routerGate(l), new long[] {nr, d});
+            out.put(routerScale(l), new long[] {nr});
+            out.put(routerBias(l), new long[] {nr});
+        }
+        return out;
     }
 }

@@ -1,7 +1,7 @@
 package dev.cmoe.model.tokenizer;
 
 /**
- * The special tokens of tokenizers trained by {@link BpeTrainer}, fixed at the first ids so that
+ * The special tokens of tokenizers trained by {@code BpeTrainer} (module train), fixed at the first ids so that
  * model code can rely on them without reading any file.
  */
 public final class SpecialTokens {

@@ -21,6 +21,11 @@ import java.util.Map;
  * still recognised as the special token by the Hugging Face added-token matcher.
  */
 public final class TextTokenizer implements AutoCloseable {
+    /** The Hugging Face tokenizer file of a model directory. */
+    public static final String TOKENIZER_JSON = "tokenizer.json";
+    /** Its config (special tokens, add_bos_token, chat template). */
+    public static final String TOKENIZER_CONFIG_JSON = "tokenizer_config.json";
+
     /** DJL defaults to adding special tokens, truncating to 512 and padding; we want none of that. */
     private static final Map<String, String> DJL_OPTIONS =
             Map.of("addSpecialTokens", "false", "truncation", "false", "padding", "false");
@@ -48,11 +53,11 @@ public final class TextTokenizer implements AutoCloseable {
      * from {@code tokenizer_config.json}'s {@code bos_token}/{@code eos_token}.
      */
     public static TextTokenizer load(Path modelDir) throws IOException {
-        Path json = Files.isRegularFile(modelDir) ? modelDir : modelDir.resolve(TokenizerFiles.TOKENIZER_JSON);
+        Path json = Files.isRegularFile(modelDir) ? modelDir : modelDir.resolve(TOKENIZER_JSON);
         Path dir = json.toAbsolutePath().getParent();
         if (!Files.isRegularFile(json)) {
             throw new IOException("no tokenizer at " + json + ": expected a Hugging Face tokenizer.json"
-                    + " (train one with BpeTrainer.train or copy it next to the model)");
+                    + " (train one with `cmoe train`, or copy it next to the model)");
         }
         JsonObject root = parseObject(json, true);
         JsonObject model = root.get("model") instanceof JsonObject m ? m : null;
@@ -170,7 +175,7 @@ public final class TextTokenizer implements AutoCloseable {
         if (config != null && config.get(kind + "_token_id") instanceof JsonElement v && v.isJsonPrimitive()) {
             return v.getAsInt();
         }
-        Path tcPath = dir.resolve(TokenizerFiles.TOKENIZER_CONFIG_JSON);
+        Path tcPath = dir.resolve(TOKENIZER_CONFIG_JSON);
         JsonObject tc = parseObject(tcPath, false);
         if (tc != null && tc.get(kind + "_token") != null && !tc.get(kind + "_token").isJsonNull()) {
             JsonElement t = tc.get(kind + "_token");

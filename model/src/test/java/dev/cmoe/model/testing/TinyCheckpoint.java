@@ -3,8 +3,8 @@ package dev.cmoe.model.testing;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.safetensors.SafetensorsWriter;
-import dev.cmoe.model.tokenizer.BpeTrainer;
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -33,7 +33,14 @@ public final class TinyCheckpoint {
         return RandomModel.config("llama", 64, 96, 2, 8, 2, 300, false, null);
     }
 
-    /** Writes {@code weights} to {@code dir} in {@code dtype} with a tokenizer trained on {@link #TEXT}. */
+    /** Ids of the fixture tokenizer: byte-level BPE trained on {@link #TEXT} (the train module checks it). */
+    public static final int TOKENIZER_IDS = 300;
+
+    /**
+     * Writes {@code weights} to {@code dir} in {@code dtype} with the fixture tokenizer, the one
+     * {@code BpeTrainer} learns from {@link #TEXT} with 300 ids, kept as a test resource so that
+     * this module's tests need no tokenizer training.
+     */
     public static Path write(RandomModel weights, Path dir, DType dtype) throws IOException {
         Files.createDirectories(dir);
         Map<String, SafetensorsWriter.Tensor> tensors = new LinkedHashMap<>();
@@ -41,7 +48,18 @@ public final class TinyCheckpoint {
                 tensors.put(name, new SafetensorsWriter.Tensor(t.shape(), FloatBuffer.wrap(t.data()))));
         SafetensorsWriter.write(dir.resolve("model.safetensors"), tensors, Map.of("format", "pt"), dtype);
         Files.writeString(dir.resolve("config.json"), weights.config().toJson(), StandardCharsets.UTF_8);
-        BpeTrainer.train(List.of(TEXT), Math.min(weights.config().vocabSize(), 300), dir);
+        if (weights.config().vocabSize() < TOKENIZER_IDS) {
+            throw new IllegalArgumentException("the fixture tokenizer has " + TOKENIZER_IDS + " ids; the config's "
+                    + "vocabulary of " + weights.config().vocabSize() + " cannot hold them");
+        }
+        for (String name : List.of("tokenizer.json", "tokenizer_config.json")) {
+            try (InputStream in = TinyCheckpoint.class.getResourceAsStream("/tiny-tokenizer/" + name)) {
+                if (in == null) {
+                    throw new IllegalStateException("test resource /tiny-tokenizer/" + name + " is missing");
+                }
+                Files.copy(in, dir.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
         return dir;
     }
 

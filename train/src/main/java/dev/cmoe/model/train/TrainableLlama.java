@@ -3,6 +3,7 @@ package dev.cmoe.model.train;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.cmoe.model.arch.Layout;
+import dev.cmoe.model.arch.TensorNames;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.DecoderWeights;
 import dev.cmoe.model.llama.Linear;
@@ -49,10 +50,11 @@ public final class TrainableLlama implements AutoCloseable {
                 String name = e.getKey();
                 long[] shape = e.getValue();
                 float[] v = new float[Math.toIntExact(numel(shape))];
-                if (name.endsWith("norm.weight")) {
+                if (TensorNames.isNorm(name)) {
                     java.util.Arrays.fill(v, 1f);
                 } else if (!name.endsWith(".bias")) {
-                    double s = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") ? residualStd : std;
+                    boolean residual = name.endsWith(TensorNames.O + ".weight") || name.endsWith(TensorNames.DOWN + ".weight");
+                    double s = residual ? residualStd : std;
                     for (int i = 0; i < v.length; i++) {
                         v[i] = (float) (r.nextGaussian() * s);
                     }

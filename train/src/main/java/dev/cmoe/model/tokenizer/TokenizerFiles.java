@@ -23,8 +23,8 @@ import java.util.Map;
  * one would be added twice; {@code <s>} and {@code </s>} as special added tokens.
  */
 final class TokenizerFiles {
-    static final String TOKENIZER_JSON = "tokenizer.json";
-    static final String TOKENIZER_CONFIG_JSON = "tokenizer_config.json";
+    static final String TOKENIZER_JSON = TextTokenizer.TOKENIZER_JSON;
+    static final String TOKENIZER_CONFIG_JSON = TextTokenizer.TOKENIZER_CONFIG_JSON;
 
     private static final Gson GSON = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().serializeNulls().create();
 

@@ -1,0 +1,136 @@
+package dev.cmoe.deploy.bench;
+
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
+import dev.cmoe.model.arch.Layout;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.io.AtomicDir;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.moe.MoeWeightNames;
+import dev.cmoe.model.safetensors.Checkpoint;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.safetensors.SafetensorsWriter;
+import dev.cmoe.model.tokenizer.TextTokenizer;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/**
+ * Writes a random-weight checkpoint of a given config in the real Hugging Face layout: config.json,
+ * safetensors shards of at most a given size with model.safetensors.index.json (one file when it
+ * fits), and a tokenizer copied from another model. A carved one (a MoE config) carries the
+ * {@code cmoe} block and the carved tensors, so servers and benchmarks can run real shapes
+ * without carving them first. Only one shard's tensors are in memory at a time, and the directory
+ * appears only when complete.
+ */
+public final class SyntheticCheckpoint {
+    private SyntheticCheckpoint() {
+    }
+
+    /**
+     * @param raw the config.json to write (validated as a {@link ModelConfig})
+     * @param moe a carving to write instead of the dense FFNs, or empty
+     * @param values where each tensor's numbers come from
+     * @param tokenizerDir a model directory whose tokenizer files are copied (its ids must fit the vocabulary)
+     * @param shardBytes the most bytes of tensor data per shard
+     */
+    public static void write(JsonObject raw, Optional<MoeConfig> moe, TensorSource values, Path tokenizerDir,
+                             Path out, DType dtype, long shardBytes, boolean force) {
+        JsonObject config = raw.deepCopy();
+        config.addProperty("torch_dtype", switch (dtype) {
+            case F32 -> "float32";
+            case F16 -> "float16";
+            case BF16 -> "bfloat16";
+        });
+        moe.ifPresent(m -> config.add(MoeConfig.KEY, m.toJson()));
+        ModelConfig parsed = ModelConfig.parse(config.toString(), "synthetic config");
+        moe.ifPresent(m -> MoeConfig.of(parsed)); // checks N·m = intermediate size
+        Map<String, long[]> layout = moe.isPresent() ? MoeWeightNames.carvedLayout(parsed, moe.get())
+                : Layout.dense(parsed);
+        List<Map<String, long[]>> shards = plan(layout, dtype, shardBytes);
+        AtomicDir.write(out, force, staging -> {
+            Map<String, String> weightMap = new TreeMap<>();
+            long total = 0;
+            for (int k = 0; k < shards.size(); k++) {
+                String file = shards.size() == 1 ? Checkpoint.SINGLE_FILE
+                        : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", k + 1, shards.size());
+                Map<String, SafetensorsWriter.Tensor> tensors = new LinkedHashMap<>();
+                for (Map.Entry<String, long[]> e : shards.get(k).entrySet()) {
+                    tensors.put(e.getKey(), new SafetensorsWriter.Tensor(e.getValue(),
+                            values.read(e.getKey(), e.getValue())));
+                    weightMap.put(e.getKey(), file);
+                    total += bytes(e.getValue(), dtype);
+                }
+                SafetensorsWriter.write(staging.resolve(file), tensors, Map.of("format", "pt"), dtype);
+            }
+            if (shards.size() > 1) {
+                JsonObject index = new JsonObject();
+                JsonObject meta = new JsonObject();
+                meta.addProperty("total_size", total);
+                index.add("metadata", meta);
+                JsonObject map = new JsonObject();
+                weightMap.forEach(map::addProperty);
+                index.add("weight_map", map);
+                Files.writeString(staging.resolve(Checkpoint.INDEX_FILE), pretty(index), StandardCharsets.UTF_8);
+            }
+            Files.writeString(staging.resolve("config.json"), pretty(config), StandardCharsets.UTF_8);
+            copyTokenizer(tokenizerDir, staging);
+        });
+    }
+
+    /** Tensors in checkpoint order, cut into shards of at most {@code shardBytes} (a larger tensor gets its own). */
+    static List<Map<String, long[]>> plan(Map<String, long[]> layout, DType dtype, long shardBytes) {
+        if (shardBytes <= 0) {
+            throw new IllegalArgumentException("shard size must be positive, got " + shardBytes);
+        }
+        List<Map<String, long[]>> shards = new ArrayList<>();
+        Map<String, long[]> current = new LinkedHashMap<>();
+        long size = 0;
+        for (Map.Entry<String, long[]> e : layout.entrySet()) {
+            long b = bytes(e.getValue(), dtype);
+            if (!current.isEmpty() && size + b > shardBytes) {
+                shards.add(current);
+                current = new LinkedHashMap<>();
+                size = 0;
+            }
+            current.put(e.getKey(), e.getValue());
+            size += b;
+        }
+        shards.add(current);
+        return shards;
+    }
+
+    private static long bytes(long[] shape, DType dtype) {
+        long n = dtype.byteSize();
+        for (long d : shape) {
+            n = Math.multiplyExact(n, d);
+        }
+        return n;
+    }
+
+    private static void copyTokenizer(Path from, Path to) throws IOException {
+        Path json = from.resolve(TextTokenizer.TOKENIZER_JSON);
+        if (!Files.isRegularFile(json)) {
+            throw new IllegalArgumentException("no " + TextTokenizer.TOKENIZER_JSON + " in " + from + " to copy");
+        }
+        Files.copy(json, to.resolve(TextTokenizer.TOKENIZER_JSON));
+        for (String name : List.of(TextTokenizer.TOKENIZER_CONFIG_JSON, "generation_config.json")) {
+            if (Files.isRegularFile(from.resolve(name))) {
+                Files.copy(from.resolve(name), to.resolve(name));
+            }
+        }
+    }
+
+    private static String pretty(JsonObject o) {
+        return new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(o) + "\n";
+    }
+}
