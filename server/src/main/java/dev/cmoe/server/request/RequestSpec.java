@@ -29,6 +29,12 @@ public record RequestSpec(String requestId, String text, int[] tokenIds, boolean
         stopTokenIds = List.copyOf(stopTokenIds);
     }
 
+    /** The same request under {@code id}. */
+    public RequestSpec withRequestId(String id) {
+        return new RequestSpec(id, text, tokenIds, addBos, maxNewTokens, minNewTokens, temperature, topK, topP, minP,
+                repetitionPenalty, seed, stopStrings, stopTokenIds, ignoreEos, logprobs, names);
+    }
+
     /**
      * What the client calls the fields whose names differ between APIs.
      *
