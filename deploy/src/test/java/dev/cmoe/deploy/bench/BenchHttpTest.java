@@ -18,6 +18,7 @@ class BenchHttpTest {
         String[] load = {"--model", BenchFixture.dense().toString(), "--concurrency", "3", "--requests", "12",
                 "--input-len", "8-16", "--output-len", "10", "--seed", "3"};
         LoadSummary grpc = BenchFixture.bench(tmp.resolve("grpc"), load).report().loads().getFirst();
+        assertEquals(12, grpc.ok(), grpc.errors());
         String[] http = new String[load.length + 2];
         System.arraycopy(load, 0, http, 0, load.length);
         http[load.length] = "--api";
