@@ -74,15 +74,8 @@ public final class ServeCommand implements Callable<Integer> {
             + "routers; routed experts on the expert workers that join). Without it: single-node serving.")
     String role;
 
-    @Option(names = "--cluster-seed", description = "HOST:PORT of the cluster's seed node (the head itself; repeatable).")
-    List<String> clusterSeeds;
-
-    @Option(names = "--cluster-host", description = "Address other nodes reach this head at (and bound); "
-            + "default: the seed's host.")
-    String clusterHost;
-
-    @Option(names = "--cluster-port", description = "Cluster (Artery TCP) port of this head; default: the seed's port.")
-    Integer clusterPort;
+    @Mixin
+    ClusterNodeOptions cluster;
 
     @Option(names = "--plan", description = "Placement plan JSON (cmoe plan) to start from; default: round-robin "
             + "over the devices that join.")
@@ -99,18 +92,6 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--min-devices", defaultValue = "1",
             description = "Devices to wait for before the first placement, without --plan (default: ${DEFAULT-VALUE}).")
     int minDevices;
-
-    @Option(names = "--devices", description = "With --role head: devices of this JVM that host experts too "
-            + "(cpu, or gpu:0,gpu:1,...).")
-    String devices;
-
-    @Option(names = "--name", defaultValue = "head",
-            description = "Worker name of this JVM's own devices, with --devices (default: ${DEFAULT-VALUE}).")
-    String name;
-
-    @Option(names = "--memory-per-device", defaultValue = "0",
-            description = "Bytes each of this JVM's devices may spend on experts, with --devices; 0 = unlimited.")
-    long memoryPerDevice;
 
     @Option(names = "--rebalance-threshold", description = "With --role head: max/mean device load above which the"
             + " head re-places experts by itself (checked every 30 s); 0 = only on request (cmoe rebalance)"
@@ -155,7 +136,7 @@ public final class ServeCommand implements Callable<Integer> {
             }
         }, "cmoe-serve-shutdown"));
         System.err.printf("cmoe serve: %s%s on %s:%d (%s%s)%s%s%n", running.dir().config().modelType(),
-                role == null ? "" : " (cluster head, seed " + String.join(",", clusterSeeds) + ")", host,
+                role == null ? "" : " (cluster head, seed " + String.join(",", cluster.seeds) + ")", host,
                 running.port(), tlsCert != null ? "TLS" : "plaintext",
                 auth.file != null ? ", bearer token required" : "",
                 running.server().http() != null ? "; OpenAI API on http://" + host + ":" + running.httpPort()
@@ -212,8 +193,9 @@ public final class ServeCommand implements Callable<Integer> {
 
     private void checkClusterFlags() {
         if (role == null) {
-            String stray = clusterSeeds != null ? "--cluster-seed" : clusterHost != null ? "--cluster-host"
-                    : clusterPort != null ? "--cluster-port" : plan != null ? "--plan" : devices != null ? "--devices"
+            String stray = cluster.seeds != null ? "--cluster-seed" : cluster.host != null ? "--cluster-host"
+                    : cluster.port != null ? "--cluster-port" : plan != null ? "--plan"
+                    : cluster.devices != null ? "--devices"
                     : rebalanceThreshold != null ? "--rebalance-threshold" : spareSlots != null ? "--spare-slots"
                     : null;
             if (stray != null) {
@@ -225,7 +207,7 @@ public final class ServeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--role " + role + " is not a serve role; use --role head (expert "
                     + "workers run `cmoe worker`)");
         }
-        if (clusterSeeds == null || clusterSeeds.isEmpty()) {
+        if (cluster.seeds == null || cluster.seeds.isEmpty()) {
             throw new IllegalArgumentException("--role head needs --cluster-seed HOST:PORT");
         }
         if (rebalanceThreshold != null && !(rebalanceThreshold == 0 || rebalanceThreshold >= 1)) {
@@ -243,12 +225,12 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     private HeadOptions headOptions() {
-        Map.Entry<String, Integer> seed = ClusterSettings.hostPort(clusterSeeds.getFirst());
+        Map.Entry<String, Integer> seed = ClusterSettings.hostPort(cluster.seeds.getFirst());
         PlacementPlan placement = plan == null ? null : PlacementPlan.read(plan);
-        List<DeviceSpec> local = devices == null ? List.of() : DeviceSpec.parse(devices);
-        HeadOptions options = new HeadOptions(clusterHost != null ? clusterHost : seed.getKey(),
-                clusterPort != null ? clusterPort : seed.getValue(), clusterSeeds, placement, placementPolicy(),
-                minDevices, local, name, memoryPerDevice);
+        List<DeviceSpec> local = cluster.devices == null ? List.of() : DeviceSpec.parse(cluster.devices);
+        HeadOptions options = new HeadOptions(cluster.host != null ? cluster.host : seed.getKey(),
+                cluster.port != null ? cluster.port : seed.getValue(), cluster.seeds, placement, placementPolicy(),
+                minDevices, local, cluster.name != null ? cluster.name : "head", cluster.memoryPerDevice);
         return rebalanceThreshold == null ? options : options.withConfig(ConfigFactory.empty().withValue(
                 "cmoe.cluster.rebalance.imbalance-threshold", ConfigValueFactory.fromAnyRef(rebalanceThreshold)));
     }

@@ -128,6 +128,17 @@ class ServeCommandTest {
         }
         assertEquals(2, exit);
         assertTrue(err.toString(StandardCharsets.UTF_8).contains("is dense"), err.toString(StandardCharsets.UTF_8));
+        // the shared cluster flags keep the worker's requirements, naming the flag
+        ByteArrayOutputStream missing = new ByteArrayOutputStream();
+        try {
+            System.setErr(new PrintStream(missing, true, StandardCharsets.UTF_8));
+            exit = Cli.run("worker", "--cluster-seed", "127.0.0.1:1", "--devices", "cpu", "--model", tmp.toString());
+        } finally {
+            System.setErr(oldErr);
+        }
+        assertEquals(2, exit);
+        assertTrue(missing.toString(StandardCharsets.UTF_8).contains("--name is required"),
+                missing.toString(StandardCharsets.UTF_8));
     }
 
     @Test
