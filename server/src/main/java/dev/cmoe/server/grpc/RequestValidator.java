@@ -75,7 +75,7 @@ public final class RequestValidator {
         return new RequestSpec(r.getRequestId(), text, ids, !r.getSkipBos(),
                 r.hasMaxNewTokens() ? r.getMaxNewTokens() : null, r.getMinNewTokens(), r.getTemperature(),
                 r.getTopK(), r.hasTopP() ? r.getTopP() : null, r.getMinP(),
-                r.hasRepetitionPenalty() ? r.getRepetitionPenalty() : null, r.getSeed(), stops,
+                r.hasRepetitionPenalty() ? r.getRepetitionPenalty() : null, r.getSeed(), 0, 0, stops,
                 r.getStopTokenIdsList(), r.getIgnoreEos(), r.hasLogprobs() ? r.getLogprobs() : null,
                 RequestSpec.Names.GRPC);
     }

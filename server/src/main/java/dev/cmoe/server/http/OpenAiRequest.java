@@ -63,13 +63,6 @@ public record OpenAiRequest(Kind kind, String model, boolean stream, boolean inc
             throw ApiError.unsupported("n", "n = " + n + " is not supported: this server returns one choice per"
                     + " request (n = 1); send " + n + " requests instead");
         }
-        for (String penalty : List.of("presence_penalty", "frequency_penalty")) {
-            Double p = number(o, penalty);
-            if (p != null && p != 0) {
-                throw ApiError.unsupported(penalty, penalty + " = " + p + " is not supported: the sampler has no "
-                        + "presence or frequency penalty; repetition_penalty (multiplicative, 1 = off) is");
-            }
-        }
         boolean stream = Boolean.TRUE.equals(bool(o, "stream"));
         boolean includeUsage = false;
         if (present(o, "stream_options")) {
@@ -126,9 +119,14 @@ public record OpenAiRequest(Kind kind, String model, boolean stream, boolean inc
         RequestSpec spec = new RequestSpec(null, text, ids, addBos, maxTokens, minTokens == null ? 0 : minTokens,
                 temperature == null ? 1.0 : temperature, topK == null ? 0 : topK, number(o, "top_p"),
                 minP == null ? 0 : minP, number(o, "repetition_penalty"),
-                seed != null ? seed : ThreadLocalRandom.current().nextLong(), stops(o), List.of(),
+                seed != null ? seed : ThreadLocalRandom.current().nextLong(), orZero(number(o, "presence_penalty")),
+                orZero(number(o, "frequency_penalty")), stops(o), List.of(),
                 Boolean.TRUE.equals(bool(o, "ignore_eos")), logprobs < 0 ? null : logprobs, names);
         return new OpenAiRequest(kind, model, stream, includeUsage, spec, logprobs);
+    }
+
+    private static double orZero(Double d) {
+        return d == null ? 0 : d;
     }
 
     private static RequestSpec.Names names(Kind kind) {

@@ -146,7 +146,14 @@ public final class RequestRules {
             throw new InvalidRequestException("repetition_penalty",
                     "repetition_penalty must be > 0 (1 disables it), got " + penalty);
         }
-        return new SamplingParams(temperature, r.topK(), topP, minP, penalty, r.seed());
+        for (String name : new String[] {"presence_penalty", "frequency_penalty"}) {
+            double v = name.startsWith("presence") ? r.presencePenalty() : r.frequencyPenalty();
+            if (!(Math.abs(v) <= SamplingParams.MAX_ADDITIVE_PENALTY)) {
+                throw new InvalidRequestException(name, name + " must be in [-2, 2] (0 disables it), got " + v);
+            }
+        }
+        return new SamplingParams(temperature, r.topK(), topP, minP, penalty, r.seed(), r.presencePenalty(),
+                r.frequencyPenalty());
     }
 
     private int checkToken(String field, String element, int id) throws InvalidRequestException {

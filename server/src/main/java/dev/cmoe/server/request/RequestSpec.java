@@ -14,6 +14,7 @@ import java.util.List;
  * @param maxNewTokens null: up to the end of the context
  * @param topP null: 1
  * @param repetitionPenalty null: 1
+ * @param presencePenalty OpenAI's additive penalties (0 = off), which gRPC does not carry
  * @param stopStrings non-empty strings that end generation (not reported)
  * @param stopTokenIds tokens that end generation besides EOS
  * @param ignoreEos EOS does not end generation
@@ -21,7 +22,8 @@ import java.util.List;
  */
 public record RequestSpec(String requestId, String text, int[] tokenIds, boolean addBos, Integer maxNewTokens,
                           int minNewTokens, double temperature, int topK, Double topP, double minP,
-                          Double repetitionPenalty, long seed, List<String> stopStrings, List<Integer> stopTokenIds,
+                          Double repetitionPenalty, long seed, double presencePenalty, double frequencyPenalty,
+                          List<String> stopStrings, List<Integer> stopTokenIds,
                           boolean ignoreEos, Integer logprobs, Names names) {
 
     public RequestSpec {
@@ -32,7 +34,8 @@ public record RequestSpec(String requestId, String text, int[] tokenIds, boolean
     /** The same request under {@code id}. */
     public RequestSpec withRequestId(String id) {
         return new RequestSpec(id, text, tokenIds, addBos, maxNewTokens, minNewTokens, temperature, topK, topP, minP,
-                repetitionPenalty, seed, stopStrings, stopTokenIds, ignoreEos, logprobs, names);
+                repetitionPenalty, seed, presencePenalty, frequencyPenalty, stopStrings, stopTokenIds, ignoreEos,
+                logprobs, names);
     }
 
     /**

@@ -252,10 +252,10 @@ class OpenAiHttpTest {
                         () -> client.chat().completions().create(chat(PROMPT, 5000).build())),
                 new Case("n", "n = 2 is not supported",
                         () -> client.chat().completions().create(chat(PROMPT, 4).n(2).build())),
-                new Case("presence_penalty", "presence_penalty = 0.5 is not supported",
-                        () -> client.chat().completions().create(chat(PROMPT, 4).presencePenalty(0.5).build())),
-                new Case("frequency_penalty", "frequency_penalty = 1.0 is not supported",
-                        () -> client.completions().create(completion(PROMPT, 4).frequencyPenalty(1.0).build())),
+                new Case("presence_penalty", "presence_penalty must be in [-2, 2] (0 disables it), got 2.5",
+                        () -> client.chat().completions().create(chat(PROMPT, 4).presencePenalty(2.5).build())),
+                new Case("frequency_penalty", "frequency_penalty must be in [-2, 2] (0 disables it), got -3.0",
+                        () -> client.completions().create(completion(PROMPT, 4).frequencyPenalty(-3.0).build())),
                 new Case("temperature", "temperature must be >= 0",
                         () -> client.completions().create(completion(PROMPT, 4).temperature(-1.0).build())),
                 new Case("top_p", "top_p must be in (0, 1], got 0.0",
@@ -375,5 +375,19 @@ class OpenAiHttpTest {
         Completion a = client.completions().create(completion(PROMPT, 2).build());
         Completion b = client.completions().create(completion(PROMPT, 2).build());
         assertNotEquals(a.id(), b.id());
+    }
+
+    @Test
+    void presenceAndFrequencyPenaltiesChangeTheGreedyText() {
+        String plain = client.completions().create(completion(PROMPT, 24)
+                .putAdditionalBodyProperty("ignore_eos", JsonValue.from(true)).build()).choices().getFirst().text();
+        String penalised = client.completions().create(completion(PROMPT, 24).presencePenalty(2.0)
+                .frequencyPenalty(2.0).putAdditionalBodyProperty("ignore_eos", JsonValue.from(true)).build())
+                .choices().getFirst().text();
+        // the random tiny model repeats itself under greedy decoding; the penalties must break that
+        assertNotEquals(plain, penalised);
+        long distinctPlain = plain.chars().distinct().count();
+        long distinctPenalised = penalised.chars().distinct().count();
+        assertTrue(distinctPenalised >= distinctPlain, plain + " | " + penalised);
     }
 }
