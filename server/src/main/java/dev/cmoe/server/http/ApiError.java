@@ -59,6 +59,12 @@ public final class ApiError extends Exception {
                 "method_not_allowed", message, "UNIMPLEMENTED");
     }
 
+    /** 413: the body is larger than the server reads. */
+    public static ApiError tooLarge(String message) {
+        return new ApiError(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, "invalid_request_error", null,
+                "request_too_large", message, "INVALID_ARGUMENT");
+    }
+
     /** 429: the admission queue is full. */
     public static ApiError queueFull(String message) {
         return new ApiError(HttpResponseStatus.TOO_MANY_REQUESTS, "rate_limit_error", null, "queue_full", message,

@@ -13,7 +13,14 @@ import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.http.HttpMessage;
 import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.util.concurrent.DefaultEventExecutorGroup;
+import io.netty.util.concurrent.GlobalEventExecutor;
+import io.netty.util.concurrent.EventExecutorGroup;
 import io.netty.handler.codec.http.HttpServerCodec;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -34,6 +41,8 @@ public final class HttpApiServer implements AutoCloseable {
 
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
+    private final EventExecutorGroup handlers;
+    private final ChannelGroup connections;
     private final Channel server;
     private final HttpApiHandler.Api api;
 
@@ -48,9 +57,12 @@ public final class HttpApiServer implements AutoCloseable {
                          ServerMetrics metrics, String authToken) {
     }
 
-    private HttpApiServer(EventLoopGroup boss, EventLoopGroup workers, Channel server, HttpApiHandler.Api api) {
+    private HttpApiServer(EventLoopGroup boss, EventLoopGroup workers, EventExecutorGroup handlers,
+                          ChannelGroup connections, Channel server, HttpApiHandler.Api api) {
+        this.connections = connections;
         this.boss = boss;
         this.workers = workers;
+        this.handlers = handlers;
         this.server = server;
         this.api = api;
     }
@@ -60,22 +72,27 @@ public final class HttpApiServer implements AutoCloseable {
         HttpApiHandler.Api api = new HttpApiHandler.Api(wiring);
         EventLoopGroup boss = new MultiThreadIoEventLoopGroup(1, NioIoHandler.newFactory());
         EventLoopGroup workers = new MultiThreadIoEventLoopGroup(2, NioIoHandler.newFactory());
+        // Parsing, chat-template rendering and tokenising run here, off the I/O threads, so a long
+        // prompt delays only its own request, not every connection of its event loop.
+        EventExecutorGroup handlers = new DefaultEventExecutorGroup(4);
+        ChannelGroup connections = new DefaultChannelGroup(GlobalEventExecutor.INSTANCE);
         try {
             Channel ch = new ServerBootstrap().group(boss, workers).channel(NioServerSocketChannel.class)
                     .childHandler(new ChannelInitializer<SocketChannel>() {
                         @Override
                         protected void initChannel(SocketChannel c) {
-                            c.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(MAX_BODY_BYTES),
-                                    new HttpApiHandler(api));
+                            connections.add(c);
+                            c.pipeline().addLast(new HttpServerCodec(), new BoundedBody())
+                                    .addLast(handlers, new HttpApiHandler(api));
                         }
                     }).bind(new InetSocketAddress(host, port)).sync().channel();
-            return new HttpApiServer(boss, workers, ch, api);
+            return new HttpApiServer(boss, workers, handlers, connections, ch, api);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            shutdown(boss, workers);
+            shutdown(boss, workers, handlers);
             throw new IOException("interrupted while binding the HTTP API to " + host + ":" + port, e);
         } catch (RuntimeException e) {
-            shutdown(boss, workers);
+            shutdown(boss, workers, handlers);
             throw new IOException("could not bind the HTTP API to " + host + ":" + port + ": " + e.getMessage(), e);
         }
     }
@@ -102,7 +119,9 @@ public final class HttpApiServer implements AutoCloseable {
         api.startDraining();
         api.awaitIdle(grace);
         server.close().sync();
-        shutdown(boss, workers);
+        // connections first, while every executor is up: closing one runs its handlers' teardown
+        connections.close().awaitUninterruptibly(5, TimeUnit.SECONDS);
+        shutdown(boss, workers, handlers);
     }
 
     @Override
@@ -110,8 +129,21 @@ public final class HttpApiServer implements AutoCloseable {
         close(Duration.ofSeconds(5));
     }
 
-    private static void shutdown(EventLoopGroup... groups) {
-        for (EventLoopGroup g : groups) {
+    /** The body aggregator, answering an oversized body with a 413 OpenAI error object instead of a bare status. */
+    private static final class BoundedBody extends HttpObjectAggregator {
+        BoundedBody() {
+            super(MAX_BODY_BYTES);
+        }
+
+        @Override
+        protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
+            ApiError e = ApiError.tooLarge("the request body is over the limit of " + MAX_BODY_BYTES + " bytes");
+            HttpApiHandler.writeJson(ctx.channel(), e.status(), e.toJson(), false); // then closes: the rest is unread
+        }
+    }
+
+    private static void shutdown(EventExecutorGroup... groups) {
+        for (EventExecutorGroup g : groups) {
             g.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
         }
     }

@@ -390,4 +390,16 @@ class OpenAiHttpTest {
         long distinctPenalised = penalised.chars().distinct().count();
         assertTrue(distinctPenalised >= distinctPlain, plain + " | " + penalised);
     }
+
+    @Test
+    void anOversizedBodyIs413WithAnErrorObject() throws Exception {
+        String big = "{\"model\": \"tiny-llama\", \"prompt\": \"" + "a".repeat(HttpApiServer.MAX_BODY_BYTES) + "\"}";
+        HttpResponse<String> r = HttpClient.newHttpClient().send(HttpRequest.newBuilder(
+                URI.create("http://127.0.0.1:" + tiny.http.port() + "/v1/completions"))
+                .POST(HttpRequest.BodyPublishers.ofString(big)).build(), HttpResponse.BodyHandlers.ofString());
+        assertEquals(413, r.statusCode());
+        assertTrue(r.body().contains("\"code\":\"request_too_large\""), r.body());
+        // ... and the server keeps serving
+        assertFalse(client.completions().create(completion(PROMPT, 2).build()).choices().isEmpty());
+    }
 }
