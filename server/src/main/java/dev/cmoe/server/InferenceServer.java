@@ -21,6 +21,8 @@ import dev.cmoe.server.grpc.ServingGate;
 import io.grpc.BindableService;
 import dev.cmoe.server.grpc.GrpcServer;
 import dev.cmoe.server.grpc.RequestValidator;
+import dev.cmoe.server.http.ChatTemplate;
+import dev.cmoe.server.http.HttpApiServer;
 import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.ActorMoeFeedForward;
 import dev.cmoe.server.moe.CarvedTopology;
@@ -57,13 +59,47 @@ public final class InferenceServer implements AutoCloseable {
     private final List<AutoCloseable> resources; // closed once the actors have stopped
 
     private final ClusterHead head; // null unless this is a cluster head
+    private final RequestValidator validator;
+    private final Supplier<ModelInfo> info;
+    private final ServingGate gate;
+    private final ServerMetrics metrics;
+    private final String authToken;
+    private volatile HttpApiServer http; // null unless startHttp was called
 
     private InferenceServer(ActorSystem<SchedulerActor.Command> system, GrpcServer grpc,
-                            List<AutoCloseable> resources, ClusterHead head) {
+                            List<AutoCloseable> resources, ClusterHead head, RequestValidator validator,
+                            Supplier<ModelInfo> info, ServingGate gate, ServerMetrics metrics, String authToken) {
         this.system = system;
         this.grpc = grpc;
         this.resources = resources;
         this.head = head;
+        this.validator = validator;
+        this.info = info;
+        this.gate = gate;
+        this.metrics = metrics;
+        this.authToken = authToken;
+    }
+
+    /**
+     * Serves the OpenAI-compatible HTTP API on {@code host:port} too (0 picks a free port), through
+     * this server's scheduler, request rules, gate, bearer token and metrics; closed with it, first.
+     *
+     * @param modelName the model id clients name (and /v1/models lists)
+     * @param template renders chat messages (the model's tokenizer_config.json, or the plain one)
+     */
+    public synchronized HttpApiServer startHttp(String host, int port, String modelName, ChatTemplate template)
+            throws IOException {
+        if (http != null) {
+            throw new IllegalStateException("the HTTP API already listens on port " + http.port());
+        }
+        http = HttpApiServer.start(host, port, new HttpApiServer.Wiring(system, system, validator.rules(), template,
+                modelName, info, gate, metrics, authToken));
+        return http;
+    }
+
+    /** The HTTP API, or null when it was not started. */
+    public HttpApiServer http() {
+        return http;
     }
 
     /**
@@ -212,7 +248,7 @@ public final class InferenceServer implements AutoCloseable {
             List<BindableService> services = head == null ? List.of(service)
                     : List.of(service, head.admin(system, authToken != null));
             return new InferenceServer(system, new GrpcServer(builder, services, authToken, gate).start(), resources,
-                    head);
+                    head, validator, info, gate, metrics, authToken);
         } catch (IOException | RuntimeException e) {
             system.terminate();
             throw e;
@@ -237,10 +273,17 @@ public final class InferenceServer implements AutoCloseable {
         return grpc.port();
     }
 
-    /** Stops the gRPC server (running calls get a few seconds), then the actors. */
+    /**
+     * Drains the HTTP API (new completions get 503, running ones get a few seconds), stops the gRPC
+     * server (likewise), then the actors.
+     */
     @Override
     public void close() throws InterruptedException {
         try {
+            HttpApiServer h = http;
+            if (h != null) {
+                h.close(java.time.Duration.ofSeconds(5));
+            }
             grpc.stop(5);
         } finally {
             system.terminate();

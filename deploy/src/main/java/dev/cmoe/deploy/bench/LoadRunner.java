@@ -1,15 +1,9 @@
 package dev.cmoe.deploy.bench;
 
 import dev.cmoe.proto.v1.GenerateRequest;
-import dev.cmoe.proto.v1.GenerateResponse;
-import dev.cmoe.proto.v1.GenerationGrpc;
 import io.grpc.Channel;
-import io.grpc.Status;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
@@ -20,7 +14,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * Drives one load against a gRPC server and records every request: closed loop (a fixed number
+ * Drives one load against a server (through a {@link Transport}: gRPC or HTTP) and records every request: closed loop (a fixed number
  * of clients, each sending its next request when the last one ends) or open loop (requests
  * arrive on a random schedule whatever the server does, which is how overload is produced).
  * Bounded twice: it stops issuing after {@code requests} or after {@code duration}, whichever
@@ -94,14 +88,19 @@ public final class LoadRunner {
         }
     }
 
-    private final GenerationGrpc.GenerationStub stub;
+    private final Transport transport;
     private final long origin; // System.nanoTime() at the start of the whole run: time zero of every result
 
     /**
      * @param origin {@code System.nanoTime()} that results are measured from; phases of one scenario share it
      */
     public LoadRunner(Channel channel, long origin) {
-        this.stub = GenerationGrpc.newStub(channel);
+        this(new GrpcTransport(channel), origin);
+    }
+
+    /** A runner that sends its requests through {@code transport}. */
+    public LoadRunner(Transport transport, long origin) {
+        this.transport = transport;
         this.origin = origin;
     }
 
@@ -112,7 +111,7 @@ public final class LoadRunner {
 
     /** Runs {@code plan} and returns every request's result in issue order. */
     public List<RequestResult> run(Plan plan, Requests requests, Listener listener) throws InterruptedException {
-        Map<Long, Call> open = new ConcurrentHashMap<>();
+        Map<Long, Transport.Call> open = new ConcurrentHashMap<>();
         List<RequestResult> results = java.util.Collections.synchronizedList(new ArrayList<>());
         Semaphore clients = plan.concurrency() != null ? new Semaphore(plan.concurrency()) : null;
         long stopAt = now() + plan.duration().toNanos();
@@ -146,121 +145,35 @@ public final class LoadRunner {
                 listener.finished(dropped);
                 continue;
             }
-            Call call = new Call(index, issue, r -> {
-                open.remove(r.index());
+            long callIndex = index;
+            // registered before it starts, so a call that ends at once is removed, never left behind
+            java.util.concurrent.atomic.AtomicReference<Transport.Call> started = new java.util.concurrent.atomic.AtomicReference<>();
+            open.put(index, () -> {
+                Transport.Call c = started.get();
+                if (c != null) {
+                    c.abandon();
+                }
+            });
+            started.set(transport.start(index, issue, this::now, plan.requestTimeout(), r -> {
+                open.remove(callIndex);
                 results.add(r);
                 if (clients != null) {
                     clients.release();
                 }
                 listener.finished(r);
-            });
-            open.put(index, call);
-            call.start(stub.withDeadlineAfter(plan.requestTimeout().toNanos(), TimeUnit.NANOSECONDS));
+            }));
         }
         // Every call has a deadline, so this wait is bounded; the slack covers the deadline's delivery.
         long drainUntil = System.nanoTime() + plan.requestTimeout().toNanos() + TimeUnit.SECONDS.toNanos(10);
         while (!open.isEmpty() && System.nanoTime() < drainUntil) {
             Thread.sleep(5);
         }
-        for (Call c : List.copyOf(open.values())) {
+        for (Transport.Call c : List.copyOf(open.values())) {
             c.abandon(); // past its deadline and still not ended: report it as hung, do not wait forever
         }
         List<RequestResult> sorted = new ArrayList<>(results);
         sorted.sort(Comparator.comparingLong(RequestResult::index));
         return sorted;
-    }
-
-    /** One streaming call's observer: records token arrival times, cancels on purpose when told to. */
-    private final class Call implements ClientResponseObserver<GenerateRequest, GenerateResponse> {
-        private final long index;
-        private final Issue issue;
-        private final java.util.function.Consumer<RequestResult> done;
-        private final long start = now();
-        private long[] times = new long[16];
-        private int[] ids = new int[16];
-        private int count;
-        private int promptTokens;
-        private String finishReason = "";
-        private String inStreamError; // code name of an in-stream error
-        private String message = "";
-        private boolean cancelled;
-        private boolean ended;
-        private ClientCallStreamObserver<GenerateRequest> requestStream;
-
-        Call(long index, Issue issue, java.util.function.Consumer<RequestResult> done) {
-            this.index = index;
-            this.issue = issue;
-            this.done = done;
-        }
-
-        void start(GenerationGrpc.GenerationStub stub) {
-            stub.generate(issue.request(), this);
-        }
-
-        @Override
-        public void beforeStart(ClientCallStreamObserver<GenerateRequest> requestStream) {
-            this.requestStream = requestStream;
-        }
-
-        @Override
-        public synchronized void onNext(GenerateResponse r) {
-            switch (r.getKindCase()) {
-                case CHUNK -> {
-                    long t = now();
-                    for (int i = 0; i < r.getChunk().getTokenIdsCount(); i++) {
-                        if (count == times.length) {
-                            times = Arrays.copyOf(times, count * 2);
-                            ids = Arrays.copyOf(ids, count * 2);
-                        }
-                        ids[count] = r.getChunk().getTokenIds(i);
-                        times[count++] = t;
-                    }
-                    promptTokens = r.getChunk().getPromptTokens();
-                    if (issue.cancelAfterTokens() > 0 && count >= issue.cancelAfterTokens() && !cancelled) {
-                        cancelled = true;
-                        requestStream.cancel("benchmark cancels after " + count + " tokens", null);
-                    }
-                }
-                case ERROR -> {
-                    inStreamError = Status.fromCodeValue(r.getError().getCode()).getCode().name();
-                    message = r.getError().getMessage();
-                }
-                case FINAL -> {
-                    finishReason = r.getFinal().getFinishReason().name();
-                    promptTokens = r.getFinal().getUsage().getPromptTokens();
-                }
-                default -> {
-                }
-            }
-        }
-
-        @Override
-        public void onError(Throwable t) {
-            Status s = Status.fromThrowable(t);
-            end(s.getCode().name(), s.getDescription() == null ? "" : s.getDescription());
-        }
-
-        @Override
-        public void onCompleted() {
-            end(inStreamError != null ? inStreamError : "OK", message);
-        }
-
-        /** The call outlived its deadline and the drain: cancel it and report it as hung. */
-        void abandon() {
-            if (requestStream != null) {
-                requestStream.cancel("abandoned by the benchmark after its deadline", null);
-            }
-            end("HUNG", "no end after the deadline");
-        }
-
-        private synchronized void end(String status, String why) {
-            if (ended) {
-                return;
-            }
-            ended = true;
-            done.accept(new RequestResult(index, issue.phase(), start, now(), Arrays.copyOf(times, count),
-                    Arrays.copyOf(ids, count), promptTokens, status, finishReason, cancelled, why));
-        }
     }
 
     static String human(Duration d) {

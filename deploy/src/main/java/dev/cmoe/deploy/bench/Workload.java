@@ -17,11 +17,13 @@ import java.util.SplittableRandom;
  * @param scraper the server's metrics, or null when there is no endpoint
  * @param limits the server's admission limits, as far as they are known
  * @param inProcess whether the server runs in this JVM: its process memory then includes the bench's own
+ * @param transport how requests are sent (gRPC or the HTTP API); {@code channel} stays for the
+ *        gRPC-only calls (model info, Admin)
  */
 public record Workload(Channel channel, long origin, PromptSource prompts, LengthDistribution input,
                       LengthDistribution output, int context, double temperature, boolean ignoreEos, long seed,
                       Duration timeout, Duration drainTimeout, MetricsScraper scraper, Limits limits,
-                      boolean inProcess, LoadRunner.Listener progress) {
+                      boolean inProcess, LoadRunner.Listener progress, Transport transport) {
 
     /**
      * The server's limits that verdicts compare against; -1 where unknown (a remote server whose
@@ -63,7 +65,7 @@ public record Workload(Channel channel, long origin, PromptSource prompts, Lengt
 
     /** Runs one load and returns its results. */
     public List<RequestResult> run(LoadRunner.Plan plan, LoadRunner.Requests requests) throws InterruptedException {
-        return new LoadRunner(channel, origin).run(plan, requests, progress);
+        return new LoadRunner(transport, origin).run(plan, requests, progress);
     }
 
     /** A scrape now, or null without an endpoint (or when it fails: the figure is then missing, not wrong). */

@@ -39,6 +39,7 @@ import java.util.concurrent.TimeUnit;
 import me.tongfei.progressbar.ProgressBar;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -63,8 +64,17 @@ public final class BenchCommand implements Callable<Integer> {
             + " --metrics-port`). In-process: always on.")
     String metrics;
 
-    @Option(names = "--auth-token-file", description = "File holding the target's bearer token.")
-    Path authTokenFile;
+    @Mixin
+    AuthTokenOption auth;
+
+    @Option(names = "--api", defaultValue = "grpc", description = "grpc | http: send the load over gRPC or the"
+            + " OpenAI-compatible HTTP API (streamed /v1/completions); TTFT and TPOT are measured alike"
+            + " (default: ${DEFAULT-VALUE}).")
+    String api;
+
+    @Option(names = "--http-target", description = "With --target and --api http: the target's API root,"
+            + " http://HOST:PORT/v1 (its gRPC --target still answers model info).")
+    String httpTarget;
 
     @Option(names = "--scenario", description = "saturate | skew | cancel-storm | soak | worker-loss (default: a"
             + " plain load).")
@@ -144,17 +154,9 @@ public final class BenchCommand implements Callable<Integer> {
             + " (default: layers × (devices - 1), room for each layer's hottest expert on every device).")
     Integer spareSlots;
 
-    @Option(names = "--max-batch-tokens", defaultValue = "512", description = "In-process server: tokens per step"
-            + " (default: ${DEFAULT-VALUE}).")
-    int maxBatchTokens;
-
-    @Option(names = "--max-queue", description = "In-process server: waiting requests before RESOURCE_EXHAUSTED"
-            + " (default: 256; saturate 8). With --target: the target's value, for the verdict.")
-    Integer maxQueue;
-
-    @Option(names = "--max-running", description = "In-process server: sequences per batch (default: 64; saturate"
-            + " 8). With --target: the target's value, for the verdict.")
-    Integer maxRunning;
+    /** The in-process server's limits; with --target, the target's --max-queue/--max-running for the verdicts. */
+    @Mixin
+    SchedulerOptions scheduler;
 
     @Option(names = "--scrape-interval", converter = DurationConverter.class, defaultValue = "1s",
             description = "How often to read the metrics endpoint (default: ${DEFAULT-VALUE}).")
@@ -187,11 +189,23 @@ public final class BenchCommand implements Callable<Integer> {
         applyDefaults(sc);
         LengthDistribution input = LengthDistribution.parse(inputLen);
         LengthDistribution output = LengthDistribution.parse(outputLen);
+        checkFlags(sc, output);
+        Path text = prompts != null ? prompts : promptText();
+        try (BenchTarget t = BenchTarget.open(inProcessServer(), target, metrics, httpTarget, model,
+                BenchTarget.Api.of(api), auth.read())) {
+            report = measure(sc, t, input, output, text);
+        }
+        write(stdout, sc);
+        return report;
+    }
+
+    private void checkFlags(Scenario sc, LengthDistribution output) {
+        BenchTarget.Api transport = BenchTarget.Api.of(api);
         if (sc == Scenario.WORKER_LOSS && (killPid == null || target == null)) {
             throw new IllegalArgumentException("worker-loss kills a worker of a running cluster: give --target"
                     + " HOST:PORT of its head and --kill-pid PID of one worker");
         }
-        if (rebalanceMode() != null && (sc != Scenario.SKEW || target == null || authTokenFile == null)) {
+        if (rebalanceMode() != null && (sc != Scenario.SKEW || target == null || auth.file == null)) {
             throw new IllegalArgumentException("--rebalance " + rebalance + " re-places a cluster head's experts"
                     + " during --scenario skew: give --scenario skew, --target HEAD:PORT and --auth-token-file");
         }
@@ -202,59 +216,42 @@ public final class BenchCommand implements Callable<Integer> {
             throw new IllegalArgumentException("cancel-storm cancels mid-stream: --output-len must allow >= 2 tokens,"
                     + " got " + output);
         }
-        Path text = prompts != null ? prompts : promptText();
-        ServeCommand.Running local = null;
-        ManagedChannel channel = null;
-        MetricsScraper scraper = null;
-        try {
-            String address;
-            String metricsSpec;
-            TextTokenizer tokenizer = null;
-            ModelConfig config = null;
-            Path modelDir = model != null ? model : Paths.shippedModel();
-            if (target == null) {
-                local = startServer(modelDir, sc);
-                address = "127.0.0.1:" + local.port();
-                metricsSpec = "127.0.0.1:" + local.metrics().port();
-                tokenizer = local.dir().tokenizer();
-                config = local.dir().config();
-            } else {
-                address = target;
-                metricsSpec = metrics;
-                if (model != null) {
-                    tokenizer = TextTokenizer.load(model);
-                }
-            }
-            channel = channel(address);
-            ModelInfo info = GenerationGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
-                    .getModelInfo(GetModelInfoRequest.getDefaultInstance());
-            String promptText = Files.readString(text, StandardCharsets.UTF_8);
-            PromptSource source = tokenizer != null ? PromptSource.tokens(promptText, tokenizer)
-                    : PromptSource.words(promptText);
-            long origin = System.nanoTime();
-            if (metricsSpec != null) {
-                scraper = new MetricsScraper(MetricsScraper.endpoint(metricsSpec), () -> System.nanoTime() - origin)
-                        .start(scrapeInterval);
-            }
-            Workload.Limits limits = limits(config, info, local != null);
-            Map<String, Object> setup = setup(sc, address, info, input, output, text, source, limits, metricsSpec);
+        if (transport == BenchTarget.Api.HTTP && sc == Scenario.WORKER_LOSS) {
+            throw new IllegalArgumentException("worker-loss compares the token ids of two runs, which the HTTP API"
+                    + " does not report: run it with --api grpc");
+        }
+        if (transport == BenchTarget.Api.HTTP && target != null && httpTarget == null) {
+            throw new IllegalArgumentException("--api http with --target needs --http-target http://HOST:PORT/v1"
+                    + " (the target's serve --http-port)");
+        }
+        if (httpTarget != null && (transport != BenchTarget.Api.HTTP || target == null)) {
+            throw new IllegalArgumentException("--http-target goes with --api http and --target");
+        }
+    }
+
+    /** Runs the scenario's loads against {@code t} and builds the report. */
+    private BenchReport measure(Scenario sc, BenchTarget t, LengthDistribution input, LengthDistribution output,
+                                Path text) throws Exception {
+        String promptText = Files.readString(text, StandardCharsets.UTF_8);
+        PromptSource source = t.tokenizer != null ? PromptSource.tokens(promptText, t.tokenizer)
+                : PromptSource.words(promptText);
+        long origin = System.nanoTime();
+        try (MetricsScraper scraper = t.metricsSpec == null ? null : new MetricsScraper(
+                MetricsScraper.endpoint(t.metricsSpec), () -> System.nanoTime() - origin).start(scrapeInterval)) {
+            Workload.Limits limits = limits(t.config, t.info, t.local != null);
+            Map<String, Object> setup = setup(sc, t, input, output, text, source, limits);
             try (ProgressBar bar = quiet ? null : Progress.bar("bench", plannedRequests(sc), "req")) {
                 LoadRunner.Listener progress = bar == null ? r -> { } : r -> bar.step();
-                Workload w = new Workload(channel, origin, source, input, output, info.getContextLength(), temperature,
-                        ignoreEos, seed, timeout, drainTimeout, scraper, limits, local != null, progress);
-                report = execute(sc, w, setup, scraper, info);
-            }
-        } finally {
-            if (scraper != null) {
-                scraper.close();
-            }
-            if (channel != null) {
-                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-            }
-            if (local != null) {
-                local.close();
+                Workload w = new Workload(t.channel, origin, source, input, output, t.info.getContextLength(),
+                        temperature, ignoreEos, seed, timeout, drainTimeout, scraper, limits, t.local != null, progress,
+                        t.transport);
+                return execute(sc, w, setup, scraper, t.info);
             }
         }
+    }
+
+    /** Prints the report and writes bench.json and the charts. */
+    private void write(PrintStream stdout, Scenario sc) throws java.io.IOException {
         report.print(stdout);
         Path dir = out != null ? out : BrownCorpus.defaultDataDir().resolveSibling("bench")
                 .resolve(sc.label + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
@@ -263,7 +260,6 @@ public final class BenchCommand implements Callable<Integer> {
         List<Path> charts = report.drawCharts(dir);
         stdout.println("wrote " + dir.resolve("bench.json") + " and " + charts.size() + " charts ("
                 + String.join(", ", charts.stream().map(p -> p.getFileName().toString()).toList()) + ")");
-        return report;
     }
 
     private BenchReport execute(Scenario sc, Workload w, Map<String, Object> setup, MetricsScraper scraper,
@@ -389,8 +385,8 @@ public final class BenchCommand implements Callable<Integer> {
         }
         if (sc == Scenario.SATURATE && target == null) {
             // a small queue and batch, so the in-process server saturates within seconds
-            maxQueue = maxQueue != null ? maxQueue : 8;
-            maxRunning = maxRunning != null ? maxRunning : 8;
+            scheduler.maxQueue = scheduler.maxQueue != null ? scheduler.maxQueue : 8;
+            scheduler.maxRunning = scheduler.maxRunning != null ? scheduler.maxRunning : 8;
         }
     }
 
@@ -407,34 +403,33 @@ public final class BenchCommand implements Callable<Integer> {
         };
     }
 
-    private ServeCommand.Running startServer(Path dir, Scenario sc) throws Exception {
+    /** The in-process server's command: this bench's limits, loopback, free ports, metrics and HTTP as needed. */
+    private ServeCommand inProcessServer() {
+        Path dir = model != null ? model : Paths.shippedModel();
         List<String> args = new ArrayList<>(List.of("--model", dir.toString(), "--host", "127.0.0.1", "--port", "0",
-                "--metrics-port", "0", "--max-batch-tokens", Integer.toString(maxBatchTokens)));
-        if (maxQueue != null) {
-            args.addAll(List.of("--max-queue", maxQueue.toString()));
+                "--metrics-port", "0", "--max-batch-tokens", Integer.toString(scheduler.maxBatchTokens),
+                "--max-kv-bytes", Long.toString(scheduler.maxKvBytes)));
+        if (scheduler.maxQueue != null) {
+            args.addAll(List.of("--max-queue", scheduler.maxQueue.toString()));
         }
-        if (maxRunning != null) {
-            args.addAll(List.of("--max-running", maxRunning.toString()));
+        if (scheduler.maxRunning != null) {
+            args.addAll(List.of("--max-running", scheduler.maxRunning.toString()));
+        }
+        if (BenchTarget.Api.of(api) == BenchTarget.Api.HTTP) {
+            args.addAll(List.of("--http-port", "0"));
+        }
+        if (target == null) {
+            System.err.println("cmoe bench: serving " + dir + " on 127.0.0.1 (in-process)");
         }
         ServeCommand serve = new ServeCommand();
         new CommandLine(serve).parseArgs(args.toArray(String[]::new));
-        System.err.println("cmoe bench: serving " + dir + " on 127.0.0.1 (in-process)");
-        return serve.start();
-    }
-
-    private ManagedChannel channel(String address) throws java.io.IOException {
-        ManagedChannel ch = Grpc.newChannelBuilder(address, InsecureChannelCredentials.create()).build();
-        if (authTokenFile == null) {
-            return ch;
-        }
-        return new BearerChannel(ch, ClientChannels.bearerHeaders(authTokenFile));
+        return serve;
     }
 
     /** The server's limits as the verdicts should see them. */
     private Workload.Limits limits(ModelConfig config, ModelInfo info, boolean inProcess) {
-        int queue = maxQueue != null ? maxQueue : inProcess ? 256 : -1;
-        int running = !inProcess ? (maxRunning != null ? maxRunning : -1)
-                : Math.min(maxRunning != null ? maxRunning : 64, maxBatchTokens);
+        int queue = scheduler.maxQueue != null ? scheduler.maxQueue : inProcess ? scheduler.queue() : -1;
+        int running = !inProcess ? (scheduler.maxRunning != null ? scheduler.maxRunning : -1) : scheduler.running();
         long kv = -1;
         if (config != null && running > 0) {
             long perToken = 2L * config.numLayers() * config.kvDim() * Float.BYTES; // K and V, float32
@@ -443,12 +438,14 @@ public final class BenchCommand implements Callable<Integer> {
         return new Workload.Limits(queue, running, kv);
     }
 
-    private Map<String, Object> setup(Scenario sc, String address, ModelInfo info, LengthDistribution input,
-                                      LengthDistribution output, Path text, PromptSource source, Workload.Limits limits,
-                                      String metricsSpec) {
+    private Map<String, Object> setup(Scenario sc, BenchTarget t, LengthDistribution input, LengthDistribution output,
+                                      Path text, PromptSource source, Workload.Limits limits) {
+        ModelInfo info = t.info;
+        String metricsSpec = t.metricsSpec;
         Map<String, Object> s = new LinkedHashMap<>();
-        s.put("target", address + (target == null ? " (in-process, " + (model != null ? model : Paths.shippedModel())
+        s.put("target", t.address + (target == null ? " (in-process, " + (model != null ? model : Paths.shippedModel())
                 + ")" : ""));
+        s.put("api", t.transport.describe());
         s.put("load", sc == Scenario.LOAD || sc == Scenario.SOAK || sc == Scenario.WORKER_LOSS ? plan().describe()
                 + (concurrency.size() > 1 ? " (each of " + concurrency + ")" : "") : "set by the scenario");
         s.put("prompt tokens", input + (source.exact() ? "" : " (words: no tokenizer, give --model)"));

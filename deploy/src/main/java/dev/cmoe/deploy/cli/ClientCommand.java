@@ -23,8 +23,8 @@ import picocli.CommandLine.Parameters;
 @Command(name = "client", mixinStandardHelpOptions = true,
         description = "Generate through a running `cmoe serve`, streaming text to stdout and usage to stderr.")
 public final class ClientCommand implements Callable<Integer> {
-    @Option(names = "--server", defaultValue = "127.0.0.1:50051", description = "HOST:PORT (default: ${DEFAULT-VALUE}).")
-    String server;
+    @Mixin
+    ServerAddress address;
 
     @Option(names = "--max-new-tokens", description = "Most tokens to generate (default: up to the context).")
     Integer maxNewTokens;
@@ -65,21 +65,16 @@ public final class ClientCommand implements Callable<Integer> {
     @Option(names = "--timeout", defaultValue = "300", description = "Deadline in seconds (default: ${DEFAULT-VALUE}).")
     long timeoutSeconds;
 
-    @Mixin
-    TlsOptions tlsOptions;
-
-    @Option(names = "--auth-token-file", description = "File holding the server's bearer token.")
-    Path authTokenFile;
 
     @Parameters(index = "0", description = "The prompt.")
     String prompt;
 
     @Override
     public Integer call() throws Exception {
-        ManagedChannel channel = tlsOptions.open(server);
+        ManagedChannel channel = address.open();
         try {
-            GenerationGrpc.GenerationBlockingStub stub = ClientChannels.withBearer(GenerationGrpc.newBlockingStub(channel)
-                    .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS), authTokenFile);
+            GenerationGrpc.GenerationBlockingStub stub = address.withBearer(GenerationGrpc.newBlockingStub(channel)
+                    .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS));
             return stream(stub.generate(request()));
         } finally {
             channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);

@@ -20,8 +20,8 @@ import picocli.CommandLine.Option;
 @Command(name = "health", mixinStandardHelpOptions = true,
         description = "Check a server's grpc.health.v1 status: exit 0 when SERVING, 1 otherwise.")
 public final class HealthCommand implements Callable<Integer> {
-    @Option(names = "--server", defaultValue = "127.0.0.1:50051", description = "HOST:PORT (default: ${DEFAULT-VALUE}).")
-    String server;
+    @Mixin
+    ServerAddress address;
 
     @Option(names = "--service", defaultValue = "", description = "Service to ask about; empty = the whole server (default).")
     String service;
@@ -39,11 +39,6 @@ public final class HealthCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "Print nothing; the exit code tells.")
     boolean quiet;
 
-    @Mixin
-    TlsOptions tlsOptions;
-
-    @Option(names = "--auth-token-file", description = "File holding the server's bearer token.")
-    Path authTokenFile;
 
     @Override
     public Integer call() throws Exception {
@@ -51,16 +46,15 @@ public final class HealthCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--wait must be ≥ 0, --interval and --timeout > 0; got " + waitSeconds
                     + ", " + intervalSeconds + " and " + timeoutSeconds);
         }
-        ManagedChannel channel = tlsOptions.open(server);
+        ManagedChannel channel = address.open();
         try {
-            HealthGrpc.HealthBlockingStub stub = ClientChannels.withBearer(HealthGrpc.newBlockingStub(channel),
-                    authTokenFile);
+            HealthGrpc.HealthBlockingStub stub = address.withBearer(HealthGrpc.newBlockingStub(channel));
             long deadline = System.nanoTime() + (long) (waitSeconds * 1e9);
             String last;
             while (true) {
                 last = check(stub);
                 if (last.equals(HealthCheckResponse.ServingStatus.SERVING.name())) {
-                    report(server + " SERVING");
+                    report(address.server + " SERVING");
                     return 0;
                 }
                 long left = deadline - System.nanoTime();
@@ -69,7 +63,7 @@ public final class HealthCommand implements Callable<Integer> {
                 }
                 Thread.sleep(Math.min(TimeUnit.NANOSECONDS.toMillis(left) + 1, (long) (intervalSeconds * 1000)));
             }
-            report(server + " " + last + (waitSeconds > 0 ? " after waiting " + waitSeconds + " s" : ""));
+            report(address.server + " " + last + (waitSeconds > 0 ? " after waiting " + waitSeconds + " s" : ""));
             return 1;
         } finally {
             channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);

@@ -20,11 +20,8 @@ import picocli.CommandLine.Option;
 @Command(name = "rebalance", mixinStandardHelpOptions = true,
         description = "Re-place a cluster head's routed experts (make-before-break) and print the plan in force.")
 public final class RebalanceCommand implements Callable<Integer> {
-    @Option(names = "--server", defaultValue = "127.0.0.1:50051", description = "The head, HOST:PORT (default: ${DEFAULT-VALUE}).")
-    String server;
-
-    @Option(names = "--auth-token-file", required = true, description = "File holding the head's bearer token.")
-    Path authTokenFile;
+    @Mixin
+    ServerAddress address;
 
     @Option(names = "--plan", description = "Apply this plan (JSON, e.g. from cmoe plan) instead of the head's own.")
     Path plan;
@@ -38,19 +35,20 @@ public final class RebalanceCommand implements Callable<Integer> {
     @Option(names = "--timeout", defaultValue = "180", description = "Deadline in seconds (default: ${DEFAULT-VALUE}).")
     long timeoutSeconds;
 
-    @Mixin
-    TlsOptions tlsOptions;
-
     @Override
     public Integer call() throws Exception {
         RebalanceRequest.Builder request = RebalanceRequest.newBuilder().setDryRun(dryRun);
         if (plan != null) {
             request.setPlanJson(PlacementPlan.read(plan).toJson()); // validated here, named errors before the call
         }
-        ManagedChannel channel = tlsOptions.open(server);
+        if (address.tokenFile() == null) {
+            throw new IllegalArgumentException("--auth-token-file is required: Admin/Rebalance only answers calls"
+                    + " with the head's bearer token");
+        }
+        ManagedChannel channel = address.open();
         try {
             RebalanceResponse r = AdminGrpc.newBlockingStub(channel)
-                    .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(ClientChannels.bearerHeaders(authTokenFile)))
+                    .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(ClientChannels.bearerHeaders(address.tokenFile())))
                     .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS).rebalance(request.build());
             if (out != null) {
                 PlacementPlan.fromJson(r.getPlanJson()).write(out);

@@ -12,6 +12,7 @@ import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.server.cluster.HeadOptions;
 import dev.cmoe.server.InferenceServer;
+import dev.cmoe.server.http.ChatTemplate;
 import dev.cmoe.server.metrics.MetricsHttpServer;
 import dev.cmoe.server.metrics.ProcessMetrics;
 import dev.cmoe.server.metrics.ServerMetrics;
@@ -24,19 +25,22 @@ import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code cmoe serve}: serves a model over gRPC with continuous batching until interrupted. */
+/**
+ * {@code cmoe serve}: serves a model over gRPC (and, with {@code --http-port}, the OpenAI-compatible
+ * HTTP API through the same scheduler) with continuous batching until interrupted.
+ */
 @Command(name = "serve", mixinStandardHelpOptions = true,
-        description = "Serve a model over gRPC (cmoe.v1.Generation, health, reflection) until Ctrl-C.")
+        description = "Serve a model over gRPC (cmoe.v1.Generation, health, reflection) and, with --http-port, the"
+                + " OpenAI-compatible HTTP API, until Ctrl-C.")
 public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Model directory.")
     Path model;
@@ -48,18 +52,11 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "50051", description = "gRPC port; 0 picks a free one (default: ${DEFAULT-VALUE}).")
     int port;
 
-    @Option(names = "--max-batch-tokens", defaultValue = "512", description = "Tokens per step (default: ${DEFAULT-VALUE}).")
-    int maxBatchTokens;
+    @Mixin
+    SchedulerOptions scheduler;
 
-    @Option(names = "--max-queue", defaultValue = "256",
-            description = "Requests waiting for admission before RESOURCE_EXHAUSTED (default: ${DEFAULT-VALUE}).")
-    int maxQueue;
-
-    @Option(names = "--max-running", defaultValue = "64", description = "Sequences in the batch at once (default: ${DEFAULT-VALUE}).")
-    int maxRunning;
-
-    @Option(names = "--max-kv-bytes", defaultValue = "0", description = "KV cache budget in bytes; 0 = unlimited.")
-    long maxKvBytes;
+    @Mixin
+    HttpApiOptions httpApi;
 
     @Option(names = "--metrics-port", defaultValue = "-1",
             description = "Serve Prometheus metrics at http://HOST:PORT/metrics; -1 = off (default).")
@@ -71,23 +68,15 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--tls-key", description = "PEM private key (PKCS#8) of --tls-cert.")
     Path tlsKey;
 
-    @Option(names = "--auth-token-file", description = "File holding a bearer token required on every call "
-            + "(and for the Admin service of a cluster head).")
-    Path authTokenFile;
+    @Mixin
+    AuthTokenOption auth;
 
     @Option(names = "--role", description = "Cluster role: head (gRPC front end, scheduler, attention, shared experts, "
             + "routers; routed experts on the expert workers that join). Without it: single-node serving.")
     String role;
 
-    @Option(names = "--cluster-seed", description = "HOST:PORT of the cluster's seed node (the head itself; repeatable).")
-    List<String> clusterSeeds;
-
-    @Option(names = "--cluster-host", description = "Address other nodes reach this head at (and bound); "
-            + "default: the seed's host.")
-    String clusterHost;
-
-    @Option(names = "--cluster-port", description = "Cluster (Artery TCP) port of this head; default: the seed's port.")
-    Integer clusterPort;
+    @Mixin
+    ClusterNodeOptions cluster;
 
     @Option(names = "--plan", description = "Placement plan JSON (cmoe plan) to start from; default: round-robin "
             + "over the devices that join.")
@@ -105,18 +94,6 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Devices to wait for before the first placement, without --plan (default: ${DEFAULT-VALUE}).")
     int minDevices;
 
-    @Option(names = "--devices", description = "With --role head: devices of this JVM that host experts too "
-            + "(cpu, or gpu:0,gpu:1,...).")
-    String devices;
-
-    @Option(names = "--name", defaultValue = "head",
-            description = "Worker name of this JVM's own devices, with --devices (default: ${DEFAULT-VALUE}).")
-    String name;
-
-    @Option(names = "--memory-per-device", defaultValue = "0",
-            description = "Bytes each of this JVM's devices may spend on experts, with --devices; 0 = unlimited.")
-    long memoryPerDevice;
-
     @Option(names = "--rebalance-threshold", description = "With --role head: max/mean device load above which the"
             + " head re-places experts by itself (checked every 30 s); 0 = only on request (cmoe rebalance)"
             + " (default: 1.25).")
@@ -126,6 +103,11 @@ public final class ServeCommand implements Callable<Integer> {
     public record Running(ModelDir dir, InferenceServer server, MetricsHttpServer metrics) implements AutoCloseable {
         public int port() {
             return server.port();
+        }
+
+        /** The HTTP API's port, or -1 when it is off. */
+        public int httpPort() {
+            return server.http() == null ? -1 : server.http().port();
         }
 
         @Override
@@ -154,10 +136,12 @@ public final class ServeCommand implements Callable<Integer> {
                 stopped.countDown();
             }
         }, "cmoe-serve-shutdown"));
-        System.err.printf("cmoe serve: %s%s on %s:%d (%s%s)%s%n", running.dir().config().modelType(),
-                role == null ? "" : " (cluster head, seed " + String.join(",", clusterSeeds) + ")", host,
+        System.err.printf("cmoe serve: %s%s on %s:%d (%s%s)%s%s%n", running.dir().config().modelType(),
+                role == null ? "" : " (cluster head, seed " + String.join(",", cluster.seeds) + ")", host,
                 running.port(), tlsCert != null ? "TLS" : "plaintext",
-                authTokenFile != null ? ", bearer token required" : "",
+                auth.file != null ? ", bearer token required" : "",
+                running.server().http() != null ? "; OpenAI API on http://" + host + ":" + running.httpPort()
+                        + "/v1 as model '" + httpApi.modelName(model) + "'" : "",
                 running.metrics() != null ? "; metrics on http://" + host + ":" + running.metrics().port() + "/metrics"
                         : "");
         stopped.await();
@@ -171,12 +155,15 @@ public final class ServeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--tls-cert and --tls-key go together; got only "
                     + (tlsCert != null ? "--tls-cert" : "--tls-key"));
         }
-        String token = authTokenFile == null ? null : readToken(authTokenFile);
+        if (httpApi.httpPort != null && tlsCert != null) {
+            throw new IllegalArgumentException("--http-port serves plain HTTP; with --tls-cert put a TLS-terminating"
+                    + " proxy in front of it, or leave --http-port out");
+        }
+        String token = auth.read();
         ServerCredentials credentials = tlsCert != null
                 ? TlsServerCredentials.create(tlsCert.toFile(), tlsKey.toFile())
                 : InsecureServerCredentials.create();
-        SchedulerConfig config = new SchedulerConfig(maxBatchTokens, maxQueue, Math.min(maxRunning, maxBatchTokens),
-                maxKvBytes, SchedulerConfig.defaults().streamWindow());
+        SchedulerConfig config = scheduler.config();
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ProcessMetrics.bindTo(registry);
         // a carved model's routed experts are loaded by the expert actors alone, never twice
@@ -188,6 +175,9 @@ public final class ServeCommand implements Callable<Integer> {
             // with --role head on the cluster's expert workers
             server = role == null ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token)
                     : InferenceServer.startHead(dir, config, builder, new ServerMetrics(registry), token, headOptions());
+            if (httpApi.httpPort != null) {
+                server.startHttp(host, httpApi.httpPort, httpApi.modelName(model), ChatTemplate.load(dir.dir()));
+            }
             MetricsHttpServer metrics = metricsPort >= 0 ? MetricsHttpServer.start(registry, host, metricsPort) : null;
             return new Running(dir, server, metrics);
         } catch (IOException | RuntimeException e) {
@@ -205,8 +195,9 @@ public final class ServeCommand implements Callable<Integer> {
 
     private void checkClusterFlags() {
         if (role == null) {
-            String stray = clusterSeeds != null ? "--cluster-seed" : clusterHost != null ? "--cluster-host"
-                    : clusterPort != null ? "--cluster-port" : plan != null ? "--plan" : devices != null ? "--devices"
+            String stray = cluster.seeds != null ? "--cluster-seed" : cluster.host != null ? "--cluster-host"
+                    : cluster.port != null ? "--cluster-port" : plan != null ? "--plan"
+                    : cluster.devices != null ? "--devices"
                     : rebalanceThreshold != null ? "--rebalance-threshold" : spareSlots != null ? "--spare-slots"
                     : null;
             if (stray != null) {
@@ -218,7 +209,7 @@ public final class ServeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--role " + role + " is not a serve role; use --role head (expert "
                     + "workers run `cmoe worker`)");
         }
-        if (clusterSeeds == null || clusterSeeds.isEmpty()) {
+        if (cluster.seeds == null || cluster.seeds.isEmpty()) {
             throw new IllegalArgumentException("--role head needs --cluster-seed HOST:PORT");
         }
         if (rebalanceThreshold != null && !(rebalanceThreshold == 0 || rebalanceThreshold >= 1)) {
@@ -236,21 +227,13 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     private HeadOptions headOptions() {
-        Map.Entry<String, Integer> seed = ClusterSettings.hostPort(clusterSeeds.getFirst());
+        Map.Entry<String, Integer> seed = ClusterSettings.hostPort(cluster.seeds.getFirst());
         PlacementPlan placement = plan == null ? null : PlacementPlan.read(plan);
-        List<DeviceSpec> local = devices == null ? List.of() : DeviceSpec.parse(devices);
-        HeadOptions options = new HeadOptions(clusterHost != null ? clusterHost : seed.getKey(),
-                clusterPort != null ? clusterPort : seed.getValue(), clusterSeeds, placement, placementPolicy(),
-                minDevices, local, name, memoryPerDevice);
+        List<DeviceSpec> local = cluster.devices == null ? List.of() : DeviceSpec.parse(cluster.devices);
+        HeadOptions options = new HeadOptions(cluster.host != null ? cluster.host : seed.getKey(),
+                cluster.port != null ? cluster.port : seed.getValue(), cluster.seeds, placement, placementPolicy(),
+                minDevices, local, cluster.name != null ? cluster.name : "head", cluster.memoryPerDevice);
         return rebalanceThreshold == null ? options : options.withConfig(ConfigFactory.empty().withValue(
                 "cmoe.cluster.rebalance.imbalance-threshold", ConfigValueFactory.fromAnyRef(rebalanceThreshold)));
-    }
-
-    private static String readToken(Path file) throws IOException {
-        String token = Files.readString(file, StandardCharsets.UTF_8).strip();
-        if (token.isEmpty()) {
-            throw new IllegalArgumentException("--auth-token-file " + file + " is empty");
-        }
-        return token;
     }
 }

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.atomic.AtomicBoolean;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -16,31 +17,12 @@ import picocli.CommandLine.Option;
 @Command(name = "worker", mixinStandardHelpOptions = true,
         description = "Host routed experts for a cluster head (cmoe serve --role head) until Ctrl-C.")
 public final class WorkerCommand implements Callable<Integer> {
-    @Option(names = "--cluster-seed", required = true, description = "HOST:PORT of the head (the seed node; repeatable).")
-    List<String> clusterSeeds;
-
-    @Option(names = "--cluster-host", defaultValue = "127.0.0.1",
-            description = "Address other nodes reach this worker at, also bound (default: ${DEFAULT-VALUE}).")
-    String clusterHost;
-
-    @Option(names = "--cluster-port", defaultValue = "0",
-            description = "Cluster (Artery TCP) port; 0 picks a free one (default: ${DEFAULT-VALUE}).")
-    int clusterPort;
-
-    @Option(names = "--name", required = true,
-            description = "This worker's name, unique in the cluster: device ids are NAME/DEVICE (e.g. worker-1/gpu:0).")
-    String name;
-
-    @Option(names = "--devices", required = true, description = "cpu, or gpu:0,gpu:1,... (one expert worker each).")
-    String devices;
+    @Mixin
+    ClusterNodeOptions cluster;
 
     @Option(names = "--model", required = true,
             description = "The carved model directory, the same as the head's (a shared path).")
     Path model;
-
-    @Option(names = "--memory-per-device", defaultValue = "0",
-            description = "Bytes each device may spend on expert weights; 0 = unlimited (default).")
-    long memoryPerDevice;
 
     @Option(names = "--max-batch-tokens", defaultValue = "512",
             description = "The head's --max-batch-tokens, to size message frames (default: ${DEFAULT-VALUE}).")
@@ -48,8 +30,13 @@ public final class WorkerCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        WorkerNode node = WorkerNode.start(clusterHost, clusterPort, clusterSeeds, name, DeviceSpec.parse(devices),
-                model, memoryPerDevice, maxBatchTokens);
+        List<String> clusterSeeds = ClusterNodeOptions.required(cluster.seeds, "--cluster-seed",
+                "HOST:PORT of the head (the seed node)");
+        String name = ClusterNodeOptions.required(cluster.name, "--name", "the worker's name, unique in the cluster");
+        String devices = ClusterNodeOptions.required(cluster.devices, "--devices", "cpu, or gpu:0,gpu:1,...");
+        WorkerNode node = WorkerNode.start(cluster.host != null ? cluster.host : "127.0.0.1",
+                cluster.port != null ? cluster.port : 0, clusterSeeds, name, DeviceSpec.parse(devices), model,
+                cluster.memoryPerDevice, maxBatchTokens);
         AtomicBoolean stopping = new AtomicBoolean();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopping.set(true);

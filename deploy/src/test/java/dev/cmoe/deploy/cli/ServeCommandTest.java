@@ -128,5 +128,53 @@ class ServeCommandTest {
         }
         assertEquals(2, exit);
         assertTrue(err.toString(StandardCharsets.UTF_8).contains("is dense"), err.toString(StandardCharsets.UTF_8));
+        // the shared cluster flags keep the worker's requirements, naming the flag
+        ByteArrayOutputStream missing = new ByteArrayOutputStream();
+        try {
+            System.setErr(new PrintStream(missing, true, StandardCharsets.UTF_8));
+            exit = Cli.run("worker", "--cluster-seed", "127.0.0.1:1", "--devices", "cpu", "--model", tmp.toString());
+        } finally {
+            System.setErr(oldErr);
+        }
+        assertEquals(2, exit);
+        assertTrue(missing.toString(StandardCharsets.UTF_8).contains("--name is required"),
+                missing.toString(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void httpPortServesTheOpenAiApiThroughTheSameSchedulerAndToken(@TempDir Path tmp) throws Exception {
+        Path model = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("tiny"), DType.F32);
+        Path token = Files.writeString(tmp.resolve("token"), "let-me-in\n");
+        ServeCommand serve = new ServeCommand();
+        new CommandLine(serve).parseArgs("--model", model.toString(), "--port", "0", "--metrics-port", "0",
+                "--http-port", "0", "--auth-token-file", token.toString());
+        try (ServeCommand.Running running = serve.start()) {
+            assertTrue(running.httpPort() > 0 && running.httpPort() != running.port());
+            HttpClient http = HttpClient.newHttpClient();
+            String base = "http://127.0.0.1:" + running.httpPort();
+            String body = "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"The jury\"}],"
+                    + " \"max_tokens\": 5, \"temperature\": 0, \"ignore_eos\": true}";
+            HttpResponse<String> chat = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/chat/completions"))
+                    .header("Authorization", "Bearer let-me-in").POST(HttpRequest.BodyPublishers.ofString(body))
+                    .timeout(Duration.ofSeconds(30)).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, chat.statusCode(), chat.body());
+            assertTrue(chat.body().contains("\"completion_tokens\":5"), chat.body());
+            assertTrue(chat.body().contains("\"model\":\"tiny\""), "the directory's name is the model id: "
+                    + chat.body());
+            HttpResponse<String> refused = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models"))
+                    .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(401, refused.statusCode(), refused.body());
+            HttpResponse<String> metrics = http.send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + running.metrics().port() + "/metrics"))
+                    .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
+            assertTrue(metrics.body().contains("cmoe_generated_tokens_total 5.0"), "the shared scheduler's metrics");
+            assertTrue(metrics.body().contains("cmoe_requests_total{status=\"OK\"} 1.0"), metrics.body());
+        }
+        ServeCommand tls = new ServeCommand();
+        new CommandLine(tls).parseArgs("--model", model.toString(), "--http-port", "0", "--tls-cert", "c.pem",
+                "--tls-key", "k.pem");
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                tls::start);
+        assertTrue(e.getMessage().contains("--http-port serves plain HTTP"), e.getMessage());
     }
 }

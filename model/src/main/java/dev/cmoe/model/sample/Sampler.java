@@ -7,17 +7,22 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
  * Picks the next token of one sequence from its logits. Each request owns one Sampler, whose
  * random generator is seeded from the request, so a seed reproduces the same tokens whatever
  * else the server is batching. The filters run on the engine (sort, softmax, cumulative sum),
- * in the order repetition penalty → temperature → top-k → top-p → min-p, as Hugging Face does.
+ * in the order repetition penalty → presence/frequency penalties → temperature → top-k → top-p →
+ * min-p, as Hugging Face (and vLLM for the additive penalties) do. The additive penalties count only
+ * the tokens this sampler chose, i.e. the generated ones, not the prompt, as OpenAI defines them.
  */
 public final class Sampler {
     private final SamplingParams params;
     private final SplittableRandom random;
+    private final Map<Integer, Integer> generated = new HashMap<>(); // token -> times chosen, for the additive penalties
 
     public Sampler(SamplingParams params) {
         this.params = params;
@@ -38,9 +43,9 @@ public final class Sampler {
     public int sample(NDArray logits, int[] history) {
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();
-            NDArray l = penalise(logits, history);
+            NDArray l = additive(penalise(logits, history));
             if (params.isGreedy()) {
-                return (int) l.argMax().getLong();
+                return chosen((int) l.argMax().getLong());
             }
             l = l.div(params.temperature());
             NDArray order = l.argSort(0, false); // token ids, most likely first
@@ -58,8 +63,34 @@ public final class Sampler {
             double total = cumulative.get(-1).getFloat();
             double u = random.nextDouble() * total;
             long rank = cumulative.lt(u).sum().getLong();
-            return (int) order.get(Math.min(rank, order.getShape().get(0) - 1)).getLong();
+            return chosen((int) order.get(Math.min(rank, order.getShape().get(0) - 1)).getLong());
         }
+    }
+
+    private int chosen(int token) {
+        if (params.hasAdditivePenalties()) {
+            generated.merge(token, 1, Integer::sum);
+        }
+        return token;
+    }
+
+    /** OpenAI's penalties: logit − frequency × count − presence × (count > 0), over the generated tokens. */
+    private NDArray additive(NDArray logits) {
+        if (!params.hasAdditivePenalties() || generated.isEmpty()) {
+            return logits;
+        }
+        long[] ids = new long[generated.size()];
+        float[] delta = new float[ids.length];
+        int i = 0;
+        for (Map.Entry<Integer, Integer> e : generated.entrySet()) {
+            ids[i] = e.getKey();
+            delta[i++] = (float) (params.frequencyPenalty() * e.getValue() + params.presencePenalty());
+        }
+        NDManager m = logits.getManager();
+        NDArray idx = m.create(ids);
+        NDArray copy = logits.duplicate();
+        copy.set(new NDIndex("{}", idx), logits.get(new NDIndex("{}", idx)).sub(m.create(delta)));
+        return copy;
     }
 
     /** HF repetition penalty: a seen token's logit is divided by the penalty if positive, multiplied if negative. */

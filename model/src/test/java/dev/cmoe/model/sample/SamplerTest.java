@@ -1,5 +1,6 @@
 package dev.cmoe.model.sample;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -169,5 +170,27 @@ class SamplerTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> new SamplingParams(1, 0, 1, 0, 0, 0));
         assertTrue(e.getMessage().contains("repetition_penalty"));
+    }
+
+    @Test
+    void presenceAndFrequencyPenaltiesCountOnlyTheGeneratedTokens() {
+        // token 0 leads token 1 by 0.5, token 2 trails further
+        NDArray l = manager.create(new float[] {3.0f, 2.5f, 1.0f, 0.0f});
+        // greedy without penalties repeats the top token forever
+        Sampler none = new Sampler(SamplingParams.greedy());
+        assertArrayEquals(new int[] {0, 0, 0}, new int[] {none.sample(l, new int[] {0}), none.sample(l, new int[] {0}),
+            none.sample(l, new int[] {0})});
+        // presence 0.6 > the gap: after one pick of 0 the next is 1, then 2 (both penalised alike);
+        // the prompt's token 0 in the history is not penalised, so the first pick is still 0
+        Sampler presence = new Sampler(new SamplingParams(0, 0, 1, 0, 1, 0, 0.6, 0));
+        int[] p = {presence.sample(l, new int[] {0}), presence.sample(l, new int[] {0}), presence.sample(l,
+            new int[] {0})};
+        assertArrayEquals(new int[] {0, 1, 0}, p, "0 (3.0 -> 2.4), then 1 (2.5 -> 1.9), then 0 again (2.4)");
+        // frequency 0.3: 0 stays on top after one pick (2.7 > 2.5), not after two (2.4 < 2.5)
+        Sampler frequency = new Sampler(new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0.3));
+        int[] f = {frequency.sample(l, new int[0]), frequency.sample(l, new int[0]), frequency.sample(l, new int[0])};
+        assertArrayEquals(new int[] {0, 0, 1}, f);
+        assertThrows(IllegalArgumentException.class, () -> new SamplingParams(0, 0, 1, 0, 1, 0, 2.5, 0));
+        assertThrows(IllegalArgumentException.class, () -> new SamplingParams(0, 0, 1, 0, 1, 0, 0, Double.NaN));
     }
 }

@@ -141,4 +141,30 @@ class CarvedGenerateServiceTest {
             assertArrayEquals(want, s.tokens(), "round " + round);
         }
     }
+
+    @Test
+    void theHttpApiListsTheCarvedModelWithItsExpertsAndServesItThroughTheSameActors() throws Exception {
+        var http = server.startHttp("127.0.0.1", 0, "carved-tiny", dev.cmoe.server.http.ChatTemplate.plain());
+        com.openai.client.OpenAIClient client = com.openai.client.okhttp.OpenAIOkHttpClient.builder()
+                .baseUrl("http://127.0.0.1:" + http.port() + "/v1").apiKey("unused").maxRetries(0)
+                .timeout(WAIT).build();
+        var model = client.models().list().data().getFirst();
+        assertEquals("carved-tiny", model.id());
+        String body = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create("http://127.0.0.1:" + http.port() + "/v1/models")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+        var meta = com.google.gson.JsonParser.parseString(body).getAsJsonObject().getAsJsonArray("data").get(0)
+                .getAsJsonObject().getAsJsonObject("metadata");
+        assertTrue(meta.get("carved").getAsBoolean(), body);
+        assertEquals(CarvedFixture.EXPERTS - CarvedFixture.SHARED, meta.get("routed_experts").getAsInt());
+        assertEquals(CarvedFixture.ACTIVE, meta.get("active_experts").getAsInt());
+        var c = client.completions().create(com.openai.models.completions.CompletionCreateParams.builder()
+                .model("carved-tiny").prompt("The jury said").maxTokens(8).temperature(0.0).build());
+        java.util.Iterator<dev.cmoe.proto.v1.GenerateResponse> it = GenerationGrpc.newBlockingStub(channel)
+                .withDeadlineAfter(60, TimeUnit.SECONDS).generate(dev.cmoe.proto.v1.GenerateRequest.newBuilder()
+                        .setText("The jury said").setMaxNewTokens(8).build());
+        StringBuilder grpc = new StringBuilder();
+        it.forEachRemaining(r -> grpc.append(r.hasChunk() ? r.getChunk().getText() : ""));
+        assertEquals(grpc.toString(), c.choices().getFirst().text());
+    }
 }
