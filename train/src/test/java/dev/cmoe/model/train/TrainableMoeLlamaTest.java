@@ -109,6 +109,19 @@ class TrainableMoeLlamaTest {
         }
     }
 
+    /** The tiny llama as a Qwen3: q/k norms and an explicit head_dim of 16 (hidden 64 / 8 heads = 8). */
+    static ModelConfig qwen3Config() {
+        com.google.gson.JsonObject o = TinyCheckpoint.llama().rawCopy();
+        o.addProperty("model_type", "qwen3");
+        com.google.gson.JsonArray a = new com.google.gson.JsonArray();
+        a.add("Qwen3ForCausalLM");
+        o.add("architectures", a);
+        o.addProperty("head_dim", 16);
+        ModelConfig c = ModelConfig.parse(o.toString(), "qwen3 test config");
+        assertTrue(c.qkNorm());
+        return c;
+    }
+
     @Test
     void freshAdaptersReproduceTheInferenceForward() {
         List<Carved> cases = List.of(
@@ -116,7 +129,12 @@ class TrainableMoeLlamaTest {
                 // attention biases, tied embeddings, odd sizes, 8 routed experts of 8 neurons
                 carved(RandomModel.qwen2Config(), new MoeConfig(10, 2, 3, 8, MoeConfig.ANALYTICAL, "test", null), 12),
                 // no shared expert
-                carved(TinyCheckpoint.llama(), new MoeConfig(4, 0, 1, 24, MoeConfig.ANALYTICAL, "test", null), 13));
+                carved(TinyCheckpoint.llama(), new MoeConfig(4, 0, 1, 24, MoeConfig.ANALYTICAL, "test", null), 13),
+                // Qwen3: per-head q/k norms, head_dim 16 != hidden / heads
+                carved(qwen3Config(), new MoeConfig(6, 1, 2, 16, MoeConfig.ANALYTICAL, "test", null), 14),
+                // Mistral: a sliding window shorter than the sequence
+                carved(RandomModel.config("mistral", 64, 96, 2, 8, 2, 300, false, 6),
+                        new MoeConfig(6, 1, 2, 16, MoeConfig.ANALYTICAL, "test", null), 15));
         for (Carved c : cases) {
             long[] ids = batch(c.config().vocabSize(), 5);
             try (LlamaModel reference = inference(c, c.source());

@@ -94,6 +94,35 @@ class TrainerTest {
     }
 
     @Test
+    void trainableForwardIsTheInferenceDecoderForEveryFamilyFeature() {
+        List<ModelConfig> configs = List.of(TrainableMoeLlamaTest.qwen3Config(),
+                RandomModel.config("mistral", 64, 96, 2, 8, 2, 300, false, 6), RandomModel.qwen2Config());
+        for (ModelConfig config : configs) {
+            RandomModel weights = RandomModel.of(config, 17);
+            int[] seq = new int[16];
+            for (int i = 0; i < seq.length; i++) {
+                seq[i] = (i * 37 + 5) % config.vocabSize();
+            }
+            long[] ids = java.util.Arrays.stream(seq).asLongStream().toArray();
+            try (TrainableLlama model = TrainableLlama.load(config, weights);
+                 dev.cmoe.model.llama.LlamaModel inference = dev.cmoe.model.llama.LlamaModel.dense(config, weights);
+                 NDManager m = NDManager.newBaseManager();
+                 dev.cmoe.model.llama.KvCache cache = inference.newCache(seq.length)) {
+                float[] got = model.logits(m.create(ids, new Shape(1, seq.length))).toFloatArray();
+                float[] want = inference.forward(List.of(new dev.cmoe.model.llama.SequenceChunk(cache, seq)),
+                        dev.cmoe.model.llama.LogitsMode.ALL, m).toFloatArray();
+                double maxDiff = 0;
+                double maxRef = 0;
+                for (int i = 0; i < want.length; i++) {
+                    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+                    maxRef = Math.max(maxRef, Math.abs(want[i]));
+                }
+                assertTrue(maxDiff / maxRef < 1e-5, config.modelType() + ": relative error " + maxDiff / maxRef);
+            }
+        }
+    }
+
+    @Test
     void sameSeedSameLossesAndLossGoesDown(@TempDir Path tmp) {
         TrainConfig run = tinyRun(12);
         ModelConfig config = Pretraining.modelConfig(run, 0, 1);
