@@ -95,7 +95,8 @@ public final class GenerateService extends GenerationGrpc.GenerationImplBase {
                 .whenComplete((reply, failure) -> {
                     if (failure != null) {
                         observer.onError(Status.UNAVAILABLE.withDescription("the scheduler did not answer the abort of "
-                                + request.getRequestId() + ": " + failure.getMessage()).asRuntimeException());
+                                + request.getRequestId() + " within " + ASK_TIMEOUT.toSeconds() + " s")
+                                .asRuntimeException());
                     } else {
                         observer.onNext(AbortResponse.newBuilder().setFound(reply.found()).build());
                         observer.onCompleted();

@@ -21,6 +21,8 @@ import java.util.UUID;
 public final class RequestValidator {
     /** Most logprob alternatives a client may ask for per token. */
     public static final int MAX_LOGPROBS = 20;
+    /** Longest request id, in UTF-8 bytes: ids are echoed, logged and kept per running request. */
+    public static final int MAX_REQUEST_ID_BYTES = 256;
 
     private final TextTokenizer tokenizer; // null: token-id prompts only
     private final int vocabSize;
@@ -36,10 +38,26 @@ public final class RequestValidator {
         this.vocabSize = vocabSize;
         this.context = context;
         this.eosIds = Set.copyOf(eosIds);
+        this.maxPromptBytes = tokenizer == null ? 0 : (long) context * tokenizer.maxTokenBytes();
+    }
+
+    private final long maxPromptBytes;
+
+    /**
+     * The most UTF-8 bytes a text prompt may have: the context times the most bytes one token
+     * stands for. A longer text cannot fit the context whatever it says, so it is refused before
+     * the tokenizer spends seconds and hundreds of MB on it.
+     */
+    public long maxPromptBytes() {
+        return maxPromptBytes;
     }
 
     /** Validates {@code r}; a missing request id is replaced by a fresh one. */
     public GenerationRequest validate(GenerateRequest r, long arrivalNanos) throws StatusException {
+        if (r.getRequestIdBytes().size() > MAX_REQUEST_ID_BYTES) {
+            throw invalid("request_id is " + r.getRequestIdBytes().size() + " bytes, over the limit of "
+                    + MAX_REQUEST_ID_BYTES);
+        }
         String id = r.getRequestId().isEmpty() ? UUID.randomUUID().toString() : r.getRequestId();
         int[] prompt = prompt(r);
         if (prompt.length >= context) {
@@ -92,6 +110,11 @@ public final class RequestValidator {
         switch (r.getPromptCase()) {
             case TEXT -> {
                 ByteString b = r.getTextBytes();
+                if (tokenizer != null && b.size() > maxPromptBytes) {
+                    throw invalid("prompt.text is " + b.size() + " bytes, over the limit of " + maxPromptBytes
+                            + " bytes (the context of " + context + " tokens × at most " + tokenizer.maxTokenBytes()
+                            + " bytes per token): it cannot fit the context");
+                }
                 if (!b.isValidUtf8()) {
                     throw invalid("prompt.text is not valid UTF-8");
                 }
@@ -111,6 +134,10 @@ public final class RequestValidator {
                 List<Integer> ids = r.getTokenIds().getIdsList();
                 if (ids.isEmpty()) {
                     throw invalid("prompt.token_ids is empty");
+                }
+                if (ids.size() >= context) {
+                    throw invalid("prompt of " + ids.size() + " tokens does not fit the context of " + context
+                            + " tokens (it must leave room for at least one new token)");
                 }
                 int[] out = new int[ids.size()];
                 for (int i = 0; i < out.length; i++) {

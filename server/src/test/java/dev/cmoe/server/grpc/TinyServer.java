@@ -70,6 +70,11 @@ final class TinyServer implements AutoCloseable {
         return model;
     }
 
+    /** The prompt byte limit the server's validator applies: its context × the tokenizer's longest token. */
+    static long maxPromptBytes() {
+        return (long) model().config().maxPositionEmbeddings() * model().tokenizer().maxTokenBytes();
+    }
+
     /** The stop tokens the server uses: the config's EOS ids and the tokenizer's. */
     static Set<Integer> eos() {
         Set<Integer> eos = new HashSet<>(model().config().eosTokenIds());
