@@ -1,5 +1,7 @@
 package dev.cmoe.server.cluster;
 
+import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -67,6 +69,9 @@ class PlacementCoordinatorTest {
                 """).withFallback(ConfigFactory.load()));
         Cluster cluster = Cluster.get(kit.system());
         cluster.manager().tell(Join.create(cluster.selfMember().address()));
+        // the tests wait for the coordinator's INFO lines; the shared logback-test.xml keeps WARN
+        ((ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(PlacementCoordinator.class))
+                .setLevel(ch.qos.logback.classic.Level.INFO);
     }
 
     @AfterEach
@@ -138,14 +143,8 @@ class PlacementCoordinatorTest {
         return v != null && v.serving();
     }
 
-    private static void await(String what, BooleanSupplier condition) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError(what + ": not within " + WAIT);
-            }
-            Thread.sleep(50);
-        }
+    private static void await(String what, BooleanSupplier condition) {
+        Awaitility.await(what).atMost(WAIT).pollInterval(Duration.ofMillis(50)).until(condition::getAsBoolean);
     }
 
     @Test
@@ -153,11 +152,16 @@ class PlacementCoordinatorTest {
         told.clear();
         Head head = head("placement-a", 0);
         ActorRef<ExpertWorker.Command> a1 = device("a1/cpu");
-        Thread.sleep(1500);
-        assertFalse(head.view().get().placed(), "waits for --min-devices 2: " + head.view().get().summary());
-        assertFalse(serving(head));
-        device("a2/cpu");
-        await("serving", () -> serving(head));
+        await("a1 joined", () -> head.view().get() != null && head.view().get().hosted().containsKey("a1/cpu"));
+        // Alone, a1 outlasts the 300 ms settle time several times over without a placement ...
+        Awaitility.await("unplaced with one device").during(Duration.ofSeconds(1)).atMost(WAIT)
+                .until(() -> !head.view().get().placed() && !serving(head));
+        // ... and the one first placement, an explicit event, is over both devices.
+        LoggingTestKit.info("first placement over 2 devices").expect(kit.system(), () -> {
+            device("a2/cpu");
+            await("serving", () -> serving(head));
+            return null;
+        });
         assertEquals(Map.of("a1/cpu", 4, "a2/cpu", 4), head.view().get().hosted());
 
         kit.system().receptionist().tell(Receptionist.deregister(ExpertWorker.SERVICE_KEY, a1));
@@ -180,8 +184,10 @@ class PlacementCoordinatorTest {
         await("serving", () -> serving(head));
         device("b3/cpu");
         await("b3 joined", () -> head.view().get().hosted().containsKey("b3/cpu"));
-        Thread.sleep(1000);
+        // A join places nothing on the new device; only a rebalance (counted, and none yet) would.
         assertEquals(0, head.view().get().hosted().get("b3/cpu"), "a new device waits for the next rebalance");
+        assertEquals(0, head.metrics().registry().find("cmoe.cluster.rebalances").counters().stream()
+                .mapToDouble(c -> c.count()).sum(), "no rebalance before the traffic");
         // traffic: every expert routes the same number of tokens, so b3's empty slot is the imbalance
         for (int l = 0; l < SHAPE.layers(); l++) {
             for (int j = 0; j < SHAPE.routed(); j++) {
@@ -229,11 +235,16 @@ class PlacementCoordinatorTest {
         }
         PlacementPlan plan = new PlacementPlan(1, SHAPE.layers(), SHAPE.routed(), devices, as);
         Head head = head("placement-c", 0, plan);
-        device("c1/cpu");
-        device("c2/cpu");
-        Thread.sleep(1000);
-        assertFalse(head.view().get().placed(), "waits for the plan's devices");
-        await("serving without c3", () -> serving(head));
+        // The placement that finally comes says it waited out the plan's devices: an explicit event.
+        LoggingTestKit.warn("plan devices [c3/cpu] did not join within").expect(kit.system(), () -> {
+            device("c1/cpu");
+            device("c2/cpu");
+            await("c1 and c2 joined", () -> head.view().get() != null
+                    && head.view().get().hosted().keySet().containsAll(Set.of("c1/cpu", "c2/cpu")));
+            assertFalse(head.view().get().placed(), "waits for the plan's devices");
+            await("serving without c3", () -> serving(head));
+            return null;
+        });
         PlacementPlan now = head.view().get().plan();
         assertEquals(List.of("c1/cpu", "c2/cpu"), now.devicesFor(new ExpertId(0, 0)));
         for (PlacementPlan.Assignment a : plan.assignments()) {

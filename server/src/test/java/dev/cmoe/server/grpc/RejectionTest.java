@@ -1,5 +1,6 @@
 package dev.cmoe.server.grpc;
 
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -118,10 +119,8 @@ class RejectionTest {
             running.awaitFirst();
             Responses queued = Responses.eager();
             one.async().generate(ok().setIgnoreEos(true).build(), queued);
-            long deadline = System.nanoTime() + WAIT.toNanos();
-            while (one.stats().queued() < 1 && System.nanoTime() < deadline) {
-                Thread.sleep(10);
-            }
+            Awaitility.await("the second request queues").atMost(WAIT).pollInterval(Duration.ofMillis(10))
+                    .until(() -> one.stats().queued() >= 1);
             Responses refused = Responses.eager();
             one.async().generate(ok().build(), refused);
             ExecutionException e = assertThrows(ExecutionException.class, () -> refused.await(WAIT));

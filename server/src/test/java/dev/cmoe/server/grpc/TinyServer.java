@@ -1,5 +1,6 @@
 package dev.cmoe.server.grpc;
 
+import org.awaitility.Awaitility;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
@@ -97,17 +98,13 @@ final class TinyServer implements AutoCloseable {
     }
 
     /** Polls (bounded) until the scheduler holds no sequence and no KV cache bytes. */
-    void awaitIdle() throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        SchedulerActor.Stats s = stats();
-        while (s.running() + s.queued() > 0 || s.kvBytes() > 0 || metrics.kvBytesInUse() > 0) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("scheduler not idle after 20 s: " + s + ", gauge "
-                        + metrics.kvBytesInUse());
-            }
-            Thread.sleep(20);
-            s = stats();
-        }
+    void awaitIdle() {
+        Awaitility.await("the scheduler holds no sequence and no KV cache bytes").atMost(Duration.ofSeconds(20))
+                .pollInterval(Duration.ofMillis(20))
+                .until(() -> {
+                    SchedulerActor.Stats s = stats();
+                    return s.running() + s.queued() == 0 && s.kvBytes() == 0 && metrics.kvBytesInUse() == 0;
+                });
     }
 
     @Override
