@@ -89,8 +89,13 @@ class PlacementCoordinatorTest {
     };
 
     private static ActorRef<ExpertWorker.Command> device(String id) {
-        ActorRef<ExpertWorker.Command> ref = kit.spawn(ExpertWorker.create(id, Device.cpu(), SHAPE, RANDOM, 0, 0,
-                List.of()), id.replace('/', '-'));
+        return device(id, 0);
+    }
+
+    /** A device whose node accepts frames of {@code frameBytes} (0: in-process, no frames). */
+    private static ActorRef<ExpertWorker.Command> device(String id, int frameBytes) {
+        ActorRef<ExpertWorker.Command> ref = kit.spawn(ExpertWorker.create(id, Device.cpu(), SHAPE, RANDOM, 0,
+                frameBytes, List.of()), id.replace('/', '-'));
         kit.system().receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
         return ref;
     }
@@ -123,6 +128,11 @@ class PlacementCoordinatorTest {
     }
 
     private static Head head(String name, double threshold, PlacementPlan plan, PlacementPolicy policy) {
+        return head(name, threshold, plan, policy, 0);
+    }
+
+    private static Head head(String name, double threshold, PlacementPlan plan, PlacementPolicy policy,
+                             int requiredFrameBytes) {
         ServerMetrics metrics = new ServerMetrics(new SimpleMeterRegistry());
         List<ActorRef<RouterActor.Command>> routers = new ArrayList<>();
         for (int l = 0; l < SHAPE.layers(); l++) {
@@ -130,7 +140,8 @@ class PlacementCoordinatorTest {
         }
         AtomicReference<PlacementCoordinator.PlacementView> view = new AtomicReference<>();
         PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, policy, 2,
-                Duration.ofMillis(300), Duration.ofSeconds(3), 0, Duration.ofSeconds(5), Duration.ofSeconds(20),
+                Duration.ofMillis(300), Duration.ofSeconds(3), requiredFrameBytes, Duration.ofSeconds(5),
+                Duration.ofSeconds(20),
                 Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50);
         ActorRef<PlacementCoordinator.Command> c = kit.spawn(PlacementCoordinator.create(settings,
                 new PlacementState(SHAPE), routers, metrics, view::set), name);
@@ -283,5 +294,17 @@ class PlacementCoordinatorTest {
         }
         await("replicas serve", () -> head.view().get().hosted().values().stream().mapToInt(i -> i).sum()
                 == SHAPE.layers() * SHAPE.routed() + 2);
+    }
+
+    @Test
+    void aDeviceWhoseFramesAreTooSmallForTheHeadsBatchesIsRefusedAndAnotherServes() {
+        told.clear();
+        Head head = head("placement-f", 0, null, new DefaultPlacement(16), 600_000);
+        LoggingTestKit.error("refusing device f1/cpu: its node accepts frames of 262144 bytes, the head's batches "
+                + "need 600000").expect(kit.system(), () -> device("f1/cpu", 262_144));
+        device("f2/cpu", 600_000);
+        device("f3/cpu", 1 << 20);
+        await("serving on f2 and f3", () -> serving(head));
+        assertEquals(Map.of("f2/cpu", 4, "f3/cpu", 4), head.view().get().hosted(), "f1 hosts nothing, not even a slot");
     }
 }
