@@ -57,6 +57,11 @@ public final class GenerateService extends GenerationGrpc.GenerationImplBase {
         this.gate = gate;
     }
 
+    /** The largest text prompt the validator accepts, in bytes (0: token-id prompts only). */
+    public long maxPromptBytes() {
+        return validator.maxPromptBytes();
+    }
+
     @Override
     public void generate(GenerateRequest request, StreamObserver<GenerateResponse> observer) {
         String closed = gate.closedBecause();

@@ -38,6 +38,9 @@ public final class GrpcServer {
      */
     public GrpcServer(ServerBuilder<?> builder, List<BindableService> services, String authToken, ServingGate gate) {
         this.gate = gate;
+        long promptBytes = services.stream().filter(GenerateService.class::isInstance)
+                .mapToLong(s -> ((GenerateService) s).maxPromptBytes()).max().orElse(0);
+        builder.maxInboundMessageSize(maxInboundBytes(promptBytes));
         EdgeGuard guard = new EdgeGuard(clientErrors);
         services.forEach(s -> builder.addService(guard.guard(s.bindService())));
         builder.addService(guard.guard(health.getHealthService().bindService()));
@@ -49,6 +52,19 @@ public final class GrpcServer {
             builder.intercept(new BearerTokenInterceptor(authToken));
         }
         this.server = builder.build();
+    }
+
+    /** The least inbound message size: room for an Admin plan of some 15,000 expert assignments. */
+    public static final int MIN_INBOUND_BYTES = 1 << 20;
+
+    /**
+     * The largest request message the transport takes: twice the longest text prompt (plus room for
+     * the other fields), at least {@link #MIN_INBOUND_BYTES}. Larger messages are refused with
+     * RESOURCE_EXHAUSTED as their length arrives, before they are buffered, so a burst of huge
+     * requests never costs their size in memory.
+     */
+    static int maxInboundBytes(long maxPromptBytes) {
+        return (int) Math.min(Integer.MAX_VALUE, Math.max(MIN_INBOUND_BYTES, 2 * maxPromptBytes + (64 << 10)));
     }
 
     /**

@@ -155,6 +155,26 @@ class EdgeGuardTest {
     }
 
     @Test
+    void aMessageFarPastThePromptLimitIsRefusedByTheTransportBeforeItIsBuffered() throws Exception {
+        assertEquals(GrpcServer.MIN_INBOUND_BYTES, GrpcServer.maxInboundBytes(4096));
+        assertEquals(2 * 1_000_000 + 65_536, GrpcServer.maxInboundBytes(1_000_000));
+        try (TinyServer tiny = TinyServer.startNetty(SchedulerConfig.defaults())) {
+            byte[] huge = GenerateRequest.newBuilder().setText("jury ".repeat(400_000)).build().toByteArray();
+            Status s = rawCall(tiny, huge);
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, s.getCode(), s.toString());
+            assertTrue(s.getDescription().contains("exceeds maximum size " + GrpcServer.MIN_INBOUND_BYTES),
+                    s.getDescription());
+            // one byte under the cap still reaches the validator, which names the prompt limit
+            byte[] under = GenerateRequest.newBuilder().setText("j".repeat(GrpcServer.MIN_INBOUND_BYTES - 16)).build()
+                    .toByteArray();
+            Status v = rawCall(tiny, under);
+            assertEquals(Status.Code.INVALID_ARGUMENT, v.getCode(), v.toString());
+            assertTrue(v.getDescription().contains("over the limit of " + TinyServer.maxPromptBytes() + " bytes"),
+                    v.getDescription());
+        }
+    }
+
+    @Test
     void scrubRemovesQualifiedAndSimpleClassNames() {
         assertEquals("boom", EdgeGuard.scrub("java.lang.IllegalStateException: boom"));
         assertEquals("step failed: internal error", EdgeGuard.scrub("step failed: NullPointerException"));

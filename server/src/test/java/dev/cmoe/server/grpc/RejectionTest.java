@@ -81,9 +81,10 @@ class RejectionTest {
                 Arguments.of("invalid UTF-8 stop string", ok().addStopBytes(ByteString.copyFrom(new byte[] {(byte) 0xFF})),
                         "stop[0] is not valid UTF-8"),
                 Arguments.of("too many logprobs", ok().setLogprobs(21), "logprobs must be in [0, 20], got 21"),
-                // 3.9 MB used to be tokenised in full before the context check: seconds of CPU, GBs of RSS.
-                Arguments.of("a 3.9 MB prompt", ok().setText("jury ".repeat(800_000)),
-                        "prompt.text is 4000000 bytes, over the limit of "),
+                // MBs used to be tokenised in full before the context check: seconds of CPU, GBs of RSS.
+                // (Past GrpcServer.MIN_INBOUND_BYTES the transport refuses them even earlier: EdgeGuardTest.)
+                Arguments.of("a 1 MB prompt", ok().setText("jury ".repeat(200_000)),
+                        "prompt.text is 1000000 bytes, over the limit of "),
                 Arguments.of("a prompt one byte over the limit", ok().setText("j".repeat((int) TinyServer.maxPromptBytes() + 1)),
                         "bytes (the context of 128 tokens"),
                 Arguments.of("a prompt at the byte limit is tokenised", ok().setText("j".repeat((int) TinyServer.maxPromptBytes())),

@@ -40,12 +40,25 @@ final class TinyServer implements AutoCloseable {
 
     private TinyServer(SchedulerConfig config, Function<ModelRunner, ModelRunner> wrap, String token)
             throws IOException {
+        this(config, wrap, token, false);
+    }
+
+    private TinyServer(SchedulerConfig config, Function<ModelRunner, ModelRunner> wrap, String token, boolean netty)
+            throws IOException {
         String name = InProcessServerBuilder.generateName();
         ModelDir m = model();
         server = InferenceServer.start(wrap.apply(new LlamaRunner(m.model())), m.config(),
                 InferenceServer.denseInfo(m.config()), m.tokenizer(), config,
-                InProcessServerBuilder.forName(name), metrics, token);
-        channel = InProcessChannelBuilder.forName(name).build();
+                netty ? io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder.forAddress(
+                        new java.net.InetSocketAddress("127.0.0.1", 0)) : InProcessServerBuilder.forName(name),
+                metrics, token);
+        channel = netty ? io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port())
+                .usePlaintext().maxInboundMessageSize(16 << 20).build() : InProcessChannelBuilder.forName(name).build();
+    }
+
+    /** The same server on Netty over 127.0.0.1 and a free port: what the transport enforces, the real way. */
+    static TinyServer startNetty(SchedulerConfig config) throws IOException {
+        return new TinyServer(config, r -> r, null, true);
     }
 
     static TinyServer start(SchedulerConfig config) throws IOException {
