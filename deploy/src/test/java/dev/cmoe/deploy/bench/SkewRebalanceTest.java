@@ -1,5 +1,7 @@
 package dev.cmoe.deploy.bench;
 
+import java.time.Duration;
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -101,18 +103,12 @@ class SkewRebalanceTest {
         ManagedChannel channel = Grpc.newChannelBuilder("127.0.0.1:" + port, InsecureChannelCredentials.create())
                 .intercept(MetadataUtils.newAttachHeadersInterceptor(auth)).build();
         try {
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-            String placement = "";
-            while (System.nanoTime() < deadline) {
-                placement = GenerationGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
-                        .getModelInfo(GetModelInfoRequest.getDefaultInstance()).getPlacement();
-                if (placement.contains("worker-1") && placement.contains("worker-2")
-                        && placement.contains("worker-3") && placement.contains("every expert has a live host")) {
-                    return;
-                }
-                Thread.sleep(200);
-            }
-            throw new AssertionError("the head did not place experts on 3 workers within 120 s: " + placement);
+            Awaitility.await("the head places experts on 3 workers").atMost(Duration.ofSeconds(120))
+                    .pollInterval(Duration.ofMillis(200))
+                    .until(() -> GenerationGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+                            .getModelInfo(GetModelInfoRequest.getDefaultInstance()).getPlacement(),
+                            placement -> placement.contains("worker-1") && placement.contains("worker-2")
+                                    && placement.contains("worker-3") && placement.contains("every expert has a live host"));
         } finally {
             channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
         }

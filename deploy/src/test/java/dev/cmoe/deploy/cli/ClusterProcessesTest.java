@@ -1,5 +1,7 @@
 package dev.cmoe.deploy.cli;
 
+import org.awaitility.core.ConditionTimeoutException;
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -140,12 +142,10 @@ class ClusterProcessesTest {
     }
 
     private static void await(String what, BooleanSupplier condition, Path logs) throws Exception {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError(what + ": not within " + WAIT + "\n" + tails(logs));
-            }
-            Thread.sleep(200);
+        try {
+            Awaitility.await(what).atMost(WAIT).pollInterval(Duration.ofMillis(200)).until(condition::getAsBoolean);
+        } catch (ConditionTimeoutException e) {
+            throw new AssertionError(what + ": not within " + WAIT + "\n" + tails(logs), e);
         }
     }
 
@@ -214,14 +214,17 @@ class ClusterProcessesTest {
                 GenerationGrpc.newStub(channel).generate(GenerateRequest.newBuilder().setText(prompt(i))
                         .setMaxNewTokens(maxNew).setIgnoreEos(true).build(), s);
                 readers.add(Thread.ofVirtual().start(() -> {
+                    // Awaits the end of the stream, asking for one more message every 15 ms meanwhile.
                     long deadline = System.nanoTime() + WAIT.toNanos();
-                    while (!s.done.isDone() && System.nanoTime() < deadline) {
+                    while (System.nanoTime() < deadline) {
                         try {
-                            Thread.sleep(15);
-                        } catch (InterruptedException e) {
+                            s.done.get(15, TimeUnit.MILLISECONDS);
+                            return;
+                        } catch (java.util.concurrent.TimeoutException slow) {
+                            s.call.request(1);
+                        } catch (InterruptedException | java.util.concurrent.ExecutionException e) {
                             return;
                         }
-                        s.call.request(1);
                     }
                 }));
             }

@@ -5,8 +5,11 @@ import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
 import java.io.NotSerializableException;
+import java.nio.BufferUnderflowException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -86,9 +89,16 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
         return buf.array();
     }
 
+    /** Also refuses bytes left over after the message: the array holds exactly one message. */
     @Override
     public Object fromBinary(byte[] bytes, String manifest) throws NotSerializableException {
-        return fromBinary(ByteBuffer.wrap(bytes), manifest);
+        ByteBuffer buf = ByteBuffer.wrap(bytes);
+        Object o = fromBinary(buf, manifest);
+        if (buf.hasRemaining()) {
+            throw new NotSerializableException("cluster message \"" + manifest + "\" of " + bytes.length
+                    + " bytes has " + buf.remaining() + " bytes after its end");
+        }
+        return o;
     }
 
     @Override
@@ -148,14 +158,40 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
         buf.position(buf.position() + out.position());
     }
 
+    /**
+     * Decodes one message. Bytes that do not form one (truncated, counts past the end, values a
+     * message refuses) are a {@link NotSerializableException} naming the manifest and the problem,
+     * never another exception out of Artery's inbound stream; {@code buf} is then left unmoved.
+     */
     @Override
     public Object fromBinary(ByteBuffer buf, String manifest) throws NotSerializableException {
+        if (manifest == null) {
+            throw new NotSerializableException("cluster message without a manifest");
+        }
         ByteBuffer in = buf.slice().order(ByteOrder.LITTLE_ENDIAN);
-        Object o = switch (manifest) {
+        Object o;
+        try {
+            o = decode(in, manifest);
+        } catch (BufferUnderflowException e) {
+            throw new NotSerializableException("cluster message \"" + manifest + "\" is truncated: it ended after "
+                    + in.position() + " of " + in.limit() + " bytes, in the middle of a field");
+        } catch (RuntimeException e) {
+            throw new NotSerializableException("cluster message \"" + manifest + "\" is malformed: " + e.getMessage());
+        }
+        buf.position(buf.position() + in.position());
+        return o;
+    }
+
+    private Object decode(ByteBuffer in, String manifest) throws NotSerializableException {
+        return switch (manifest) {
             case "C" -> {
                 long step = in.getLong();
                 int count = in.getInt();
                 float[] rows = floats(in);
+                if (count < 0 || (count == 0 ? rows.length != 0 : rows.length % count != 0)) {
+                    throw new IllegalArgumentException("Compute of step " + step + " claims " + count
+                            + " rows but carries " + rows.length + " floats");
+                }
                 yield new ExpertActor.Compute(step, rows, count, resolve(string(in)));
             }
             case "D" -> new ExpertActor.Computed(in.getLong(), new ExpertId(in.getInt(), in.getInt()), floats(in));
@@ -197,8 +233,6 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             }
             default -> throw new NotSerializableException("unknown cluster message manifest \"" + manifest + "\"");
         };
-        buf.position(buf.position() + in.position());
-        return o;
     }
 
     /** The encoded size of {@code o}, for the byte-array path. */
@@ -275,7 +309,12 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
         }
         byte[] b = new byte[n];
         in.get(b);
-        return new String(b, StandardCharsets.UTF_8);
+        try {
+            return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(b)).toString();
+        } catch (CharacterCodingException e) {
+            throw new IllegalArgumentException("cluster message holds a string of " + n + " bytes that is not UTF-8");
+        }
     }
 
     private static int stringSize(String s) {

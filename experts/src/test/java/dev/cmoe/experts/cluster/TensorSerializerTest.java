@@ -104,4 +104,51 @@ class TensorSerializerTest {
             assertEquals(m, back, m.getClass().getSimpleName());
         }
     }
+
+    /** Expects {@code bytes} under {@code manifest} refused with a NotSerializableException saying {@code part}. */
+    private static void refused(byte[] bytes, String manifest, String part) {
+        java.io.NotSerializableException e = org.junit.jupiter.api.Assertions.assertThrows(
+                java.io.NotSerializableException.class, () -> serializer().fromBinary(bytes, manifest));
+        assertTrue(e.getMessage().contains(part), "expected '" + part + "' in: " + e.getMessage());
+        ByteBuffer buf = ByteBuffer.wrap(bytes);
+        org.junit.jupiter.api.Assertions.assertThrows(java.io.NotSerializableException.class,
+                () -> serializer().fromBinary(buf, manifest));
+        assertEquals(0, buf.position(), "a refused buffer is not consumed");
+    }
+
+    private static byte[] le(Object... fields) {
+        ByteBuffer b = ByteBuffer.allocate(256).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (Object f : fields) {
+            switch (f) {
+                case Long l -> b.putLong(l);
+                case Integer i -> b.putInt(i);
+                case byte[] raw -> b.put(raw);
+                default -> throw new IllegalArgumentException(String.valueOf(f));
+            }
+        }
+        return java.util.Arrays.copyOf(b.array(), b.position());
+    }
+
+    @Test
+    void malformedBytesAreRefusedWithNotSerializableNamingTheProblem() throws Exception {
+        TensorSerializer ser = serializer();
+        TestProbe<ExpertActor.Reply> probe = KIT.createTestProbe();
+        byte[] good = ser.toBinary(new ExpertActor.Compute(1, new float[] {1, 2, 3, 4}, 2, probe.getRef()));
+        for (int cut = 0; cut < good.length; cut += 3) {
+            refused(java.util.Arrays.copyOf(good, cut), "C", "cluster message \"C\" is ");
+        }
+        refused(le(1L, 2, -1), "C", "claims -1 floats");
+        refused(le(1L, 2, Integer.MAX_VALUE), "C", "claims 2147483647 floats");
+        refused(le(1L, 3, 4, new byte[16], 0), "C", "claims 3 rows but carries 4 floats");
+        refused(le(1L, 0, 1, new byte[4], 0), "C", "claims 0 rows but carries 1 floats");
+        refused(le(7L, 0, 1, -5), "F", "claims a string of -5 bytes");
+        refused(le(7L, 0, 1, 2, new byte[] {(byte) 0xC3, 0x28}), "F", "not UTF-8");
+        refused(le(9L, Integer.MAX_VALUE), "L", "claims 2147483647 expert ids");
+        // An array holds one message, so leftovers are refused; Artery's buffer may hold more after it.
+        java.io.NotSerializableException trailing = org.junit.jupiter.api.Assertions.assertThrows(
+                java.io.NotSerializableException.class, () -> ser.fromBinary(le(3L, 0, 1, 0, 5), "F"));
+        assertTrue(trailing.getMessage().contains("has 4 bytes after its end"), trailing.getMessage());
+        refused(new byte[8], "Z", "unknown cluster message manifest \"Z\"");
+        refused(new byte[0], "I", "truncated");
+    }
 }

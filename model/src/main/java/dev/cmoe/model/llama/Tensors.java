@@ -26,9 +26,49 @@ public final class Tensors {
         }
     }
 
-    /** Reads tensor {@code name} of the given shape from {@code source} into {@code manager}. */
+    /**
+     * Reads tensor {@code name} of the given shape from {@code source} into {@code manager}, and
+     * refuses it unless every value is finite: a NaN or infinity in a weight would otherwise load
+     * silently and turn every output into NaN (or every sampled token into 0).
+     *
+     * @throws IllegalArgumentException naming the tensor and how many values are NaN or infinite
+     */
     public static NDArray load(NDManager manager, TensorSource source, String name, long... shape) {
-        return create(manager, source.read(name, shape), shape);
+        NDArray t = create(manager, source.read(name, shape), shape);
+        try {
+            requireFinite(t, name);
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
+    /**
+     * Checks that {@code t} holds only finite values with one engine reduction: the sum of a
+     * tensor is finite exactly when no value is NaN or infinite, unless finite values overflow
+     * float32 together, which only the (rare) slow path below tells apart.
+     */
+    static void requireFinite(NDArray t, String name) {
+        if (t.size() == 0) {
+            return;
+        }
+        try (NDArray sum = t.sum()) {
+            if (Float.isFinite(sum.getFloat())) {
+                return;
+            }
+        }
+        long nan;
+        long inf;
+        try (NDArray isNan = t.isNaN(); NDArray nanCount = isNan.sum();
+             NDArray isInf = t.isInfinite(); NDArray infCount = isInf.sum()) {
+            nan = nanCount.toType(ai.djl.ndarray.types.DataType.INT64, false).getLong();
+            inf = infCount.toType(ai.djl.ndarray.types.DataType.INT64, false).getLong();
+        }
+        if (nan > 0 || inf > 0) {
+            throw new IllegalArgumentException("tensor '" + name + "' holds " + nan + " NaN and " + inf
+                    + " infinite values (of " + t.size() + "): the checkpoint is corrupt");
+        }
     }
 
     /**

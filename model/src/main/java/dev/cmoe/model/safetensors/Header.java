@@ -107,7 +107,7 @@ final class Header {
         tensors.put(e.getKey(), parseEntry(e.getKey(), e.getValue(), file, dataLength));
       }
     }
-    checkOverlaps(tensors.values(), file);
+    checkLayout(tensors.values(), file, dataLength);
     return new Header(metadata, tensors, dataStart);
   }
 
@@ -194,26 +194,37 @@ final class Header {
   }
 
   /**
-   * Two tensors sharing bytes would alias each other; empty ranges hold no bytes and cannot
-   * overlap. Gaps and trailing bytes are tolerated, as other readers do.
+   * The data section must be exactly the tensors laid end to end, as the reference
+   * implementation requires: sorted by offset, each tensor begins where the previous one ends
+   * (the first at 0), and the last one ends at the end of the file. Two tensors sharing bytes
+   * would alias each other; a gap or trailing bytes mean the header and the data disagree, e.g.
+   * a header length one byte short, which would otherwise read every tensor one byte off.
    */
-  private static void checkOverlaps(Iterable<TensorInfo> tensors, Path file) {
+  private static void checkLayout(Iterable<TensorInfo> tensors, Path file, long dataLength) {
     List<TensorInfo> sorted = new ArrayList<>();
-    for (TensorInfo t : tensors) {
-      if (t.end() > t.begin()) {
-        sorted.add(t);
-      }
-    }
-    sorted.sort(Comparator.comparingLong(TensorInfo::begin));
-    // Sorted by begin and pairwise disjoint so far, so the previous range has the largest end.
-    for (int i = 1; i < sorted.size(); i++) {
-      TensorInfo prev = sorted.get(i - 1);
-      TensorInfo cur = sorted.get(i);
-      if (cur.begin() < prev.end()) {
+    tensors.forEach(sorted::add);
+    sorted.sort(Comparator.comparingLong(TensorInfo::begin).thenComparingLong(TensorInfo::end));
+    long expected = 0;
+    TensorInfo prev = null;
+    for (TensorInfo cur : sorted) {
+      if (cur.begin() < expected) {
         throw new SafetensorsException(file + ": tensors '" + prev.name() + "' [" + prev.begin()
             + ", " + prev.end() + ") and '" + cur.name() + "' [" + cur.begin() + ", " + cur.end()
             + ") overlap");
       }
+      if (cur.begin() > expected) {
+        throw new SafetensorsException(file + ": tensor '" + cur.name() + "' begins at data offset "
+            + cur.begin() + " but the tensors before it end at " + expected
+            + " (a gap of " + (cur.begin() - expected) + " bytes; tensors must be contiguous)");
+      }
+      expected = cur.end();
+      prev = cur;
+    }
+    if (expected != dataLength) {
+      throw new SafetensorsException(file + ": data section is " + dataLength
+          + " bytes but its tensors hold " + expected + " (" + (dataLength - expected)
+          + " bytes unaccounted for: is the header length field wrong, or the file truncated"
+          + " or padded?)");
     }
   }
 

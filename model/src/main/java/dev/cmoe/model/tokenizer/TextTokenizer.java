@@ -3,8 +3,17 @@ package dev.cmoe.model.tokenizer;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
+import com.google.gson.Gson;
+import com.google.gson.TypeAdapter;
+import com.google.gson.JsonPrimitive;
+import com.google.gson.Strictness;
+import com.google.gson.stream.JsonReader;
+import com.google.gson.stream.JsonToken;
 import java.io.IOException;
+import java.io.StringReader;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,6 +39,8 @@ public final class TextTokenizer implements AutoCloseable {
     private static final Map<String, String> DJL_OPTIONS =
             Map.of("addSpecialTokens", "false", "truncation", "false", "padding", "false");
 
+    private static final TypeAdapter<JsonElement> ELEMENT = new Gson().getAdapter(JsonElement.class);
+
     private final HuggingFaceTokenizer tokenizer;
     private final Path source;
     private final int vocabSize;
@@ -37,8 +48,11 @@ public final class TextTokenizer implements AutoCloseable {
     private final int eosId;
     /** Bytes of every token for byte-level vocabularies (null entries: special tokens); null otherwise. */
     private final byte[][] tokenBytes;
+    private final int maxTokenBytes;
 
-    private TextTokenizer(HuggingFaceTokenizer tokenizer, Path source, int vocabSize, int bosId, int eosId, byte[][] tokenBytes) {
+    private TextTokenizer(HuggingFaceTokenizer tokenizer, Path source, int vocabSize, int bosId, int eosId, byte[][] tokenBytes,
+                          int maxTokenBytes) {
+        this.maxTokenBytes = maxTokenBytes;
         this.tokenizer = tokenizer;
         this.source = source;
         this.vocabSize = vocabSize;
@@ -66,23 +80,40 @@ public final class TextTokenizer implements AutoCloseable {
         }
         Map<String, Integer> tokenIds = new HashMap<>();
         Map<Integer, Boolean> special = new HashMap<>();
-        try {
-            vocab.entrySet().forEach(e -> tokenIds.put(e.getKey(), e.getValue().getAsInt()));
-            if (root.get("added_tokens") != null && root.get("added_tokens").isJsonArray()) {
-                for (JsonElement t : root.getAsJsonArray("added_tokens")) {
-                    JsonObject o = t.getAsJsonObject();
-                    int id = o.get("id").getAsInt();
-                    tokenIds.put(o.get("content").getAsString(), id);
-                    special.put(id, o.has("special") && o.get("special").getAsBoolean());
-                }
+        for (Map.Entry<String, JsonElement> e : vocab.entrySet()) {
+            tokenIds.put(e.getKey(), tokenId(e.getValue(), json, "model.vocab entry \"" + e.getKey() + "\""));
+        }
+        if (tokenIds.isEmpty()) {
+            throw new IOException("invalid tokenizer.json at " + json + ": model.vocab is empty");
+        }
+        JsonElement added = root.get("added_tokens");
+        if (added != null && !added.isJsonNull()) {
+            if (!added.isJsonArray()) {
+                throw new IOException("invalid tokenizer.json at " + json + ": added_tokens is " + kind(added)
+                        + ", expected an array");
             }
-        } catch (RuntimeException e) {
-            throw new IOException("invalid tokenizer.json at " + json + ": malformed vocab or added_tokens (" + e.getMessage() + ")", e);
+            int i = 0;
+            for (JsonElement t : added.getAsJsonArray()) {
+                String where = "added_tokens[" + i++ + "]";
+                if (!(t instanceof JsonObject o)) {
+                    throw new IOException("invalid tokenizer.json at " + json + ": " + where + " is " + kind(t)
+                            + ", expected an object with id and content");
+                }
+                int id = tokenId(o.get("id"), json, where + ".id");
+                String content = string(o.get("content"), json, where + ".content");
+                JsonElement sp = o.get("special");
+                if (sp != null && !(sp instanceof JsonPrimitive p && p.isBoolean())) {
+                    throw new IOException("invalid tokenizer.json at " + json + ": " + where + ".special is "
+                            + kind(sp) + ", expected true or false");
+                }
+                tokenIds.put(content, id);
+                special.put(id, sp != null && sp.getAsBoolean());
+            }
         }
         int size = tokenIds.values().stream().mapToInt(Integer::intValue).max().orElse(-1) + 1;
-        int bos = specialId(dir, "bos", tokenIds, json);
-        int eos = specialId(dir, "eos", tokenIds, json);
-        byte[][] bytes = isByteLevel(root) ? byteTable(tokenIds, special, size) : null;
+        int bos = specialId(dir, "bos", tokenIds, json, size);
+        int eos = specialId(dir, "eos", tokenIds, json, size);
+        byte[][] bytes = isByteLevel(root, json) ? byteTable(tokenIds, special, size) : null;
 
         HuggingFaceTokenizer hf;
         try {
@@ -90,7 +121,58 @@ public final class TextTokenizer implements AutoCloseable {
         } catch (RuntimeException e) {
             throw new IOException("the tokenizers library rejected " + json + ": " + e.getMessage(), e);
         }
-        return new TextTokenizer(hf, json, size, bos, eos, bytes);
+        int maxBytes = maxTokenBytes(tokenIds.keySet(), bytes);
+        // A normalizer may map several input bytes onto one (or none), so the bound widens.
+        boolean normalizes = root.get("normalizer") != null && !root.get("normalizer").isJsonNull();
+        return new TextTokenizer(hf, json, size, bos, eos, bytes, normalizes ? 4 * Math.max(maxBytes, 4) : maxBytes);
+    }
+
+    /** The largest id a tokenizer may use: an embedding of this many rows is far past any real model. */
+    static final int MAX_TOKEN_ID = 4_194_303;
+
+    private static int tokenId(JsonElement v, Path json, String where) throws IOException {
+        if (v instanceof JsonPrimitive p && p.isNumber()) {
+            double d = p.getAsDouble();
+            if (d == Math.rint(d) && d >= 0 && d <= MAX_TOKEN_ID) {
+                return (int) d;
+            }
+        }
+        throw new IOException("invalid tokenizer.json at " + json + ": " + where + " is " + kind(v)
+                + ", expected a token id, an integer in [0, " + MAX_TOKEN_ID + "]");
+    }
+
+    private static String string(JsonElement v, Path file, String where) throws IOException {
+        if (v instanceof JsonPrimitive p && p.isString()) {
+            return p.getAsString();
+        }
+        throw new IOException("invalid " + file.getFileName() + " at " + file + ": " + where + " is " + kind(v)
+                + ", expected a string");
+    }
+
+    /** What a JSON value is, for messages: its type and a short excerpt. */
+    private static String kind(JsonElement v) {
+        if (v == null) {
+            return "missing";
+        }
+        String text = v.toString();
+        String type = v.isJsonObject() ? "an object" : v.isJsonArray() ? "an array" : v.isJsonNull() ? "null"
+                : v.getAsJsonPrimitive().isString() ? "a string" : v.getAsJsonPrimitive().isBoolean() ? "a boolean"
+                : "a number";
+        return type + " (" + (text.length() > 40 ? text.substring(0, 40) + "..." : text) + ")";
+    }
+
+    /** The most UTF-8 bytes of text one token can stand for (at least 1). */
+    private static int maxTokenBytes(Iterable<String> tokens, byte[][] bytes) {
+        int max = 1;
+        for (String t : tokens) {
+            max = Math.max(max, t.getBytes(StandardCharsets.UTF_8).length);
+        }
+        if (bytes != null) {
+            for (byte[] b : bytes) {
+                max = Math.max(max, b == null ? 0 : b.length);
+            }
+        }
+        return max;
     }
 
     /** Token ids of {@code text}, with no special tokens added. */
@@ -132,6 +214,16 @@ public final class TextTokenizer implements AutoCloseable {
         return vocabSize;
     }
 
+    /**
+     * An upper bound on the UTF-8 bytes of text one token stands for, so that a text of more than
+     * {@code n × maxTokenBytes()} bytes is known to need more than {@code n} tokens without being
+     * tokenised (a server bounds prompts with it). Exact for normalizer-free tokenizers such as
+     * ours; widened fourfold when a normalizer may shrink the text.
+     */
+    public int maxTokenBytes() {
+        return maxTokenBytes;
+    }
+
     /** The tokenizer.json this was loaded from. */
     public Path source() {
         return source;
@@ -150,8 +242,11 @@ public final class TextTokenizer implements AutoCloseable {
         tokenizer.close();
     }
 
-    private static boolean isByteLevel(JsonObject root) {
-        return root.get("decoder") instanceof JsonObject d && d.has("type") && "ByteLevel".equals(d.get("type").getAsString());
+    private static boolean isByteLevel(JsonObject root, Path json) throws IOException {
+        if (!(root.get("decoder") instanceof JsonObject d)) {
+            return false;
+        }
+        return "ByteLevel".equals(string(d.get("type"), json, "decoder.type"));
     }
 
     private static byte[][] byteTable(Map<String, Integer> tokenIds, Map<Integer, Boolean> special, int size) {
@@ -170,9 +265,16 @@ public final class TextTokenizer implements AutoCloseable {
     }
 
     /** Resolves "bos"/"eos": config.json's {@code <kind>_token_id}, else tokenizer_config.json's token. */
-    private static int specialId(Path dir, String kind, Map<String, Integer> tokenIds, Path json) throws IOException {
-        JsonObject config = parseObject(dir.resolve("config.json"), false);
-        if (config != null && config.get(kind + "_token_id") instanceof JsonElement v && v.isJsonPrimitive()) {
+    private static int specialId(Path dir, String kind, Map<String, Integer> tokenIds, Path json, int size)
+            throws IOException {
+        Path configPath = dir.resolve("config.json");
+        JsonObject config = parseObject(configPath, false);
+        if (config != null && config.get(kind + "_token_id") instanceof JsonPrimitive v) {
+            if (!v.isNumber() || v.getAsDouble() != Math.rint(v.getAsDouble()) || v.getAsDouble() < 0
+                    || v.getAsDouble() >= size) {
+                throw new IOException(configPath + ": " + kind + "_token_id is " + kind(v)
+                        + ", expected a token id in [0, " + size + ") of " + json);
+            }
             return v.getAsInt();
         }
         Path tcPath = dir.resolve(TOKENIZER_CONFIG_JSON);
@@ -180,7 +282,8 @@ public final class TextTokenizer implements AutoCloseable {
         if (tc != null && tc.get(kind + "_token") != null && !tc.get(kind + "_token").isJsonNull()) {
             JsonElement t = tc.get(kind + "_token");
             // Either "<s>" or an AddedToken object {"content": "<s>", ...}.
-            String content = t.isJsonObject() ? t.getAsJsonObject().get("content").getAsString() : t.getAsString();
+            String content = t instanceof JsonObject o ? string(o.get("content"), tcPath, kind + "_token.content")
+                    : string(t, tcPath, kind + "_token");
             Integer id = tokenIds.get(content);
             if (id == null) {
                 throw new IOException(tcPath + " names " + kind + "_token \"" + content + "\", which " + json + " does not contain");
@@ -191,6 +294,9 @@ public final class TextTokenizer implements AutoCloseable {
                 + kind + "_token_id in config.json or " + kind + "_token in tokenizer_config.json");
     }
 
+    /** Tokenizer files past this size are refused before they are read: real ones are a few MB. */
+    static final long MAX_FILE_BYTES = 512L << 20;
+
     private static JsonObject parseObject(Path file, boolean required) throws IOException {
         if (!Files.isRegularFile(file)) {
             if (required) {
@@ -198,14 +304,35 @@ public final class TextTokenizer implements AutoCloseable {
             }
             return null;
         }
-        try {
-            JsonElement e = JsonParser.parseString(Files.readString(file, StandardCharsets.UTF_8));
-            if (!e.isJsonObject()) {
-                throw new IOException("invalid JSON in " + file + ": expected an object");
-            }
-            return e.getAsJsonObject();
-        } catch (RuntimeException e) {
-            throw new IOException("invalid JSON in " + file + ": " + e.getMessage(), e);
+        long length = Files.size(file);
+        if (length > MAX_FILE_BYTES) {
+            throw new IOException(file + " is " + length + " bytes, over the limit of " + MAX_FILE_BYTES);
         }
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(Files.readAllBytes(file))).toString();
+        } catch (CharacterCodingException e) {
+            throw new IOException("invalid " + file.getFileName() + " at " + file + ": not valid UTF-8", e);
+        }
+        JsonElement e;
+        try {
+            JsonReader reader = new JsonReader(new StringReader(text));
+            reader.setStrictness(Strictness.STRICT);
+            e = ELEMENT.read(reader); // keeps STRICT, which JsonParser.parseReader would drop
+            if (reader.peek() != JsonToken.END_DOCUMENT) {
+                throw new IOException("invalid JSON in " + file + ": text follows the top-level value");
+            }
+        } catch (RuntimeException | IOException x) {
+            if (x instanceof IOException io && io.getMessage().startsWith("invalid JSON in ")) {
+                throw io;
+            }
+            throw new IOException("invalid JSON in " + file + ": " + x.getMessage(), x);
+        }
+        if (!e.isJsonObject()) {
+            throw new IOException("invalid JSON in " + file + ": expected an object, got " + kind(e));
+        }
+        return e.getAsJsonObject();
     }
 }

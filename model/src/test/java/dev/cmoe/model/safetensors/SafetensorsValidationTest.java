@@ -164,17 +164,57 @@ class SafetensorsValidationTest {
   }
 
   @Test
-  void gapsTrailingBytesAndEmptyRangesInsideOthersAreAllowed() throws IOException {
-    // b lies after a 4-byte gap, 4 trailing bytes follow, and the empty e sits inside a's range.
+  void aGapBetweenTensorsIsRefused() throws IOException {
     String json = "{" + Raw.entry("a", "F32", "[1]", 0, 4) + ","
-        + Raw.entry("b", "F32", "[1]", 8, 12) + "," + Raw.entry("e", "F32", "[0]", 2, 2) + "}";
-    byte[] data = Raw.concat(Raw.f32(1.5f), new byte[4], Raw.f32(-2f), new byte[4]);
-    try (SafetensorsFile f = SafetensorsFile.open(header(json, data))) {
-      assertEquals(List.of("a", "b", "e"), List.copyOf(f.tensors().keySet()));
+        + Raw.entry("b", "F32", "[1]", 8, 12) + "}";
+    refused(header(json, Raw.concat(Raw.f32(1.5f), new byte[4], Raw.f32(-2f))),
+        "tensor 'b' begins at data offset 8", "end at 4", "gap of 4 bytes");
+  }
+
+  @Test
+  void trailingBytesAfterTheLastTensorAreRefused() throws IOException {
+    String json = "{" + Raw.entry("a", "F32", "[1]", 0, 4) + "}";
+    refused(header(json, Raw.concat(Raw.f32(1.5f), new byte[3])),
+        "data section is 7 bytes", "tensors hold 4", "3 bytes unaccounted for");
+  }
+
+  @Test
+  void anEmptyRangeInsideAnotherTensorIsRefused() throws IOException {
+    String json = "{" + Raw.entry("a", "F32", "[1]", 0, 4) + ","
+        + Raw.entry("e", "F32", "[0]", 2, 2) + "}";
+    refused(header(json, Raw.f32(1.5f)), "'a' [0, 4)", "'e' [2, 2)", "overlap");
+  }
+
+  @Test
+  void contiguousTensorsInAnyHeaderOrderWithEmptyOnesBetweenAreRead() throws IOException {
+    String json = "{" + Raw.entry("b", "F32", "[1]", 4, 8) + ","
+        + Raw.entry("e", "F32", "[0]", 4, 4) + "," + Raw.entry("a", "F32", "[1]", 0, 4) + "}";
+    try (SafetensorsFile f = SafetensorsFile.open(header(json, Raw.f32(1.5f, -2f)))) {
+      assertEquals(List.of("b", "e", "a"), List.copyOf(f.tensors().keySet()));
       assertArrayEquals(new float[] {-2f}, toArray(f.readF32("b")));
       assertEquals(1.5f, f.readF32("a").get(0));
       assertEquals(0, f.readF32("e").limit());
     }
+  }
+
+  /**
+   * The writer pads its header with spaces, so a length field one byte short still parses as
+   * JSON; only the data section's exact length shows every tensor would be read one byte off.
+   */
+  @Test
+  void aHeaderLengthOneByteShortIsRefused() throws IOException {
+    Path file = dir.resolve("short-header.safetensors");
+    java.util.Map<String, SafetensorsWriter.Tensor> tensors = new java.util.LinkedHashMap<>();
+    tensors.put("w", new SafetensorsWriter.Tensor(new long[] {2, 2},
+        FloatBuffer.wrap(new float[] {1, 2, 3, 4})));
+    SafetensorsWriter.write(file, tensors, java.util.Map.of(), DType.F32);
+    byte[] bytes = Files.readAllBytes(file);
+    java.nio.ByteBuffer le = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    long length = le.getLong(0);
+    assertEquals(' ', bytes[(int) (8 + length - 1)], "the writer pads the header with spaces");
+    le.putLong(0, length - 1);
+    Files.write(file, bytes);
+    refused(file, "data section is 17 bytes", "tensors hold 16");
   }
 
   private static float[] toArray(FloatBuffer b) {

@@ -5,7 +5,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 
-/** Facts about the machine that decide whether a test can run or must be skipped with a reason. */
+/** Facts about the machine that a test needs, and the failure that says what to install when one is missing. */
 public final class Environment {
     private Environment() {
     }
@@ -21,6 +21,18 @@ public final class Environment {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return false;
+        }
+    }
+
+    /**
+     * Fails the calling test unless npm runs: a test that needs it must not pass by skipping.
+     *
+     * @param why what the test needs npm for, e.g. "to fetch the Brown corpus"
+     */
+    public static void requireNpm(String why) {
+        if (!npmOnPath()) {
+            throw new AssertionError("this test needs npm " + why + ", but `npm --version` does not run: install"
+                    + " Node.js and npm (e.g. `apt-get install nodejs npm`) and put npm on PATH");
         }
     }
 

@@ -57,6 +57,11 @@ public final class GenerateService extends GenerationGrpc.GenerationImplBase {
         this.gate = gate;
     }
 
+    /** The largest text prompt the validator accepts, in bytes (0: token-id prompts only). */
+    public long maxPromptBytes() {
+        return validator.maxPromptBytes();
+    }
+
     @Override
     public void generate(GenerateRequest request, StreamObserver<GenerateResponse> observer) {
         String closed = gate.closedBecause();
@@ -95,7 +100,8 @@ public final class GenerateService extends GenerationGrpc.GenerationImplBase {
                 .whenComplete((reply, failure) -> {
                     if (failure != null) {
                         observer.onError(Status.UNAVAILABLE.withDescription("the scheduler did not answer the abort of "
-                                + request.getRequestId() + ": " + failure.getMessage()).asRuntimeException());
+                                + request.getRequestId() + " within " + ASK_TIMEOUT.toSeconds() + " s")
+                                .asRuntimeException());
                     } else {
                         observer.onNext(AbortResponse.newBuilder().setFound(reply.found()).build());
                         observer.onCompleted();

@@ -21,6 +21,8 @@ import java.util.Set;
 public final class RequestValidator {
     /** Most logprob alternatives a client may ask for per token. */
     public static final int MAX_LOGPROBS = RequestRules.MAX_LOGPROBS;
+    /** Longest request id, in UTF-8 bytes: ids are echoed, logged and kept per running request. */
+    public static final int MAX_REQUEST_ID_BYTES = RequestRules.MAX_REQUEST_ID_BYTES;
 
     private final RequestRules rules;
 
@@ -34,6 +36,11 @@ public final class RequestValidator {
 
     public RequestValidator(RequestRules rules) {
         this.rules = rules;
+    }
+
+    /** See {@link RequestRules#maxPromptBytes()}: the transport sizes its message limit from it. */
+    public long maxPromptBytes() {
+        return rules.maxPromptBytes();
     }
 
     /** The wire-neutral rules, for the other front ends. */
@@ -50,12 +57,15 @@ public final class RequestValidator {
         }
     }
 
-    private static RequestSpec spec(GenerateRequest r) throws StatusException {
+    private RequestSpec spec(GenerateRequest r) throws StatusException, InvalidRequestException {
+        // sizes are checked on the wire bytes, before anything is decoded or copied
+        rules.checkRequestIdBytes(r.getRequestIdBytes().size());
         String text = null;
         int[] ids = null;
         switch (r.getPromptCase()) {
             case TEXT -> {
                 ByteString b = r.getTextBytes();
+                rules.checkPromptBytes("prompt.text", b.size());
                 if (!b.isValidUtf8()) {
                     throw invalid("prompt.text is not valid UTF-8");
                 }

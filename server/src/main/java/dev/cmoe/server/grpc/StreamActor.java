@@ -100,17 +100,17 @@ public final class StreamActor extends AbstractBehavior<StreamActor.Command> {
             case SchedulerActor.Rejected r -> {
                 Status status = r.reason() == SchedulerActor.Rejection.DUPLICATE_ID ? Status.ALREADY_EXISTS
                         : Status.RESOURCE_EXHAUSTED;
-                return fail(status.withDescription(r.message()));
+                return fail(status.withDescription(EdgeGuard.scrub(r.message())));
             }
             case SchedulerActor.Tokens t -> outbox.addLast(response().setChunk(chunk(t)).build());
             case SchedulerActor.Failed f -> {
                 Status.Code code = f.unavailable() ? Status.Code.UNAVAILABLE : Status.Code.INTERNAL;
                 if (!sentAny && outbox.isEmpty()) {
-                    return fail(Status.fromCode(code).withDescription(f.message()));
+                    return fail(Status.fromCode(code).withDescription(EdgeGuard.scrub(f.message())));
                 }
                 // Streaming began: the error travels in-stream, and the Finished(ERROR) that follows ends it.
                 outbox.addLast(response().setError(StreamError.newBuilder().setCode(code.value())
-                        .setMessage(f.message())).build());
+                        .setMessage(EdgeGuard.scrub(f.message()))).build());
                 failedInStream = true;
                 failedCode = code;
             }

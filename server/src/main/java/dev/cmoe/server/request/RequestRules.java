@@ -3,6 +3,7 @@ package dev.cmoe.server.request;
 import dev.cmoe.model.sample.SamplingParams;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import dev.cmoe.server.scheduler.GenerationRequest;
+import java.nio.charset.StandardCharsets;
 import java.util.HashSet;
 import java.util.Set;
 import java.util.UUID;
@@ -15,6 +16,8 @@ import java.util.UUID;
 public final class RequestRules {
     /** Most logprob alternatives a client may ask for per token. */
     public static final int MAX_LOGPROBS = 20;
+    /** Longest request id, in UTF-8 bytes: ids are echoed, logged and kept per running request. */
+    public static final int MAX_REQUEST_ID_BYTES = 256;
 
     private final TextTokenizer tokenizer; // null: token-id prompts only
     private final int vocabSize;
@@ -30,6 +33,35 @@ public final class RequestRules {
         this.vocabSize = vocabSize;
         this.context = context;
         this.eosIds = Set.copyOf(eosIds);
+        this.maxPromptBytes = tokenizer == null ? 0 : (long) context * tokenizer.maxTokenBytes();
+    }
+
+    private final long maxPromptBytes;
+
+    /**
+     * The most UTF-8 bytes a text prompt may have: the context times the most bytes one token
+     * stands for. A longer text cannot fit the context whatever it says, so it is refused before
+     * the tokenizer spends seconds and hundreds of MB on it.
+     */
+    public long maxPromptBytes() {
+        return maxPromptBytes;
+    }
+
+    /** Refuses a text prompt of {@code bytes} UTF-8 bytes past {@link #maxPromptBytes()}, naming {@code field}. */
+    public void checkPromptBytes(String field, long bytes) throws InvalidRequestException {
+        if (tokenizer != null && bytes > maxPromptBytes) {
+            throw new InvalidRequestException(field, field + " is " + bytes + " bytes, over the limit of "
+                    + maxPromptBytes + " bytes (the context of " + context + " tokens × at most "
+                    + tokenizer.maxTokenBytes() + " bytes per token): it cannot fit the context");
+        }
+    }
+
+    /** Refuses a request id past {@link #MAX_REQUEST_ID_BYTES} UTF-8 bytes. */
+    public void checkRequestIdBytes(long bytes) throws InvalidRequestException {
+        if (bytes > MAX_REQUEST_ID_BYTES) {
+            throw new InvalidRequestException("request_id", "request_id is " + bytes + " bytes, over the limit of "
+                    + MAX_REQUEST_ID_BYTES);
+        }
     }
 
     /** The tokenizer text prompts go through, or null. */
@@ -45,6 +77,9 @@ public final class RequestRules {
     /** Validates {@code r}; a missing request id is replaced by a fresh one. */
     public GenerationRequest validate(RequestSpec r, long arrivalNanos) throws InvalidRequestException {
         RequestSpec.Names names = r.names();
+        if (r.requestId() != null) {
+            checkRequestIdBytes(r.requestId().getBytes(StandardCharsets.UTF_8).length);
+        }
         String id = r.requestId() == null || r.requestId().isEmpty() ? UUID.randomUUID().toString() : r.requestId();
         int[] prompt = prompt(r);
         String promptField = r.text() != null ? names.text() : names.tokenIds();
@@ -105,6 +140,7 @@ public final class RequestRules {
                 throw new InvalidRequestException(names.text(), names.text()
                         + " is not accepted: this server has no tokenizer, send " + names.tokenIds());
             }
+            checkPromptBytes(names.text(), utf8Length(r.text()));
             int[] ids = tokenizer.encodeIds(r.text(), r.addBos());
             if (ids.length == 0) {
                 throw new InvalidRequestException(names.text(), names.text() + " encodes to no tokens");
@@ -115,6 +151,11 @@ public final class RequestRules {
             if (r.tokenIds().length == 0) {
                 throw new InvalidRequestException(names.tokenIds(), names.tokenIds() + " is empty");
             }
+            if (r.tokenIds().length >= context) { // before looking at every id of a huge list
+                throw new InvalidRequestException(names.tokenIds(), "prompt of " + r.tokenIds().length
+                        + " tokens does not fit the context of " + context
+                        + " tokens (it must leave room for at least one new token)");
+            }
             for (int i = 0; i < r.tokenIds().length; i++) {
                 checkToken(names.tokenIds(), names.tokenIds() + "[" + i + "]", r.tokenIds()[i]);
             }
@@ -122,6 +163,25 @@ public final class RequestRules {
         }
         throw new InvalidRequestException(names.text(), "prompt is empty: set " + names.text() + " or "
                 + names.tokenIds());
+    }
+
+    /** UTF-8 length without encoding a copy of the text. */
+    private static long utf8Length(String s) {
+        long n = 0;
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c < 0x80) {
+                n++;
+            } else if (c < 0x800) {
+                n += 2;
+            } else if (Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+                n += 4;
+                i++;
+            } else {
+                n += 3;
+            }
+        }
+        return n;
     }
 
     private static SamplingParams sampling(RequestSpec r) throws InvalidRequestException {

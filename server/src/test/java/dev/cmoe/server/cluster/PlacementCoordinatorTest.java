@@ -1,5 +1,7 @@
 package dev.cmoe.server.cluster;
 
+import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -67,6 +69,9 @@ class PlacementCoordinatorTest {
                 """).withFallback(ConfigFactory.load()));
         Cluster cluster = Cluster.get(kit.system());
         cluster.manager().tell(Join.create(cluster.selfMember().address()));
+        // the tests wait for the coordinator's INFO lines; the shared logback-test.xml keeps WARN
+        ((ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(PlacementCoordinator.class))
+                .setLevel(ch.qos.logback.classic.Level.INFO);
     }
 
     @AfterEach
@@ -84,8 +89,13 @@ class PlacementCoordinatorTest {
     };
 
     private static ActorRef<ExpertWorker.Command> device(String id) {
-        ActorRef<ExpertWorker.Command> ref = kit.spawn(ExpertWorker.create(id, Device.cpu(), SHAPE, RANDOM, 0, 0,
-                List.of()), id.replace('/', '-'));
+        return device(id, 0);
+    }
+
+    /** A device whose node accepts frames of {@code frameBytes} (0: in-process, no frames). */
+    private static ActorRef<ExpertWorker.Command> device(String id, int frameBytes) {
+        ActorRef<ExpertWorker.Command> ref = kit.spawn(ExpertWorker.create(id, Device.cpu(), SHAPE, RANDOM, 0,
+                frameBytes, List.of()), id.replace('/', '-'));
         kit.system().receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
         return ref;
     }
@@ -118,6 +128,11 @@ class PlacementCoordinatorTest {
     }
 
     private static Head head(String name, double threshold, PlacementPlan plan, PlacementPolicy policy) {
+        return head(name, threshold, plan, policy, 0);
+    }
+
+    private static Head head(String name, double threshold, PlacementPlan plan, PlacementPolicy policy,
+                             int requiredFrameBytes) {
         ServerMetrics metrics = new ServerMetrics(new SimpleMeterRegistry());
         List<ActorRef<RouterActor.Command>> routers = new ArrayList<>();
         for (int l = 0; l < SHAPE.layers(); l++) {
@@ -125,7 +140,8 @@ class PlacementCoordinatorTest {
         }
         AtomicReference<PlacementCoordinator.PlacementView> view = new AtomicReference<>();
         PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, policy, 2,
-                Duration.ofMillis(300), Duration.ofSeconds(3), 0, Duration.ofSeconds(5), Duration.ofSeconds(20),
+                Duration.ofMillis(300), Duration.ofSeconds(3), requiredFrameBytes, Duration.ofSeconds(5),
+                Duration.ofSeconds(20),
                 Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50);
         ActorRef<PlacementCoordinator.Command> c = kit.spawn(PlacementCoordinator.create(settings,
                 new PlacementState(SHAPE), routers, metrics, view::set), name);
@@ -138,14 +154,8 @@ class PlacementCoordinatorTest {
         return v != null && v.serving();
     }
 
-    private static void await(String what, BooleanSupplier condition) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError(what + ": not within " + WAIT);
-            }
-            Thread.sleep(50);
-        }
+    private static void await(String what, BooleanSupplier condition) {
+        Awaitility.await(what).atMost(WAIT).pollInterval(Duration.ofMillis(50)).until(condition::getAsBoolean);
     }
 
     @Test
@@ -153,11 +163,16 @@ class PlacementCoordinatorTest {
         told.clear();
         Head head = head("placement-a", 0);
         ActorRef<ExpertWorker.Command> a1 = device("a1/cpu");
-        Thread.sleep(1500);
-        assertFalse(head.view().get().placed(), "waits for --min-devices 2: " + head.view().get().summary());
-        assertFalse(serving(head));
-        device("a2/cpu");
-        await("serving", () -> serving(head));
+        await("a1 joined", () -> head.view().get() != null && head.view().get().hosted().containsKey("a1/cpu"));
+        // Alone, a1 outlasts the 300 ms settle time several times over without a placement ...
+        Awaitility.await("unplaced with one device").during(Duration.ofSeconds(1)).atMost(WAIT)
+                .until(() -> !head.view().get().placed() && !serving(head));
+        // ... and the one first placement, an explicit event, is over both devices.
+        LoggingTestKit.info("first placement over 2 devices").expect(kit.system(), () -> {
+            device("a2/cpu");
+            await("serving", () -> serving(head));
+            return null;
+        });
         assertEquals(Map.of("a1/cpu", 4, "a2/cpu", 4), head.view().get().hosted());
 
         kit.system().receptionist().tell(Receptionist.deregister(ExpertWorker.SERVICE_KEY, a1));
@@ -180,8 +195,10 @@ class PlacementCoordinatorTest {
         await("serving", () -> serving(head));
         device("b3/cpu");
         await("b3 joined", () -> head.view().get().hosted().containsKey("b3/cpu"));
-        Thread.sleep(1000);
+        // A join places nothing on the new device; only a rebalance (counted, and none yet) would.
         assertEquals(0, head.view().get().hosted().get("b3/cpu"), "a new device waits for the next rebalance");
+        assertEquals(0, head.metrics().registry().find("cmoe.cluster.rebalances").counters().stream()
+                .mapToDouble(c -> c.count()).sum(), "no rebalance before the traffic");
         // traffic: every expert routes the same number of tokens, so b3's empty slot is the imbalance
         for (int l = 0; l < SHAPE.layers(); l++) {
             for (int j = 0; j < SHAPE.routed(); j++) {
@@ -229,11 +246,16 @@ class PlacementCoordinatorTest {
         }
         PlacementPlan plan = new PlacementPlan(1, SHAPE.layers(), SHAPE.routed(), devices, as);
         Head head = head("placement-c", 0, plan);
-        device("c1/cpu");
-        device("c2/cpu");
-        Thread.sleep(1000);
-        assertFalse(head.view().get().placed(), "waits for the plan's devices");
-        await("serving without c3", () -> serving(head));
+        // The placement that finally comes says it waited out the plan's devices: an explicit event.
+        LoggingTestKit.warn("plan devices [c3/cpu] did not join within").expect(kit.system(), () -> {
+            device("c1/cpu");
+            device("c2/cpu");
+            await("c1 and c2 joined", () -> head.view().get() != null
+                    && head.view().get().hosted().keySet().containsAll(Set.of("c1/cpu", "c2/cpu")));
+            assertFalse(head.view().get().placed(), "waits for the plan's devices");
+            await("serving without c3", () -> serving(head));
+            return null;
+        });
         PlacementPlan now = head.view().get().plan();
         assertEquals(List.of("c1/cpu", "c2/cpu"), now.devicesFor(new ExpertId(0, 0)));
         for (PlacementPlan.Assignment a : plan.assignments()) {
@@ -272,5 +294,17 @@ class PlacementCoordinatorTest {
         }
         await("replicas serve", () -> head.view().get().hosted().values().stream().mapToInt(i -> i).sum()
                 == SHAPE.layers() * SHAPE.routed() + 2);
+    }
+
+    @Test
+    void aDeviceWhoseFramesAreTooSmallForTheHeadsBatchesIsRefusedAndAnotherServes() {
+        told.clear();
+        Head head = head("placement-f", 0, null, new DefaultPlacement(16), 600_000);
+        LoggingTestKit.error("refusing device f1/cpu: its node accepts frames of 262144 bytes, the head's batches "
+                + "need 600000").expect(kit.system(), () -> device("f1/cpu", 262_144));
+        device("f2/cpu", 600_000);
+        device("f3/cpu", 1 << 20);
+        await("serving on f2 and f3", () -> serving(head));
+        assertEquals(Map.of("f2/cpu", 4, "f3/cpu", 4), head.view().get().hosted(), "f1 hosts nothing, not even a slot");
     }
 }

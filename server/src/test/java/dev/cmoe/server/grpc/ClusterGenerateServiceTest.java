@@ -1,5 +1,6 @@
 package dev.cmoe.server.grpc;
 
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -137,14 +138,8 @@ class ClusterGenerateServiceTest {
                 .check(HealthCheckRequest.newBuilder().setService("cmoe.v1.Generation").build()).getStatus();
     }
 
-    private static void await(String what, BooleanSupplier condition) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError(what + ": not within " + WAIT);
-            }
-            Thread.sleep(100);
-        }
+    private static void await(String what, BooleanSupplier condition) {
+        Awaitility.await(what).atMost(WAIT).pollInterval(Duration.ofMillis(100)).until(condition::getAsBoolean);
     }
 
     private static PlacementCoordinator.PlacementView placement() throws Exception {
@@ -175,14 +170,19 @@ class ClusterGenerateServiceTest {
                     .setMaxNewTokens(maxNew).setIgnoreEos(true).setRequestId("cluster-" + System.nanoTime() + "-" + i)
                     .build(), r);
             Thread reader = Thread.ofVirtual().start(() -> {
+                // Awaits the end of the stream, asking for one more message every 20 ms meanwhile.
                 long deadline = System.nanoTime() + WAIT.toNanos();
-                while (!r.done.isDone() && System.nanoTime() < deadline) {
+                while (System.nanoTime() < deadline) {
                     try {
-                        Thread.sleep(20);
+                        r.done.get(20, TimeUnit.MILLISECONDS);
+                        return;
+                    } catch (java.util.concurrent.TimeoutException slow) {
+                        r.request(1);
                     } catch (InterruptedException e) {
                         return;
+                    } catch (java.util.concurrent.ExecutionException failed) {
+                        return; // the test reads the failure from r
                     }
-                    r.request(1);
                 }
             });
             readers.add(reader);

@@ -83,10 +83,12 @@ class GenerateServiceTest {
                 "the fixture generates long enough sequences to interleave");
         List<Responses> streams = new ArrayList<>();
         for (int i = 0; i < n; i++) {
+            if (i > 0) {
+                streams.get(i - 1).awaitFirst(); // staggered starts: each request joins a batch already running
+            }
             Responses s = Responses.eager();
             streams.add(s);
             tiny.async().generate(text(prompts.get(i), maxNew[i]).setRequestId("eq-" + i).build(), s);
-            Thread.sleep(3L * i); // staggered starts: requests join a batch that is already running
         }
         for (int i = 0; i < n; i++) {
             List<GenerateResponse> messages = streams.get(i).await(WAIT);

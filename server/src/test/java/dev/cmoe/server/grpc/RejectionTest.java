@@ -1,5 +1,6 @@
 package dev.cmoe.server.grpc;
 
+import org.awaitility.Awaitility;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -79,7 +80,19 @@ class RejectionTest {
                 Arguments.of("empty stop string", ok().addStop(""), "stop[0] is empty"),
                 Arguments.of("invalid UTF-8 stop string", ok().addStopBytes(ByteString.copyFrom(new byte[] {(byte) 0xFF})),
                         "stop[0] is not valid UTF-8"),
-                Arguments.of("too many logprobs", ok().setLogprobs(21), "logprobs must be in [0, 20], got 21"));
+                Arguments.of("too many logprobs", ok().setLogprobs(21), "logprobs must be in [0, 20], got 21"),
+                // MBs used to be tokenised in full before the context check: seconds of CPU, GBs of RSS.
+                // (Past GrpcServer.MIN_INBOUND_BYTES the transport refuses them even earlier: EdgeGuardTest.)
+                Arguments.of("a 1 MB prompt", ok().setText("jury ".repeat(200_000)),
+                        "prompt.text is 1000000 bytes, over the limit of "),
+                Arguments.of("a prompt one byte over the limit", ok().setText("j".repeat((int) TinyServer.maxPromptBytes() + 1)),
+                        "bytes (the context of 128 tokens"),
+                Arguments.of("a prompt at the byte limit is tokenised", ok().setText("j".repeat((int) TinyServer.maxPromptBytes())),
+                        "does not fit the context of 128"),
+                Arguments.of("token ids far past the context", ok().setTokenIds(ids(new int[100_000])),
+                        "prompt of 100000 tokens does not fit the context of 128"),
+                Arguments.of("a 257-byte request id", ok().setRequestId("r".repeat(257)),
+                        "request_id is 257 bytes, over the limit of 256"));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -107,10 +120,8 @@ class RejectionTest {
             running.awaitFirst();
             Responses queued = Responses.eager();
             one.async().generate(ok().setIgnoreEos(true).build(), queued);
-            long deadline = System.nanoTime() + WAIT.toNanos();
-            while (one.stats().queued() < 1 && System.nanoTime() < deadline) {
-                Thread.sleep(10);
-            }
+            Awaitility.await("the second request queues").atMost(WAIT).pollInterval(Duration.ofMillis(10))
+                    .until(() -> one.stats().queued() >= 1);
             Responses refused = Responses.eager();
             one.async().generate(ok().build(), refused);
             ExecutionException e = assertThrows(ExecutionException.class, () -> refused.await(WAIT));

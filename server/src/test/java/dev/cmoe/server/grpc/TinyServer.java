@@ -1,5 +1,6 @@
 package dev.cmoe.server.grpc;
 
+import org.awaitility.Awaitility;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
@@ -39,12 +40,25 @@ final class TinyServer implements AutoCloseable {
 
     private TinyServer(SchedulerConfig config, Function<ModelRunner, ModelRunner> wrap, String token)
             throws IOException {
+        this(config, wrap, token, false);
+    }
+
+    private TinyServer(SchedulerConfig config, Function<ModelRunner, ModelRunner> wrap, String token, boolean netty)
+            throws IOException {
         String name = InProcessServerBuilder.generateName();
         ModelDir m = model();
         server = InferenceServer.start(wrap.apply(new LlamaRunner(m.model())), m.config(),
                 InferenceServer.denseInfo(m.config()), m.tokenizer(), config,
-                InProcessServerBuilder.forName(name), metrics, token);
-        channel = InProcessChannelBuilder.forName(name).build();
+                netty ? io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder.forAddress(
+                        new java.net.InetSocketAddress("127.0.0.1", 0)) : InProcessServerBuilder.forName(name),
+                metrics, token);
+        channel = netty ? io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port())
+                .usePlaintext().maxInboundMessageSize(16 << 20).build() : InProcessChannelBuilder.forName(name).build();
+    }
+
+    /** The same server on Netty over 127.0.0.1 and a free port: what the transport enforces, the real way. */
+    static TinyServer startNetty(SchedulerConfig config) throws IOException {
+        return new TinyServer(config, r -> r, null, true);
     }
 
     static TinyServer start(SchedulerConfig config) throws IOException {
@@ -70,6 +84,11 @@ final class TinyServer implements AutoCloseable {
         return model;
     }
 
+    /** The prompt byte limit the server's validator applies: its context × the tokenizer's longest token. */
+    static long maxPromptBytes() {
+        return (long) model().config().maxPositionEmbeddings() * model().tokenizer().maxTokenBytes();
+    }
+
     /** The stop tokens the server uses: the config's EOS ids and the tokenizer's. */
     static Set<Integer> eos() {
         Set<Integer> eos = new HashSet<>(model().config().eosTokenIds());
@@ -92,17 +111,13 @@ final class TinyServer implements AutoCloseable {
     }
 
     /** Polls (bounded) until the scheduler holds no sequence and no KV cache bytes. */
-    void awaitIdle() throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        SchedulerActor.Stats s = stats();
-        while (s.running() + s.queued() > 0 || s.kvBytes() > 0 || metrics.kvBytesInUse() > 0) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("scheduler not idle after 20 s: " + s + ", gauge "
-                        + metrics.kvBytesInUse());
-            }
-            Thread.sleep(20);
-            s = stats();
-        }
+    void awaitIdle() {
+        Awaitility.await("the scheduler holds no sequence and no KV cache bytes").atMost(Duration.ofSeconds(20))
+                .pollInterval(Duration.ofMillis(20))
+                .until(() -> {
+                    SchedulerActor.Stats s = stats();
+                    return s.running() + s.queued() == 0 && s.kvBytes() == 0 && metrics.kvBytesInUse() == 0;
+                });
     }
 
     @Override

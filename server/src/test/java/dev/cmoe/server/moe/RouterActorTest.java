@@ -187,4 +187,45 @@ class RouterActorTest {
         RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
         assertTrue(failed.reason().contains("device lost"), failed.reason());
     }
+
+    @Test
+    void hiddenStatesOfTheWrongShapeFailTheStepNamingTheShape() {
+        List<ActorRef<ExpertActor.Command>> layer0 = new ArrayList<>();
+        for (int j = 0; j < routed; j++) {
+            layer0.add(hosted.experts().get(new ExpertId(0, j)));
+        }
+        ActorRef<RouterActor.Command> router = router(0, layer0, Duration.ofSeconds(30), ServerMetrics.discarding());
+        RouterActor.Reply r = ask(router, 9, new float[HIDDEN + 1], 1);
+        RouterActor.Failed failed = assertInstanceOf(RouterActor.Failed.class, r);
+        assertEquals(9, failed.stepId());
+        assertEquals("layer 0: expected (1, " + HIDDEN + ") hidden states, got " + (HIDDEN + 1) + " values",
+                failed.reason());
+        RouterActor.Failed none = assertInstanceOf(RouterActor.Failed.class, ask(router, 10, new float[0], 0));
+        assertTrue(none.reason().contains("expected (0, " + HIDDEN + ")"), none.reason());
+        // ... and the router goes on routing
+        assertInstanceOf(RouterActor.Routed.class, ask(router, 11, random(new Random(2), HIDDEN), 1));
+    }
+
+    @Test
+    void anExpertAnsweringTheWrongNumberOfValuesFailsTheCombineNotTheProcess() {
+        List<TestProbe<ExpertActor.Command>> probes = new ArrayList<>();
+        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+        for (int j = 0; j < routed; j++) {
+            probes.add(kit.createTestProbe());
+            experts.add(probes.get(j).getRef());
+        }
+        ActorRef<RouterActor.Command> router = router(1, experts, Duration.ofSeconds(30), ServerMetrics.discarding());
+        float[] x = random(new Random(6), HIDDEN);
+        int best;
+        try (NDManager m = NDManager.newBaseManager()) {
+            best = local(1).route(m.create(x, new Shape(1, HIDDEN))).expert(0, 0);
+        }
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        router.tell(new RouterActor.Route(12, x, 1, reply.getRef()));
+        ExpertActor.Compute c = probes.get(best).expectMessageClass(ExpertActor.Compute.class, Duration.ofSeconds(5));
+        c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(1, best), new float[3]));
+        RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
+        assertTrue(failed.reason().startsWith("layer 1, step 12: expert (1, " + best
+                + ") answered 3 values for 1 rows × " + HIDDEN), failed.reason());
+    }
 }
