@@ -198,7 +198,7 @@ public record RopeScaling(Type type, double factor, int originalContext, double 
      */
     public int context(int maxPositions) {
         if (type == Type.DYNAMIC || type == Type.YARN && originalContext == maxPositions) {
-            return (int) Math.min(Integer.MAX_VALUE / 2, Math.floor(maxPositions * factor));
+            return (int) Math.min(1 << 30, Math.floor(maxPositions * factor));
         }
         return maxPositions;
     }

@@ -176,10 +176,10 @@ public final class LlamaModel implements AutoCloseable {
             int end = c.cache().length() + c.tokens().length;
             for (int t = 0; t < c.tokens().length; t++, row++) {
                 ids[row] = checkedId(c.tokens()[t]);
-                positions[row] = c.cache().length() + t;
+                positions[row] = (long) c.cache().length() + t;
                 seqLens[row] = end;
             }
-            lastRows[b] = row - 1;
+            lastRows[b] = row - 1L;
         }
         NDArray logits;
         try (NDScope scope = new NDScope()) {

@@ -184,7 +184,7 @@ public final class CompletionStream extends AbstractBehavior<CompletionStream.Co
             return Behaviors.stopped();
         }
         if (f.reason() == FinishReason.ABORTED || f.reason() == FinishReason.ERROR) {
-            ApiError e = ApiError.internal("the request ended early: " + f.reason().name().toLowerCase());
+            ApiError e = ApiError.internal("the request ended early: " + f.reason().name().toLowerCase(java.util.Locale.ROOT));
             if (!headersSent) {
                 return fail(e);
             }

@@ -241,6 +241,7 @@ class OpenAiHttpTest {
         return e;
     }
 
+    @SuppressWarnings("ReturnValueIgnored") // each call is made for the error it must throw
     @Test
     void badFieldsAre400NamingTheField() {
         record Case(String param, String message, Supplier<Object> call) {
