@@ -54,6 +54,7 @@ public final class MetricsScraper implements AutoCloseable {
     private final LongSupplier clock;
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
     private final List<Scrape> scrapes = new ArrayList<>();
+    private final String token; // null: scrapes send no Authorization header
     private ScheduledExecutorService timer;
     private int failures;
     private String lastFailure = "";
@@ -63,8 +64,14 @@ public final class MetricsScraper implements AutoCloseable {
      * @param clock nanoseconds since the run's origin
      */
     public MetricsScraper(URI endpoint, LongSupplier clock) {
+        this(endpoint, clock, null);
+    }
+
+    /** As above; every scrape sends {@code token} as a bearer token when it is not null. */
+    public MetricsScraper(URI endpoint, LongSupplier clock, String token) {
         this.endpoint = endpoint;
         this.clock = clock;
+        this.token = token;
     }
 
     /** Parses {@code http://HOST:PORT/metrics}, {@code HOST:PORT} or a port on 127.0.0.1. */
@@ -106,8 +113,11 @@ public final class MetricsScraper implements AutoCloseable {
     public Scrape scrapeNow() throws IOException, InterruptedException {
         long t = clock.getAsLong();
         try {
-            HttpResponse<String> r = http.send(HttpRequest.newBuilder(endpoint).timeout(Duration.ofSeconds(10)).build(),
-                    HttpResponse.BodyHandlers.ofString());
+            HttpRequest.Builder req = HttpRequest.newBuilder(endpoint).timeout(Duration.ofSeconds(10));
+            if (token != null) {
+                req.header("Authorization", "Bearer " + token);
+            }
+            HttpResponse<String> r = http.send(req.build(), HttpResponse.BodyHandlers.ofString());
             if (r.statusCode() != 200) {
                 throw new IOException("GET " + endpoint + " answered HTTP " + r.statusCode());
             }

@@ -237,7 +237,8 @@ public final class BenchCommand implements Callable<Integer> {
                 : PromptSource.words(promptText);
         long origin = System.nanoTime();
         try (MetricsScraper scraper = t.metricsSpec == null ? null : new MetricsScraper(
-                MetricsScraper.endpoint(t.metricsSpec), () -> System.nanoTime() - origin).start(scrapeInterval)) {
+                MetricsScraper.endpoint(t.metricsSpec), () -> System.nanoTime() - origin, t.token)
+                .start(scrapeInterval)) {
             Workload.Limits limits = limits(t.config, t.info, t.local != null);
             Map<String, Object> setup = setup(sc, t, input, output, text, source, limits);
             try (ProgressBar bar = quiet ? null : Progress.bar("bench", plannedRequests(sc), "req")) {

@@ -36,10 +36,13 @@ final class BenchTarget implements AutoCloseable {
     final ManagedChannel channel;
     final Transport transport;
     final ModelInfo info;
+    final String token;            // the bearer token calls and metric scrapes send, or null
 
     private BenchTarget(String address, String metricsSpec, TextTokenizer tokenizer, ModelConfig config,
-                        ServeCommand.Running local, ManagedChannel channel, Transport transport, ModelInfo info) {
+                        ServeCommand.Running local, ManagedChannel channel, Transport transport, ModelInfo info,
+                        String token) {
         this.address = address;
+        this.token = token;
         this.metricsSpec = metricsSpec;
         this.tokenizer = tokenizer;
         this.config = config;
@@ -104,7 +107,7 @@ final class BenchTarget implements AutoCloseable {
                     .getModelInfo(GetModelInfoRequest.getDefaultInstance());
             transport = api == Api.HTTP ? new HttpTransport(httpRoot, servedModel(httpRoot, token), token)
                     : new GrpcTransport(channel);
-            return new BenchTarget(address, metricsSpec, tokenizer, config, local, channel, transport, info);
+            return new BenchTarget(address, metricsSpec, tokenizer, config, local, channel, transport, info, token);
         } catch (IOException | RuntimeException e) {
             if (transport instanceof HttpTransport h) {
                 h.close();

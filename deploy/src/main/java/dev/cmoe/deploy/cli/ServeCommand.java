@@ -59,8 +59,17 @@ public final class ServeCommand implements Callable<Integer> {
     HttpApiOptions httpApi;
 
     @Option(names = "--metrics-port", defaultValue = "-1",
-            description = "Serve Prometheus metrics at http://HOST:PORT/metrics; -1 = off (default).")
+            description = "Serve Prometheus metrics at http://METRICS-HOST:PORT/metrics; -1 = off (default).")
     int metricsPort;
+
+    @Option(names = "--metrics-host", defaultValue = "127.0.0.1",
+            description = "Address the metrics endpoint binds (default: ${DEFAULT-VALUE}, loopback even when --host "
+                    + "is public).")
+    String metricsHost;
+
+    @Option(names = "--metrics-auth", description = "The metrics endpoint requires the bearer token of "
+            + "--auth-token-file too.")
+    boolean metricsAuth;
 
     @Option(names = "--tls-cert", description = "PEM certificate chain; with --tls-key, serve TLS only.")
     Path tlsCert;
@@ -142,7 +151,7 @@ public final class ServeCommand implements Callable<Integer> {
                 auth.file != null ? ", bearer token required" : "",
                 running.server().http() != null ? "; OpenAI API on http://" + host + ":" + running.httpPort()
                         + "/v1 as model '" + httpApi.modelName(model) + "'" : "",
-                running.metrics() != null ? "; metrics on http://" + host + ":" + running.metrics().port() + "/metrics"
+                running.metrics() != null ? "; metrics on http://" + metricsHost + ":" + running.metrics().port() + "/metrics"
                         : "");
         stopped.await();
         return 0;
@@ -160,6 +169,9 @@ public final class ServeCommand implements Callable<Integer> {
                     + " proxy in front of it, or leave --http-port out");
         }
         String token = auth.read();
+        if (metricsAuth && token == null) {
+            throw new IllegalArgumentException("--metrics-auth needs the token of --auth-token-file");
+        }
         ServerCredentials credentials = tlsCert != null
                 ? TlsServerCredentials.create(tlsCert.toFile(), tlsKey.toFile())
                 : InsecureServerCredentials.create();
@@ -178,7 +190,8 @@ public final class ServeCommand implements Callable<Integer> {
             if (httpApi.httpPort != null) {
                 server.startHttp(host, httpApi.httpPort, httpApi.modelName(model), ChatTemplate.load(dir.dir()));
             }
-            MetricsHttpServer metrics = metricsPort >= 0 ? MetricsHttpServer.start(registry, host, metricsPort) : null;
+            MetricsHttpServer metrics = metricsPort >= 0
+                    ? MetricsHttpServer.start(registry, metricsHost, metricsPort, metricsAuth ? token : null) : null;
             return new Running(dir, server, metrics);
         } catch (IOException | RuntimeException e) {
             try {
