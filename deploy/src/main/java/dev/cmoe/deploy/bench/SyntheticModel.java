@@ -1,6 +1,5 @@
 package dev.cmoe.deploy.bench;
 
-import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.cmoe.model.arch.TensorNames;
 import dev.cmoe.model.config.ModelConfig;
@@ -29,22 +28,7 @@ public final class SyntheticModel implements TensorSource {
      */
     public static ModelConfig config(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab,
                                      int context) {
-        JsonObject o = new JsonObject();
-        JsonArray arch = new JsonArray();
-        arch.add("LlamaForCausalLM");
-        o.add("architectures", arch);
-        o.addProperty("model_type", "llama");
-        o.addProperty("hidden_size", hidden);
-        o.addProperty("intermediate_size", intermediate);
-        o.addProperty("num_hidden_layers", layers);
-        o.addProperty("num_attention_heads", heads);
-        o.addProperty("num_key_value_heads", kvHeads);
-        o.addProperty("vocab_size", vocab);
-        o.addProperty("max_position_embeddings", context);
-        o.addProperty("rms_norm_eps", 1e-5);
-        o.addProperty("rope_theta", 10000.0);
-        o.addProperty("tie_word_embeddings", false);
-        o.addProperty("hidden_act", "silu");
+        JsonObject o = SyntheticShapes.llama(hidden, intermediate, layers, heads, kvHeads, vocab, context);
         o.addProperty("bos_token_id", 1);
         o.addProperty("eos_token_id", 2);
         return ModelConfig.parse(o.toString(), "synthetic " + hidden + "x" + intermediate + " config");

@@ -60,6 +60,12 @@ public final class SyntheticShapes {
         return o;
     }
 
+    /** A plain llama config of any size (RoPE theta 10000, eps 1e-5, untied): the engine benchmarks' shapes. */
+    static JsonObject llama(int hidden, int intermediate, int layers, int heads, int kvHeads, int vocab, int context) {
+        return shape("llama", "LlamaForCausalLM", hidden, intermediate, layers, heads, kvHeads, 0, vocab, context,
+                10000.0, 1e-5, null);
+    }
+
     private static JsonObject shape(String type, String arch, int hidden, int intermediate, int layers, int heads,
                                     int kvHeads, int headDim, int vocab, int context, double theta, double eps,
                                     JsonObject rope) {

@@ -27,32 +27,25 @@ public interface DecoderWeights {
 
     /** Inference weights: every tensor copied into {@code manager}, projections as transposed views. */
     static DecoderWeights frozen(NDManager manager, TensorSource source) {
-        return new DecoderWeights() {
-            @Override
-            public NDManager manager() {
-                return manager;
-            }
+        return new Frozen(manager, source);
+    }
 
-            @Override
-            public TensorSource source() {
-                return source;
-            }
+    /** See {@link #frozen}. */
+    record Frozen(NDManager manager, TensorSource source) implements DecoderWeights {
+        @Override
+        public NDArray tensor(String name, long... shape) {
+            return Tensors.load(manager, source, name, shape);
+        }
 
-            @Override
-            public NDArray tensor(String name, long... shape) {
-                return Tensors.load(manager, source, name, shape);
-            }
+        @Override
+        public Linear linear(String name, String biasName, int out, int in) {
+            NDArray wT = Tensors.transposedView(Tensors.load(manager, source, name, out, in));
+            return Linear.frozen(wT, biasName == null ? null : Tensors.load(manager, source, biasName, out));
+        }
 
-            @Override
-            public Linear linear(String name, String biasName, int out, int in) {
-                NDArray wT = Tensors.transposedView(Tensors.load(manager, source, name, out, in));
-                return Linear.frozen(wT, biasName == null ? null : Tensors.load(manager, source, biasName, out));
-            }
-
-            @Override
-            public Linear tied(NDArray embed) {
-                return Linear.frozen(embed.transpose(), null);
-            }
-        };
+        @Override
+        public Linear tied(NDArray embed) {
+            return Linear.frozen(embed.transpose(), null);
+        }
     }
 }

@@ -97,10 +97,11 @@ public final class Rotary implements AutoCloseable {
         int half = invFreq.length;
         float[] cos = new float[positions.length * half];
         float[] sin = new float[positions.length * half];
+        java.util.Map<Integer, double[]> bySeqLen = new java.util.HashMap<>(); // rows of a chunk share one
         for (int i = 0; i < positions.length; i++) {
             double[] inv = seqLens[i] > config.maxPositionEmbeddings()
-                    ? config.ropeScaling().inverseFrequencies(config.headDim(), config.ropeTheta(),
-                            config.maxPositionEmbeddings(), seqLens[i])
+                    ? bySeqLen.computeIfAbsent(seqLens[i], n -> config.ropeScaling().inverseFrequencies(
+                            config.headDim(), config.ropeTheta(), config.maxPositionEmbeddings(), n))
                     : invFreq;
             fill(cos, sin, i * half, positions[i], inv);
         }

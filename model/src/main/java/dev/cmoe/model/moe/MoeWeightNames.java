@@ -78,18 +78,17 @@ public final class MoeWeightNames {
         int m = moe.expertSize();
         int s = moe.sharedSize();
         int nr = moe.routed();
-        int layer = -1;
+        int layer = 0;
         for (Map.Entry<String, long[]> e : Layout.dense(c).entrySet()) {
             String name = e.getKey();
             if (!Layout.isFfn(name)) {
                 out.put(name, e.getValue());
                 continue;
             }
-            int l = Integer.parseInt(name.substring("model.layers.".length(), name.indexOf('.', "model.layers.".length())));
-            if (l == layer) {
-                continue; // this layer's MoE tensors are already in place of its FFN
+            if (!name.equals(TensorNames.weight(layer, TensorNames.GATE))) {
+                continue; // up and down: the layer's MoE tensors already stand in for its FFN
             }
-            layer = l;
+            int l = layer++;
             if (moe.shared() > 0) {
                 out.put(shared(l, GATE), new long[] {s, d});
                 out.put(shared(l, UP), new long[] {s, d});

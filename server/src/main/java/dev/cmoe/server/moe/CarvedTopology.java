@@ -72,7 +72,8 @@ public final class CarvedTopology {
     /**
      * Spawns a {@link RouterActor} per layer over {@code replicas} (the layer's initial table) and
      * replaces each layer's in-process {@link MoeFeedForward} with an {@link ActorMoeFeedForward}
-     * asking it; the in-process routed experts are freed (actors hold them now).
+     * asking it. A model opened with {@code LoadSpec.withoutRoutedExperts()} holds no routed experts;
+     * one opened in full (tests) has its copy freed here, since the actors hold them now.
      *
      * @return the routers, index = layer
      */
@@ -95,7 +96,7 @@ public final class CarvedTopology {
             Duration wait = (limits.expert().compareTo(limits.unavailable()) > 0 ? limits.expert()
                     : limits.unavailable()).plusSeconds(5);
             model.replaceFeedForward(l, new ActorMoeFeedForward(l, router, system.scheduler(), wait, local));
-            local.releaseRoutedExperts(); // the expert actors hold them now, loaded from the checkpoint
+            local.releaseRoutedExperts(); // a no-op under the serving load spec; frees a full load's copy
             routers.add(router);
         }
         return routers;

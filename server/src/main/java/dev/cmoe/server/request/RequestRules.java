@@ -140,7 +140,11 @@ public final class RequestRules {
                 throw new InvalidRequestException(names.text(), names.text()
                         + " is not accepted: this server has no tokenizer, send " + names.tokenIds());
             }
-            checkPromptBytes(names.text(), utf8Length(r.text()));
+            // n chars are at most 3n UTF-8 bytes: a text that short is under the limit without
+            // counting (gRPC has checked its wire bytes already; most prompts take this path)
+            if (3L * r.text().length() > maxPromptBytes) {
+                checkPromptBytes(names.text(), utf8Length(r.text()));
+            }
             int[] ids = tokenizer.encodeIds(r.text(), r.addBos());
             if (ids.length == 0) {
                 throw new InvalidRequestException(names.text(), names.text() + " encodes to no tokens");

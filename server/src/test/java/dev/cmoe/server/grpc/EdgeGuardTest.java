@@ -12,6 +12,7 @@ import dev.cmoe.proto.v1.GenerateRequest;
 import dev.cmoe.proto.v1.GenerateResponse;
 import dev.cmoe.proto.v1.GenerationGrpc;
 import dev.cmoe.server.scheduler.KvCacheFailingRunner;
+import dev.cmoe.server.scheduler.DelegatingRunner;
 import dev.cmoe.server.scheduler.ModelRunner;
 import dev.cmoe.server.scheduler.ScheduledBatch;
 import dev.cmoe.server.scheduler.SchedulerConfig;
@@ -239,22 +240,7 @@ class EdgeGuardTest {
     }
 
     /** A runner whose every step throws an exception without a message, as a bug deep inside might. */
-    private record Throwing(ModelRunner delegate) implements ModelRunner {
-        @Override
-        public KvCache newCache(int maxLength) {
-            return delegate.newCache(maxLength);
-        }
-
-        @Override
-        public long kvBytesPerToken() {
-            return delegate.kvBytesPerToken();
-        }
-
-        @Override
-        public int contextLength() {
-            return delegate.contextLength();
-        }
-
+    private record Throwing(ModelRunner delegate) implements DelegatingRunner {
         @Override
         public StepOutput run(ScheduledBatch batch) {
             throw new IllegalStateException();

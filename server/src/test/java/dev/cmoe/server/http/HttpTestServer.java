@@ -8,8 +8,8 @@ import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
 import dev.cmoe.server.InferenceServer;
 import dev.cmoe.server.metrics.ServerMetrics;
-import dev.cmoe.model.llama.KvCache;
 import dev.cmoe.server.scheduler.LlamaRunner;
+import dev.cmoe.server.scheduler.DelegatingRunner;
 import dev.cmoe.server.scheduler.ModelRunner;
 import dev.cmoe.server.scheduler.ScheduledBatch;
 import dev.cmoe.server.scheduler.SchedulerActor;
@@ -124,7 +124,7 @@ final class HttpTestServer implements AutoCloseable {
     }
 
     /** The real runner, behind a turnstile while the test holds steps. */
-    private final class HeldRunner implements ModelRunner {
+    private final class HeldRunner implements DelegatingRunner {
         private final ModelRunner inner;
 
         HeldRunner(ModelRunner inner) {
@@ -132,18 +132,8 @@ final class HttpTestServer implements AutoCloseable {
         }
 
         @Override
-        public KvCache newCache(int maxLength) {
-            return inner.newCache(maxLength);
-        }
-
-        @Override
-        public long kvBytesPerToken() {
-            return inner.kvBytesPerToken();
-        }
-
-        @Override
-        public int contextLength() {
-            return inner.contextLength();
+        public ModelRunner delegate() {
+            return inner;
         }
 
         @Override

@@ -1,6 +1,5 @@
 package dev.cmoe.server.scheduler;
 
-import dev.cmoe.model.llama.KvCache;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -10,26 +9,10 @@ import java.util.function.Predicate;
  * Runs the real model, except that entries matching {@code fails} fail, as a bad input or a bug
  * would.
  */
-public record FailingRunner(ModelRunner delegate, Predicate<ScheduledBatch.Entry> fails) implements ModelRunner {
-
+public record FailingRunner(ModelRunner delegate, Predicate<ScheduledBatch.Entry> fails) implements DelegatingRunner {
     /** Fails every step of request {@code requestId}. */
     public FailingRunner(ModelRunner delegate, String requestId) {
         this(delegate, e -> e.requestId().equals(requestId));
-    }
-
-    @Override
-    public KvCache newCache(int maxLength) {
-        return delegate.newCache(maxLength);
-    }
-
-    @Override
-    public long kvBytesPerToken() {
-        return delegate.kvBytesPerToken();
-    }
-
-    @Override
-    public int contextLength() {
-        return delegate.contextLength();
     }
 
     @Override

@@ -212,28 +212,24 @@ public final class TrainableMoeLlama implements AutoCloseable {
      * projection. q, k and v read the same normalised input and so share one dropout mask.
      */
     private final class Adapted implements DecoderWeights {
-        private final NDManager manager;
-        private final TensorSource source;
-        private final SplittableRandom random;
         private final DecoderWeights frozen;
+        private final SplittableRandom random;
         private NDArray lastInput;   // the input the last q/k/v dropout was drawn for
         private NDArray lastDropped;
 
         Adapted(NDManager manager, TensorSource source, SplittableRandom random) {
-            this.manager = manager;
-            this.source = source;
-            this.random = random;
             this.frozen = DecoderWeights.frozen(manager, source);
+            this.random = random;
         }
 
         @Override
         public NDManager manager() {
-            return manager;
+            return frozen.manager();
         }
 
         @Override
         public TensorSource source() {
-            return source;
+            return frozen.source();
         }
 
         @Override
@@ -241,19 +237,20 @@ public final class TrainableMoeLlama implements AutoCloseable {
             return frozen.tensor(name, shape);
         }
 
+        /** Every projection the decoder asks for is an attention one, but the LM head, which stays as it is. */
         @Override
         public Linear linear(String name, String biasName, int out, int in) {
-            boolean output = name.endsWith(TensorNames.O + ".weight");
-            if (!name.contains(".self_attn.")) {
-                return frozen.linear(name, biasName, out, in); // the LM head stays as it is
+            if (name.equals(TensorNames.LM_HEAD)) {
+                return frozen.linear(name, biasName, out, in);
             }
-            LoraLinear adapted = new LoraLinear(name, Tensors.load(manager, source, name, out, in), lora, random,
+            boolean output = name.endsWith(TensorNames.O + ".weight");
+            LoraLinear adapted = new LoraLinear(name, Tensors.load(manager(), source(), name, out, in), lora, random,
                     trainable, output ? TrainableMoeLlama.this::dropout : this::sharedDropout);
             attention.add(adapted);
             if (biasName == null) {
                 return adapted;
             }
-            NDArray bias = Tensors.load(manager, source, biasName, out);
+            NDArray bias = Tensors.load(manager(), source(), biasName, out);
             return x -> adapted.apply(x).add(bias);
         }
 
