@@ -24,6 +24,9 @@ public final class WorkerCommand implements Callable<Integer> {
             description = "The carved model directory, the same as the head's (a shared path).")
     Path model;
 
+    @Mixin
+    DtypeOption dtype;
+
     @Option(names = "--max-batch-tokens", defaultValue = "512",
             description = "The head's --max-batch-tokens, to size message frames (default: ${DEFAULT-VALUE}).")
     int maxBatchTokens;
@@ -36,7 +39,7 @@ public final class WorkerCommand implements Callable<Integer> {
         String devices = ClusterNodeOptions.required(cluster.devices, "--devices", "cpu, or gpu:0,gpu:1,...");
         WorkerNode node = WorkerNode.start(cluster.host != null ? cluster.host : "127.0.0.1",
                 cluster.port != null ? cluster.port : 0, clusterSeeds, name, DeviceSpec.parse(devices), model,
-                cluster.memoryPerDevice, maxBatchTokens);
+                cluster.memoryPerDevice, maxBatchTokens, dtype.dtype);
         AtomicBoolean stopping = new AtomicBoolean();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopping.set(true);

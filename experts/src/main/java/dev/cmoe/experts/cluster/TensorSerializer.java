@@ -35,7 +35,7 @@ import org.apache.pekko.serialization.SerializerWithStringManifest;
  * F Failed      stepId:long layer:int expert:int reason:string
  * I InjectFault reason:string
  * Q Describe    replyTo:ref
- * P Description deviceId:string layers,routed,hidden,expertSize:int memoryBytes:long maxFrameBytes:int hosted:ids
+ * P Description deviceId:string layers,routed,hidden,expertSize:int dtype:byte memoryBytes:long maxFrameBytes:int hosted:ids
  * L Load        opId:long experts:ids replyTo:ref
  * R LoadResult  opId:long deviceId:string n:int n×(layer:int expert:int ref) failure:string
  * U Unload      opId:long experts:ids replyTo:ref
@@ -124,7 +124,8 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case ExpertWorker.Description m -> {
                 string(out, m.deviceId());
                 ExpertShape s = m.shape();
-                out.putInt(s.layers()).putInt(s.routed()).putInt(s.hidden()).putInt(s.expertSize());
+                out.putInt(s.layers()).putInt(s.routed()).putInt(s.hidden()).putInt(s.expertSize())
+                        .put((byte) s.dtype().ordinal());
                 out.putLong(m.memoryBytes()).putInt(m.maxFrameBytes());
                 ids(out, m.hosted());
             }
@@ -200,7 +201,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case "Q" -> new ExpertWorker.Describe(resolve(string(in)));
             case "P" -> {
                 String device = string(in);
-                ExpertShape shape = new ExpertShape(in.getInt(), in.getInt(), in.getInt(), in.getInt());
+                ExpertShape shape = new ExpertShape(in.getInt(), in.getInt(), in.getInt(), in.getInt(), dtype(in.get()));
                 long memory = in.getLong();
                 int frame = in.getInt();
                 yield new ExpertWorker.Description(device, shape, memory, frame, ids(in));
@@ -243,7 +244,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case ExpertActor.Failed m -> 16 + stringSize(m.reason());
             case ExpertActor.InjectFault m -> stringSize(m.reason());
             case ExpertWorker.Describe m -> stringSize(ref(m.replyTo()));
-            case ExpertWorker.Description m -> stringSize(m.deviceId()) + 28 + 4 + 8 * m.hosted().size();
+            case ExpertWorker.Description m -> stringSize(m.deviceId()) + 29 + 4 + 8 * m.hosted().size();
             case ExpertWorker.Load m -> 8 + 4 + 8 * m.experts().size() + stringSize(ref(m.replyTo()));
             case ExpertWorker.LoadResult m -> {
                 int n = 8 + stringSize(m.deviceId()) + 4 + stringSize(m.failure());
@@ -337,5 +338,13 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             resolver = r;
         }
         return r;
+    }
+
+    private static dev.cmoe.model.safetensors.DType dtype(byte ordinal) {
+        dev.cmoe.model.safetensors.DType[] all = dev.cmoe.model.safetensors.DType.values();
+        if (ordinal < 0 || ordinal >= all.length) {
+            throw new IllegalArgumentException("unknown dtype " + ordinal + " in an expert shape");
+        }
+        return all[ordinal];
     }
 }
