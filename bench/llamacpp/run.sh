@@ -31,7 +31,7 @@ IFS=, read -r -a types <<< "$TYPES"
 for t in "${types[@]}"; do
   [ -f "$WORK/model-$t.gguf" ] || "$ROOT/cmoe" gguf "$MODEL" --type "$t" --out "$WORK/model-$t.gguf"
 done
-echo "machine: $(nproc) cores, $(uptime)" > "$WORK/load.txt"
+echo "machine: $(nproc --all) cores, $(uptime)" > "$WORK/load.txt"
 for r in $(seq 1 "$ROUNDS"); do
   "$ROOT/cmoe" bench-decode --model "$MODEL" --text "$TEXT" --prompt "$PROMPT" --tokens "$TOKENS" \
       --repeats "$REPEATS" --threads "$THREADS" --json "$WORK/ours-$r.json"
