@@ -3,6 +3,7 @@ package dev.cmoe.deploy.cli;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.generate.Generator;
 import dev.cmoe.model.io.AtomicFile;
@@ -15,6 +16,7 @@ import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -48,6 +50,9 @@ public final class BenchDecodeCommand implements Callable<Integer> {
     @Option(names = "--threads", description = "PyTorch intra-op threads (default: the engine's).")
     Integer threads;
 
+    @Mixin
+    DtypeOption dtype;
+
     @Option(names = "--json", required = true, description = "Where to write the record.")
     Path json;
 
@@ -59,7 +64,7 @@ public final class BenchDecodeCommand implements Callable<Integer> {
         if (prompt < 1 || tokens < 2 || repeats < 1) {
             throw new IllegalArgumentException("--prompt must be ≥ 1, --tokens ≥ 2 and --repeats ≥ 1");
         }
-        try (ModelDir dir = ModelDir.open(model)) {
+        try (ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.full()))) {
             int[] ids = promptIds(dir.tokenizer().encodeIds(text, true), prompt);
             Run first = run(dir, ids); // untimed: warms the engine's kernels and allocator
             double[] prefillMs = new double[repeats];
