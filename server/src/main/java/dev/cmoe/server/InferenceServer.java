@@ -176,7 +176,8 @@ public final class InferenceServer implements AutoCloseable {
         int frame = ClusterSettings.frameBytesFor(config.maxBatchTokens(), shape.hidden());
         List<String> roles = options.localDevices().isEmpty() ? List.of(ClusterSettings.ROLE_HEAD)
                 : List.of(ClusterSettings.ROLE_HEAD, ClusterSettings.ROLE_WORKER);
-        ClusterSettings cluster = new ClusterSettings(options.host(), options.port(), options.seeds(), roles, frame);
+        ClusterSettings cluster = new ClusterSettings(options.host(), options.port(), options.seeds(), roles, frame,
+                options.security().tls());
         Checkpoint checkpoint = options.localDevices().isEmpty() ? null : Checkpoint.open(dir.dir());
         ActorSystem<SchedulerActor.Command> system = null;
         try {

@@ -3,6 +3,7 @@ package dev.cmoe.server.cluster;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.experts.placement.PlacementPolicy;
@@ -27,6 +28,7 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.cluster.ClusterEvent;
 import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Down;
 import org.apache.pekko.cluster.typed.Subscribe;
 
 /**
@@ -96,11 +98,12 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
      * @param checkInterval how often the measured load is checked for imbalance
      * @param imbalanceThreshold max/mean device load that triggers a rebalance; ≤ 0 disables it
      * @param minWindowTokens routed tokens a window needs before its imbalance is trusted
+     * @param secret devices that cannot prove it are refused and their nodes downed; OPEN checks no one
      */
     public record Settings(PlacementPlan plan, PlacementPolicy policy, int minDevices, Duration settle,
                            Duration planWait, int requiredFrameBytes, Duration describeTimeout, Duration loadTimeout,
                            Duration drainTimeout, Duration checkInterval, double imbalanceThreshold,
-                           long minWindowTokens) {
+                           long minWindowTokens, ClusterSecret secret) {
     }
 
     private record Listing(Receptionist.Listing listing) implements Command {
@@ -115,8 +118,8 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     private record Rediscover(ActorRef<ExpertWorker.Command> ref) implements Command {
     }
 
-    private record Described(ActorRef<ExpertWorker.Command> ref, ExpertWorker.Description description,
-                             Throwable failure) implements Command {
+    private record Described(ActorRef<ExpertWorker.Command> ref, String challenge,
+                             ExpertWorker.Description description, Throwable failure) implements Command {
     }
 
     private record LoadDone(long opId, ActorRef<ExpertWorker.Command> ref, List<ExpertId> asked,
@@ -150,6 +153,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     private Set<ActorRef<ExpertWorker.Command>> listed = Set.of();          // the receptionist's last listing
     private final Set<ActorRef<ExpertWorker.Command>> describing = new HashSet<>();
     private final Set<Address> unreachable = new HashSet<>();
+    private final Set<Address> refused = new HashSet<>(); // nodes that failed the secret, until removed
     private final List<RebalanceResultWaiter> waiters = new ArrayList<>(); // answered when loads are done
     private final long startNanos = System.nanoTime();
     private final Rebalancing rebalancing; // the load measured since the last rebalance
@@ -213,6 +217,7 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
                 .onMessage(Reachability.class, this::onReachability)
                 .onMessage(Removed.class, m -> {
                     // a restarted worker may come back at the same host:port, as a new member
+                    refused.remove(m.event().member().address());
                     if (unreachable.remove(m.event().member().address())) {
                         listed.forEach(this::discover);
                     }
@@ -273,12 +278,14 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
     }
 
     private void discover(ActorRef<ExpertWorker.Command> ref) {
-        if (state.device(ref) != null || describing.contains(ref) || unreachable.contains(address(ref))) {
+        if (state.device(ref) != null || describing.contains(ref) || unreachable.contains(address(ref))
+                || refused.contains(address(ref))) {
             return;
         }
         describing.add(ref);
-        getContext().ask(ExpertWorker.Description.class, ref, settings.describeTimeout(), ExpertWorker.Describe::new,
-                (d, err) -> new Described(ref, d, err));
+        String challenge = ClusterSecret.challenge();
+        getContext().ask(ExpertWorker.Description.class, ref, settings.describeTimeout(),
+                replyTo -> new ExpertWorker.Describe(challenge, replyTo), (d, err) -> new Described(ref, challenge, d, err));
     }
 
     private Behavior<Command> onDescribed(Described m) {
@@ -293,6 +300,11 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
             return this;
         }
         ExpertWorker.Description d = m.description();
+        Address at = address(m.ref());
+        if (!settings.secret().accepts(m.challenge(), d.deviceId(), at.toString(), d.proof())) {
+            refuse(at, d.deviceId());
+            return this;
+        }
         String refused = d.shape().equals(state.shape()) ? null
                 : "it serves " + d.shape() + ", the head's model is " + state.shape() + " (start it with the same --model)";
         if (refused == null && d.maxFrameBytes() < settings.requiredFrameBytes()) {
@@ -322,6 +334,16 @@ public final class PlacementCoordinator extends AbstractBehavior<PlacementCoordi
         }
         announce();
         return this;
+    }
+
+    /** A member without the cluster's secret: it gets nothing, and (unless it is this node) leaves the cluster. */
+    private void refuse(Address at, String deviceId) {
+        getContext().getLog().error("refusing device {} at {}: it did not prove the cluster's secret (a node "
+                + "started without --cluster-secret-file, or with another one); downing that node", deviceId, at);
+        if (!at.equals(self)) {
+            refused.add(at);
+            Cluster.get(getContext().getSystem()).manager().tell(new Down(at));
+        }
     }
 
     private void lose(PlacementState.Device d, String why) {

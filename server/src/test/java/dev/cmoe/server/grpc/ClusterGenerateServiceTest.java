@@ -14,6 +14,7 @@ import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.cluster.WorkerNode;
@@ -231,7 +232,7 @@ class ClusterGenerateServiceTest {
         ActorRef<ExpertWorker.Command> remote = ActorRefResolver.get(head.scheduler()).resolveActorRef(
                 ActorRefResolver.get(worker.system()).toSerializationFormat(local));
         ExpertWorker.Description d = AskPattern.<ExpertWorker.Command, ExpertWorker.Description>ask(remote,
-                ExpertWorker.Describe::new, Duration.ofSeconds(20), head.scheduler().scheduler())
+                r -> new ExpertWorker.Describe(ClusterSecret.challenge(), r), Duration.ofSeconds(20), head.scheduler().scheduler())
                 .toCompletableFuture().get(30, TimeUnit.SECONDS);
         ExpertId id = d.hosted().getFirst();
         ExpertWorker.LoadResult loaded = AskPattern.<ExpertWorker.Command, ExpertWorker.LoadResult>ask(remote,
@@ -302,7 +303,7 @@ class ClusterGenerateServiceTest {
         });
         for (WorkerNode w : workers) {
             ExpertWorker.Description d = AskPattern.<ExpertWorker.Command, ExpertWorker.Description>ask(
-                            w.devices().getFirst(), ExpertWorker.Describe::new, Duration.ofSeconds(10),
+                            w.devices().getFirst(), r -> new ExpertWorker.Describe(ClusterSecret.challenge(), r), Duration.ofSeconds(10),
                             w.system().scheduler()).toCompletableFuture().get(15, TimeUnit.SECONDS);
             assertEquals(new java.util.HashSet<>(target.byDevice().get(d.deviceId())), new java.util.HashSet<>(d.hosted()),
                     d.deviceId() + " hosts exactly its planned experts");
