@@ -9,7 +9,7 @@ import java.util.Map;
 /**
  * Where one node of a CMoE cluster listens, whom it joins, what roles it has, and how large its
  * frames are: turned into the Pekko configuration of that node's actor system (over
- * {@code cmoe-cluster.conf}, Artery TCP and the split-brain resolver).
+ * {@code cmoe-cluster.conf}, Artery TCP — or TLS with {@link ClusterTls} — and the split-brain resolver).
  *
  * @param host canonical hostname (or IP) other nodes reach this one at; also the bind address
  * @param port Artery TCP port; 0 picks a free one (fine for workers, not for a seed)

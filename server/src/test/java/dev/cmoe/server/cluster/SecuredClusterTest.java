@@ -74,16 +74,14 @@ class SecuredClusterTest {
 
                 WorkerNode wrongSecret = start(nodes, seeds, "rogue-secret", new ClusterSecurity(
                         TestKeyStores.tls(cluster, trust), ClusterSecret.of("a guess at the cluster's secret", "t")));
-                System.err.println("SecuredClusterTest: worker-1 serves");
                 wrongSecret.whenTerminated().toCompletableFuture().get(WAIT.toSeconds(), TimeUnit.SECONDS);
                 assertEquals(Set.of("worker-1/cpu"), placement(head).hosted().keySet(),
                         "the member without the secret was downed, given nothing");
 
-                System.err.println("SecuredClusterTest: rogue-secret downed");
                 WorkerNode untrusted = start(nodes, seeds, "rogue-cert",
                         new ClusterSecurity(TestKeyStores.tls(rogue, rogueTrust), secret));
                 WorkerNode plain = start(nodes, seeds, "rogue-plain", new ClusterSecurity(null, secret));
-                Cluster headCluster = Cluster.get(head.scheduler());
+                Cluster headCluster = Cluster.get(head.system());
                 Set<String> strangers = Set.of(untrusted.address(), plain.address());
                 Awaitility.await("strangers stay outside").during(Duration.ofSeconds(8)).atMost(Duration.ofSeconds(12))
                         .pollInterval(Duration.ofMillis(200)).until(() -> members(headCluster).stream()
@@ -97,11 +95,17 @@ class SecuredClusterTest {
                 assertEquals(Set.of("worker-1/cpu"), view.hosted().keySet());
                 assertTrue(view.serving(), view.summary());
             } finally {
-                // in parallel: a node that never got in waits out its handshakes while it stops
-                long t0 = System.nanoTime();
-                nodes.parallelStream().forEach(WorkerNode::close);
-                System.err.println("SecuredClusterTest: nodes closed in " + (System.nanoTime() - t0) / 1_000_000 + " ms");
-                head.close();
+                // all at once: a node that never got in waits out its coordinated shutdown's cluster
+                // phases and TLS handshakes, which may take longer than close() waits for one node
+                try {
+                    nodes.forEach(n -> n.system().terminate());
+                    for (WorkerNode n : nodes) {
+                        n.whenTerminated().toCompletableFuture().get(WAIT.toSeconds(), TimeUnit.SECONDS);
+                        n.close();
+                    }
+                } finally {
+                    head.close();
+                }
             }
         }
     }
@@ -122,7 +126,7 @@ class SecuredClusterTest {
     private static PlacementCoordinator.PlacementView placement(InferenceServer head) throws Exception {
         return AskPattern.<PlacementCoordinator.Command, PlacementCoordinator.PlacementView>ask(
                         head.head().coordinator(), PlacementCoordinator.GetPlacement::new, Duration.ofSeconds(10),
-                        head.scheduler().scheduler())
+                        head.system().scheduler())
                 .toCompletableFuture().get(15, TimeUnit.SECONDS);
     }
 
