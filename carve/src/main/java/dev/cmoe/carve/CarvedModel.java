@@ -9,7 +9,6 @@ import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
-import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.safetensors.SafetensorsWriter;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.nio.charset.StandardCharsets;
@@ -68,8 +67,9 @@ public final class CarvedModel implements AutoCloseable {
 
     /**
      * Writes the carved model to {@code out} through a staging directory: config.json (the dense
-     * config plus the {@code cmoe} block), model.safetensors (F32: every non-FFN tensor as it was,
-     * each layer's MoE tensors where its dense FFN was), the tokenizer and generation files, and
+     * config plus the {@code cmoe} block), model.safetensors (in the dense checkpoint's dtype:
+     * every non-FFN tensor as it was, each layer's MoE tensors where its dense FFN was, their neuron
+     * rows exactly the dense ones), the tokenizer and generation files, and
      * carve_report.json.
      *
      * @return the report with the output directory and the save time filled in
@@ -79,7 +79,7 @@ public final class CarvedModel implements AutoCloseable {
         CarveReport[] saved = new CarveReport[1];
         AtomicDir.write(out, force, staging -> {
             SafetensorsWriter.write(staging.resolve(Checkpoint.SINGLE_FILE), tensors(), Map.of("format", "pt"),
-                    DType.F32);
+                    dense.dtype());
             Files.writeString(staging.resolve("config.json"), configJson(), StandardCharsets.UTF_8);
             for (String name : COPIED) {
                 Path from = dir.dir().resolve(name);
@@ -128,9 +128,7 @@ public final class CarvedModel implements AutoCloseable {
     private String configJson() {
         ModelConfig config = dir.config();
         JsonObject raw = config.rawCopy();
-        if (raw.has("torch_dtype")) {
-            raw.addProperty("torch_dtype", "float32"); // the carved weights are written as F32
-        }
+        raw.addProperty("torch_dtype", dense.dtype().torchName()); // written in the dense checkpoint's dtype
         raw.add(MoeConfig.KEY, moe.toJson());
         return new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(raw);
     }

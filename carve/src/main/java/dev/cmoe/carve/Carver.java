@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import com.google.gson.JsonObject;
 import dev.cmoe.carve.cluster.MarkerMatrix;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.LlamaModel;
@@ -55,10 +56,18 @@ public final class Carver {
      */
     public static CarveReport carve(Path modelDir, Path calibText, Path outDir, CarveOptions opts,
                                     CarveListener listener) {
+        return carve(modelDir, LoadSpec.full(), calibText, outDir, opts, listener);
+    }
+
+    /** As {@link #carve(Path, Path, Path, CarveOptions, CarveListener)}, the dense model computed as {@code spec} says. */
+    public static CarveReport carve(Path modelDir, LoadSpec spec, Path calibText, Path outDir, CarveOptions opts,
+                                    CarveListener listener) {
         if (Files.exists(outDir) && !opts.force()) {
             throw new IllegalArgumentException("output directory " + outDir + " already exists (use force to replace it)");
         }
-        try (CarvedModel carved = carveInMemory(modelDir, calibText, opts, listener)) {
+        try (CarvedModel carved = carveInMemory(modelDir, spec, calibText, opts, Recipe.of(opts.method()), listener,
+                (tokenizer, seqlen) -> Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen,
+                        opts.seed()))) {
             CarveReport report = carved.save(outDir, opts.force());
             listener.finished(report);
             return report;
@@ -82,9 +91,15 @@ public final class Carver {
      */
     static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
                                      CarveListener listener, BiFunction<TextTokenizer, Integer, int[][]> windows) {
+        return carveInMemory(modelDir, LoadSpec.full(), calibText, opts, recipe, listener, windows);
+    }
+
+    private static CarvedModel carveInMemory(Path modelDir, LoadSpec spec, Path calibText, CarveOptions opts,
+                                             Recipe recipe, CarveListener listener,
+                                             BiFunction<TextTokenizer, Integer, int[][]> windows) {
         long start = System.nanoTime();
         opts.validate(ModelConfig.load(modelDir));
-        ModelDir dense = ModelDir.open(modelDir);
+        ModelDir dense = ModelDir.open(modelDir, spec);
         Checkpoint checkpoint = null;
         try {
             checkpoint = Checkpoint.open(modelDir);
@@ -183,7 +198,7 @@ public final class Carver {
             case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
         LayerTensors.put(out, l, ffn, c, router);
-        MoeFeedForward carved = MoeFeedForward.load(model.manager(), out, l, config, moe);
+        MoeFeedForward carved = MoeFeedForward.load(model.manager(), out, l, config, moe, true, model.kernels());
         listener.progress(base + tokens + 2, "router");
         double routerSeconds = seconds(t);
         // load balancing of b on this layer's calibration tokens; selection only

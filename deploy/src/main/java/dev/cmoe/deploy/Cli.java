@@ -3,6 +3,7 @@ package dev.cmoe.deploy;
 import dev.cmoe.deploy.cli.AdaptCommand;
 import dev.cmoe.deploy.cli.BaselinesCommand;
 import dev.cmoe.deploy.cli.BenchCommand;
+import dev.cmoe.deploy.cli.BenchDecodeCommand;
 import dev.cmoe.deploy.cli.BenchEngineCommand;
 import dev.cmoe.deploy.cli.ClientCommand;
 import dev.cmoe.deploy.cli.CarveCommand;
@@ -16,6 +17,7 @@ import dev.cmoe.deploy.cli.ServeCommand;
 import dev.cmoe.deploy.cli.WorkerCommand;
 import dev.cmoe.deploy.cli.TrainCommand;
 import dev.cmoe.deploy.cli.GenerateCommand;
+import dev.cmoe.deploy.cli.GgufCommand;
 import dev.cmoe.deploy.cli.HealthCommand;
 import dev.cmoe.deploy.cli.PlanCommand;
 import picocli.CommandLine;
@@ -27,7 +29,8 @@ import picocli.CommandLine.Command;
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
             AdaptCommand.class, InfoCommand.class, SynthCommand.class, GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
             WorkerCommand.class, RebalanceCommand.class, ClientCommand.class, PlanCommand.class,
-            HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, CommandLine.HelpCommand.class})
+            HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, BenchDecodeCommand.class, GgufCommand.class,
+            CommandLine.HelpCommand.class})
 public final class Cli {
 
     public static void main(String[] args) {

@@ -7,6 +7,7 @@ import ai.djl.ndarray.types.Shape;
 import dev.cmoe.experts.cluster.ClusterMessage;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.moe.MoeWeightNames;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -84,21 +85,23 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
     private final NDArray gateT; // (hidden, m)
     private final NDArray upT;   // (hidden, m)
     private final NDArray downT; // (m, hidden)
+    private final WeightKernels kernels;
 
     private ExpertActor(ActorContext<Command> context, ExpertId id, int hidden, int expertSize, TensorSource source,
-                        Device device) {
+                        Device device, WeightKernels kernels) {
         super(context);
         this.id = id;
+        this.kernels = kernels;
         this.hidden = hidden;
         this.manager = NDManager.newBaseManager(device);
         try {
             int l = id.layer();
             int j = id.expert();
-            gateT = Tensors.transposedView(Tensors.load(manager, source,
+            gateT = Tensors.transposedView(kernels.load(manager, source,
                     MoeWeightNames.expert(l, j, MoeWeightNames.GATE), expertSize, hidden));
-            upT = Tensors.transposedView(Tensors.load(manager, source,
+            upT = Tensors.transposedView(kernels.load(manager, source,
                     MoeWeightNames.expert(l, j, MoeWeightNames.UP), expertSize, hidden));
-            downT = Tensors.transposedView(Tensors.load(manager, source,
+            downT = Tensors.transposedView(kernels.load(manager, source,
                     MoeWeightNames.expert(l, j, MoeWeightNames.DOWN), hidden, expertSize));
         } catch (RuntimeException e) {
             manager.close(); // nothing half-loaded survives a failed load
@@ -116,7 +119,13 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
      */
     public static Behavior<Command> create(ExpertId id, int hidden, int expertSize, TensorSource source,
                                            Device device) {
-        return Behaviors.setup(ctx -> new ExpertActor(ctx, id, hidden, expertSize, source, device));
+        return create(id, hidden, expertSize, source, device, WeightKernels.f32());
+    }
+
+    /** As {@link #create(ExpertId, int, int, TensorSource, Device)}, the weights held by {@code kernels}. */
+    public static Behavior<Command> create(ExpertId id, int hidden, int expertSize, TensorSource source,
+                                           Device device, WeightKernels kernels) {
+        return Behaviors.setup(ctx -> new ExpertActor(ctx, id, hidden, expertSize, source, device, kernels));
     }
 
     @Override
@@ -142,7 +151,7 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
         float[] out;
         try (NDManager step = manager.newSubManager()) {
             NDArray x = step.create(c.rows(), new Shape(c.count(), hidden));
-            out = Ops.swiglu(x, gateT, upT, downT).toFloatArray();
+            out = Ops.swiglu(x, gateT, upT, downT, kernels).toFloatArray();
         } catch (RuntimeException e) {
             // Answer first so the step fails now rather than at its timeout, then let the
             // supervisor restart this expert: after an engine error its arrays are suspect.

@@ -4,6 +4,8 @@ import ai.djl.Device;
 import dev.cmoe.experts.cluster.ClusterMessage;
 import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.WeightKernels;
+import dev.cmoe.model.safetensors.DType;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -165,12 +167,18 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
                 source, memoryBytes, maxFrameBytes, initial, secret)));
     }
 
-    /** An in-process worker hosting {@code hosted} (single-node serving, tests): no budget, no frames. */
+    /** An in-process float32 worker hosting {@code hosted} (tests): no budget, no frames. */
     public static Behavior<Command> create(String name, Device device, int hidden, int expertSize,
+                                           List<ExpertId> hosted, TensorSource source) {
+        return create(name, device, hidden, expertSize, DType.F32, hosted, source);
+    }
+
+    /** An in-process worker hosting {@code hosted} in {@code dtype} (single-node serving): no budget, no frames. */
+    public static Behavior<Command> create(String name, Device device, int hidden, int expertSize, DType dtype,
                                            List<ExpertId> hosted, TensorSource source) {
         int layers = hosted.stream().mapToInt(ExpertId::layer).max().orElse(0) + 1;
         int routed = hosted.stream().mapToInt(ExpertId::expert).max().orElse(0) + 1;
-        return create(name, device, new ExpertShape(layers, routed, hidden, expertSize), source, 0, 0, hosted,
+        return create(name, device, new ExpertShape(layers, routed, hidden, expertSize, dtype), source, 0, 0, hosted,
                 ClusterSecret.OPEN);
     }
 
@@ -298,7 +306,8 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
         // Restart, not stop: a restarted expert reloads its weights in setup and keeps its ref,
         // so routers need not learn about the fault. Repeated faults still end it (limit).
         Behavior<ExpertActor.Command> supervised = Behaviors.supervise(
-                        ExpertActor.create(id, shape.hidden(), shape.expertSize(), source, device))
+                        ExpertActor.create(id, shape.hidden(), shape.expertSize(), source, device,
+                                WeightKernels.of(shape.dtype())))
                 .onFailure(SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)));
         // An unloaded expert's name stays taken until it has stopped; a quick reload gets a fresh one.
         String actorName = getContext().getChild(id.actorName()).isEmpty() ? id.actorName()

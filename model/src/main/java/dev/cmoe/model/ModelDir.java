@@ -5,6 +5,8 @@ import ai.djl.ndarray.NDManager;
 import dev.cmoe.model.llama.DecoderWeights;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.WeightKernels;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.safetensors.Checkpoint;
@@ -60,10 +62,13 @@ public final class ModelDir implements AutoCloseable {
         LlamaModel model;
         boolean routedHere = spec.routed() == LoadSpec.RoutedExperts.IN_PROCESS;
         try (Checkpoint checkpoint = Checkpoint.open(dir)) {
+            DType dtype = spec.resolveDtype(config, checkpoint);
+            WeightKernels kernels = WeightKernels.of(dtype);
             DecoderWeights weights = DecoderWeights.frozen(NDManager.newBaseManager(spec.device()),
-                    TensorSource.of(checkpoint));
+                    TensorSource.of(checkpoint), kernels);
             model = LlamaModel.create(config, weights, moe.isPresent()
-                    ? (w, layer) -> MoeFeedForward.load(w.manager(), w.source(), layer, config, moe.get(), routedHere)
+                    ? (w, layer) -> MoeFeedForward.load(w.manager(), w.source(), layer, config, moe.get(), routedHere,
+                            kernels)
                     : LlamaModel.denseFeedForwards(config));
         }
         try {

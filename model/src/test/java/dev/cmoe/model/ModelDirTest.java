@@ -79,10 +79,44 @@ class ModelDirTest {
             f32 = logits(md, tokens);
         }
         for (DType dtype : new DType[] {DType.F16, DType.BF16}) {
-            try (ModelDir md = ModelDir.open(TinyCheckpoint.write(weights, tmp.resolve(dtype.name()), dtype))) {
+            Path dir = TinyCheckpoint.write(weights, tmp.resolve(dtype.name()), dtype);
+            try (ModelDir md = ModelDir.open(dir, LoadSpec.full().withDtype(DType.F32))) {
                 assertArrayEquals(f32, logits(md, tokens), dtype + " weights must load to the F32 values");
             }
+            // auto computes in the stored dtype: only that dtype's rounding of activations separates it
+            try (ModelDir md = ModelDir.open(dir)) {
+                assertEquals(dtype, md.model().kernels().dtype());
+                float[] got = logits(md, tokens);
+                double err = 0;
+                double scale = 0;
+                for (int i = 0; i < got.length; i++) {
+                    err = Math.max(err, Math.abs(got[i] - f32[i]));
+                    scale = Math.max(scale, Math.abs(f32[i]));
+                }
+                assertTrue(err > 0 && err < 3e-2 * scale, dtype + ": max |Δ| " + err + " of scale " + scale);
+            }
         }
+    }
+
+    @Test
+    void aConfigWhoseTorchDtypeDisagreesWithTheTensorsIsRefused() throws Exception {
+        RandomModel weights = RandomModel.of(TinyCheckpoint.llama(), 3);
+        Path dir = TinyCheckpoint.write(weights, tmp.resolve("disagree"), DType.BF16);
+        com.google.gson.JsonObject raw = weights.config().rawCopy();
+        raw.addProperty("torch_dtype", "float16");
+        Files.writeString(dir.resolve("config.json"), raw.toString(), StandardCharsets.UTF_8);
+        SafetensorsException e = assertThrows(SafetensorsException.class, () -> ModelDir.open(dir).close());
+        assertTrue(e.getMessage().contains("torch_dtype float16") && e.getMessage().contains("stored as BF16")
+                && e.getMessage().contains("tensor '"), e.getMessage());
+    }
+
+    @Test
+    void anUnknownDtypeChoiceIsRefusedNamingTheChoices() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> LoadSpec.full().withDtype("int8"));
+        assertTrue(e.getMessage().contains("'int8'") && e.getMessage().contains("f16, bf16"), e.getMessage());
+        assertEquals(java.util.Optional.of(DType.BF16), LoadSpec.parseDtype("bfloat16"));
+        assertEquals(java.util.Optional.empty(), LoadSpec.parseDtype("auto"));
     }
 
     @Test

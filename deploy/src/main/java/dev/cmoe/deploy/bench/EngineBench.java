@@ -23,8 +23,27 @@ import java.util.SplittableRandom;
  * from another process hits all of them alike, and ratios are taken per repeat, side by side.
  */
 public final class EngineBench {
-    /** One FFN per layer: a model variant. */
-    public record Variant(String name, List<FeedForward> ffns) {
+    /**
+     * A model variant: one FFN per layer swapped into the bench's model, or a model of its own
+     * (another dtype of the same weights) that runs as it is when {@code ffns} is null.
+     */
+    public record Variant(String name, LlamaModel model, List<FeedForward> ffns) {
+        public Variant(String name, List<FeedForward> ffns) {
+            this(name, null, ffns);
+        }
+
+        /** A whole model, run as loaded. */
+        public static Variant of(String name, LlamaModel model) {
+            return new Variant(name, model, null);
+        }
+
+        LlamaModel in(LlamaModel bench) {
+            LlamaModel m = model == null ? bench : model;
+            if (ffns != null) {
+                install(m, this);
+            }
+            return m;
+        }
     }
 
     /** Tokens per second of each variant in each repeat, by batch size. */
@@ -106,27 +125,27 @@ public final class EngineBench {
         long[] nanos = new long[variants.size()];
         try (NDManager out = NDManager.newBaseManager()) {
             for (Variant v : variants) {
-                install(model, v);
+                LlamaModel m = v.in(model);
                 List<KvCache> own = new ArrayList<>();
                 caches.add(own);
                 List<SequenceChunk> prefill = new ArrayList<>();
                 for (int b = 0; b < batch; b++) {
-                    KvCache c = model.newCache(prompt + steps + 2);
+                    KvCache c = m.newCache(prompt + steps + 2);
                     own.add(c);
                     prefill.add(new SequenceChunk(c, prompts[b]));
                 }
-                model.forward(prefill, LogitsMode.LAST, out).close();
+                m.forward(prefill, LogitsMode.LAST, out).close();
             }
             for (int s = -2; s < steps; s++) { // two untimed steps first
                 int[] next = r.ints(batch, 0, vocab).toArray();
                 for (int i = 0; i < variants.size(); i++) {
-                    install(model, variants.get(i));
+                    LlamaModel m = variants.get(i).in(model);
                     List<SequenceChunk> step = new ArrayList<>(batch);
                     for (int b = 0; b < batch; b++) {
                         step.add(new SequenceChunk(caches.get(i).get(b), new int[] {next[b]}));
                     }
                     long t = System.nanoTime();
-                    model.forward(step, LogitsMode.LAST, out).close();
+                    m.forward(step, LogitsMode.LAST, out).close();
                     if (s >= 0) {
                         nanos[i] += System.nanoTime() - t;
                     }

@@ -7,6 +7,11 @@ import dev.cmoe.carve.Carver;
 import dev.cmoe.deploy.bench.EngineBench;
 import dev.cmoe.deploy.bench.SyntheticModel;
 import dev.cmoe.model.ModelDir;
+import ai.djl.ndarray.NDManager;
+import dev.cmoe.model.safetensors.DType;
+import dev.cmoe.model.llama.WeightKernels;
+import dev.cmoe.model.llama.DecoderWeights;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.data.BrownCorpus;
 import dev.cmoe.model.data.Split;
@@ -29,6 +34,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import me.tongfei.progressbar.ProgressBar;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -103,6 +109,14 @@ public final class BenchEngineCommand implements Callable<Integer> {
             + " machine shared with other jobs, 1 avoids OpenMP threads spinning against each other.")
     Integer threads;
 
+    @Mixin
+    DtypeOption dtype;
+
+    @Option(names = "--compare-dtypes", split = ",", paramLabel = "DTYPE", description = "Instead of dense vs carved:"
+            + " dense decode of the synthetic model held in each of these dtypes (e.g. f32,bf16), steps interleaved,"
+            + " with the weight bytes read per second.")
+    List<String> compareDtypes;
+
     @Option(names = "--carve", description = "Also carve the shipped model (S2A2E16, into a temporary directory)"
             + " and report the time per layer and phase.")
     boolean carve;
@@ -119,6 +133,10 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 Runtime.getRuntime().availableProcessors(), threads == null ? "default" : threads.toString(),
                 ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage(), Arrays.toString(batches), steps,
                 repeats);
+        if (compareDtypes != null) {
+            dtypes(out);
+            return 0;
+        }
         if (!skipShipped) {
             shipped(out);
         }
@@ -144,13 +162,14 @@ public final class BenchEngineCommand implements Callable<Integer> {
         ModelConfig carvedConfig = ModelConfig.load(moeDir);
         MoeConfig moe = MoeConfig.of(carvedConfig).orElseThrow(() -> new IllegalArgumentException(
                 moeDir + " has no cmoe block: not a carved model"));
-        try (ModelDir dir = ModelDir.open(dense); Checkpoint ckpt = Checkpoint.open(moeDir)) {
+        try (ModelDir dir = ModelDir.open(dense, dtype.apply(LoadSpec.full())); Checkpoint ckpt = Checkpoint.open(moeDir)) {
             LlamaModel m = dir.model();
             ModelConfig c = m.config();
             List<FeedForward> denseFfns = ffns(m);
             List<FeedForward> moeFfns = new ArrayList<>();
             for (int l = 0; l < c.numLayers(); l++) {
-                moeFfns.add(MoeFeedForward.load(m.manager(), TensorSource.of(ckpt), l, carvedConfig, moe));
+                moeFfns.add(MoeFeedForward.load(m.manager(), TensorSource.of(ckpt), l, carvedConfig, moe, true,
+                        m.kernels()));
             }
             String name = "S" + moe.shared() + "A" + moe.active() + "E" + moe.experts();
             String label = String.format(Locale.ROOT, "%s (%d layers, d %d, d_h %d)", dense.getFileName(),
@@ -169,7 +188,9 @@ public final class BenchEngineCommand implements Callable<Integer> {
         out.printf(Locale.ROOT, "%nbuilding the synthetic model (d %d, d_h %d, %d layers, %d heads, vocab %d) and its"
                 + " carvings %s of %d experts, N_s %d ...%n", hidden, intermediate, layers, heads, vocab,
                 Arrays.toString(active), experts, shared);
-        try (LlamaModel m = LlamaModel.dense(c, source)) {
+        WeightKernels kernels = WeightKernels.of(LoadSpec.parseDtype(dtype.dtype).orElse(DType.F32));
+        try (LlamaModel m = LlamaModel.create(c, DecoderWeights.frozen(NDManager.newBaseManager(), source, kernels),
+                LlamaModel.denseFeedForwards(c))) {
             List<EngineBench.Variant> variants = new ArrayList<>();
             List<FeedForward> denseFfns = ffns(m);
             variants.add(new EngineBench.Variant("dense", denseFfns));
@@ -177,7 +198,7 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 MoeConfig moe = SyntheticModel.moe(intermediate, experts, shared, k);
                 List<FeedForward> f = new ArrayList<>();
                 for (int l = 0; l < layers; l++) {
-                    f.add(MoeFeedForward.load(m.manager(), source, l, c, moe));
+                    f.add(MoeFeedForward.load(m.manager(), source, l, c, moe, true, kernels));
                 }
                 variants.add(new EngineBench.Variant("S" + shared + "A" + k + "E" + experts + " " + pct(moe), f));
             }
@@ -188,6 +209,62 @@ public final class BenchEngineCommand implements Callable<Integer> {
             for (EngineBench.Variant v : variants.subList(1, variants.size())) {
                 v.ffns().forEach(FeedForward::close);
             }
+        }
+    }
+
+    /** Dense decode of one synthetic model held in each dtype of {@code --compare-dtypes}, interleaved. */
+    private void dtypes(PrintStream out) {
+        ModelConfig c = SyntheticModel.config(hidden, intermediate, layers, heads, heads, vocab, prompt + steps + 8);
+        SyntheticModel source = new SyntheticModel(42);
+        long params = 0;
+        for (long n : dev.cmoe.model.arch.Layout.dense(c).values().stream().map(s -> {
+            long p = 1;
+            for (long d : s) {
+                p *= d;
+            }
+            return p;
+        }).toList()) {
+            params += n;
+        }
+        List<EngineBench.Variant> variants = new ArrayList<>();
+        List<DType> kinds = new ArrayList<>();
+        try {
+            for (String name : compareDtypes) {
+                DType d = LoadSpec.parseDtype(name).orElseThrow(() -> new IllegalArgumentException(
+                        "--compare-dtypes takes bf16, f16 or f32, not auto"));
+                kinds.add(d);
+                variants.add(EngineBench.Variant.of(d.shortName(), LlamaModel.create(c,
+                        DecoderWeights.frozen(NDManager.newBaseManager(), source, WeightKernels.of(d)),
+                        LlamaModel.denseFeedForwards(c))));
+            }
+            List<EngineBench.Decode> decode;
+            try (ProgressBar bar = Progress.bar("decode", (long) batches.length * repeats, "run")) {
+                decode = EngineBench.decode(variants.getFirst().model(), variants, batches, prompt, steps, repeats,
+                        bar::step);
+            }
+            String base = variants.getFirst().name();
+            out.printf(Locale.ROOT, "%n== dense decode by dtype, synthetic (%d layers, d %d, d_h %d, vocab %d, %.2fG"
+                    + " parameters): tokens/s (median of %d), weight GB/s = bytes × steps/s, ratio to %s [min-max]%n",
+                    layers, hidden, intermediate, vocab, params / 1e9, repeats, base);
+            StringBuilder head = new StringBuilder(String.format(Locale.ROOT, "%6s", "batch"));
+            for (EngineBench.Variant v : variants) {
+                head.append(String.format(Locale.ROOT, " %10s %9s %18s", v.name() + " tok/s", "GB/s", "ratio"));
+            }
+            out.println(head);
+            for (EngineBench.Decode r : decode) {
+                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d", r.batch()));
+                for (int i = 0; i < variants.size(); i++) {
+                    String n = variants.get(i).name();
+                    double tps = r.median(n);
+                    double[] range = r.range(n, base);
+                    row.append(String.format(Locale.ROOT, " %10.2f %9.1f %7.2fx [%.2f-%.2f]", tps,
+                            params * kinds.get(i).byteSize() * (tps / r.batch()) / 1e9, r.ratio(n, base), range[0],
+                            range[1]));
+                }
+                out.println(row);
+            }
+        } finally {
+            variants.forEach(v -> v.model().close());
         }
     }
 

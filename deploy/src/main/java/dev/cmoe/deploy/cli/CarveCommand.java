@@ -10,7 +10,9 @@ import dev.cmoe.model.data.Split;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
+import dev.cmoe.model.LoadSpec;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code cmoe carve}: dense checkpoint → carved MoE checkpoint, with a report and plots. */
@@ -61,6 +63,9 @@ public final class CarveCommand implements Callable<Integer> {
                     + " or the ablations random-groups and random-router; default ${DEFAULT-VALUE}.")
     String method;
 
+    @Mixin
+    DtypeOption dtype;
+
     @Option(names = "--force", description = "Replace an existing output directory.")
     boolean force;
 
@@ -82,7 +87,8 @@ public final class CarveCommand implements Callable<Integer> {
             BrownCorpus.fetch(data);
             text = BrownCorpus.splitFile(data, Split.TRAIN);
         }
-        CarveReport r = Carver.carve(model, text, out, opts, CarveListener.progressBars());
+        CarveReport r = Carver.carve(model, dtype.apply(LoadSpec.full()), text, out, opts,
+                CarveListener.progressBars());
         CarvePlots.write(r, out);
         System.out.printf(Locale.ROOT, "carved %s -> %s: S%dA%dE%d (%s), expert size %d, %d calibration tokens,"
                         + " %.1f s%n", model, out, shared, active, experts, m.name().toLowerCase(Locale.ROOT),

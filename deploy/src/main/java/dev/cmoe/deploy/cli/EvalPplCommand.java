@@ -1,5 +1,6 @@
 package dev.cmoe.deploy.cli;
 
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.eval.Perplexity;
 import java.nio.charset.StandardCharsets;
@@ -9,6 +10,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import me.tongfei.progressbar.ProgressBar;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code cmoe eval-ppl}: perplexity of a model on a text file, as the CMoE paper measures it. */
@@ -28,6 +30,9 @@ public final class EvalPplCommand implements Callable<Integer> {
             description = "Window length in tokens (default: the model's context, at most 512).")
     int seqlen;
 
+    @Mixin
+    DtypeOption dtype;
+
     @Option(names = "--batch", defaultValue = "4", description = "Windows per forward step (default: ${DEFAULT-VALUE}).")
     int batch;
 
@@ -43,7 +48,7 @@ public final class EvalPplCommand implements Callable<Integer> {
         if (seqlen < 0) {
             throw new IllegalArgumentException("--seqlen must be positive (or 0 for the default), got " + seqlen);
         }
-        try (ModelDir dir = ModelDir.open(model)) {
+        try (ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.full()))) {
             int context = dir.config().contextLength();
             if (seqlen > context) {
                 throw new IllegalArgumentException("--seqlen " + seqlen + " exceeds the model's context of " + context

@@ -1,5 +1,6 @@
 package dev.cmoe.deploy.cli;
 
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.generate.Generator;
 import dev.cmoe.model.sample.SamplingParams;
@@ -13,6 +14,7 @@ import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
@@ -22,6 +24,9 @@ import picocli.CommandLine.Parameters;
 public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Model directory.")
     Path model;
+
+    @Mixin
+    DtypeOption dtype;
 
     @Option(names = "--max-new-tokens", defaultValue = "64", description = "Most tokens to generate (default: ${DEFAULT-VALUE}).")
     int maxNewTokens;
@@ -54,7 +59,7 @@ public final class GenerateCommand implements Callable<Integer> {
     public Integer call() {
         SamplingParams params = new SamplingParams(temperature, topK, topP, minP, repetitionPenalty, seed);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (ModelDir dir = ModelDir.open(model)) {
+        try (ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.full()))) {
             TextTokenizer tok = dir.tokenizer();
             int[] promptIds = tok.encodeIds(prompt, !noBos);
             Set<Integer> stops = new HashSet<>(dir.config().eosTokenIds());

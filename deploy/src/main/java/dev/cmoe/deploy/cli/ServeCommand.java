@@ -81,6 +81,9 @@ public final class ServeCommand implements Callable<Integer> {
     @Mixin
     AuthTokenOption auth;
 
+    @Mixin
+    DtypeOption dtype;
+
     @Option(names = "--role", description = "Cluster role: head (gRPC front end, scheduler, attention, shared experts, "
             + "routers; routed experts on the expert workers that join). Without it: single-node serving.")
     String role;
@@ -181,7 +184,7 @@ public final class ServeCommand implements Callable<Integer> {
         ProcessMetrics.bindTo(registry);
         HeadOptions head = role == null ? null : headOptions(); // its files are read before the model is opened
         // a carved model's routed experts are loaded by the expert actors alone, never twice
-        ModelDir dir = ModelDir.open(model, LoadSpec.withoutRoutedExperts());
+        ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.withoutRoutedExperts()));
         InferenceServer server = null;
         try {
             NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);

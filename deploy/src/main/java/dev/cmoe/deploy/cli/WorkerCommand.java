@@ -25,6 +25,9 @@ public final class WorkerCommand implements Callable<Integer> {
             description = "The carved model directory, the same as the head's (a shared path).")
     Path model;
 
+    @Mixin
+    DtypeOption dtype;
+
     @Option(names = "--max-batch-tokens", defaultValue = "512",
             description = "The head's --max-batch-tokens, to size message frames (default: ${DEFAULT-VALUE}).")
     int maxBatchTokens;
@@ -41,7 +44,7 @@ public final class WorkerCommand implements Callable<Integer> {
         }
         WorkerNode node = WorkerNode.start(cluster.host != null ? cluster.host : "127.0.0.1",
                 cluster.port != null ? cluster.port : 0, clusterSeeds, name, DeviceSpec.parse(devices), model,
-                cluster.memoryPerDevice, maxBatchTokens, security);
+                cluster.memoryPerDevice, maxBatchTokens, dtype.dtype, security);
         AtomicBoolean stopping = new AtomicBoolean();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopping.set(true);

@@ -35,8 +35,8 @@ import org.apache.pekko.serialization.SerializerWithStringManifest;
  * F Failed      stepId:long layer:int expert:int reason:string
  * I InjectFault reason:string
  * Q Describe    challenge:string replyTo:ref
- * P Description deviceId:string layers,routed,hidden,expertSize:int memoryBytes:long maxFrameBytes:int hosted:ids
- *               proof:string
+ * P Description deviceId:string layers,routed,hidden,expertSize:int dtype:byte memoryBytes:long maxFrameBytes:int
+ *               hosted:ids proof:string
  * L Load        opId:long experts:ids replyTo:ref
  * R LoadResult  opId:long deviceId:string n:int n×(layer:int expert:int ref) failure:string
  * U Unload      opId:long experts:ids replyTo:ref
@@ -128,7 +128,8 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case ExpertWorker.Description m -> {
                 string(out, m.deviceId());
                 ExpertShape s = m.shape();
-                out.putInt(s.layers()).putInt(s.routed()).putInt(s.hidden()).putInt(s.expertSize());
+                out.putInt(s.layers()).putInt(s.routed()).putInt(s.hidden()).putInt(s.expertSize())
+                        .put((byte) s.dtype().ordinal());
                 out.putLong(m.memoryBytes()).putInt(m.maxFrameBytes());
                 ids(out, m.hosted());
                 string(out, m.proof());
@@ -205,7 +206,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case "Q" -> new ExpertWorker.Describe(string(in), resolve(string(in)));
             case "P" -> {
                 String device = string(in);
-                ExpertShape shape = new ExpertShape(in.getInt(), in.getInt(), in.getInt(), in.getInt());
+                ExpertShape shape = new ExpertShape(in.getInt(), in.getInt(), in.getInt(), in.getInt(), dtype(in.get()));
                 long memory = in.getLong();
                 int frame = in.getInt();
                 List<ExpertId> hosted = ids(in);
@@ -249,7 +250,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case ExpertActor.Failed m -> 16 + stringSize(m.reason());
             case ExpertActor.InjectFault m -> stringSize(m.reason());
             case ExpertWorker.Describe m -> stringSize(m.challenge()) + stringSize(ref(m.replyTo()));
-            case ExpertWorker.Description m -> stringSize(m.deviceId()) + 28 + 4 + 8 * m.hosted().size()
+            case ExpertWorker.Description m -> stringSize(m.deviceId()) + 29 + 4 + 8 * m.hosted().size()
                     + stringSize(m.proof());
             case ExpertWorker.Load m -> 8 + 4 + 8 * m.experts().size() + stringSize(ref(m.replyTo()));
             case ExpertWorker.LoadResult m -> {
@@ -344,5 +345,13 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             resolver = r;
         }
         return r;
+    }
+
+    private static dev.cmoe.model.safetensors.DType dtype(byte ordinal) {
+        dev.cmoe.model.safetensors.DType[] all = dev.cmoe.model.safetensors.DType.values();
+        if (ordinal < 0 || ordinal >= all.length) {
+            throw new IllegalArgumentException("unknown dtype " + ordinal + " in an expert shape");
+        }
+        return all[ordinal];
     }
 }

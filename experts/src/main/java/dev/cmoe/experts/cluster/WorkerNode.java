@@ -5,6 +5,7 @@ import com.typesafe.config.ConfigFactory;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.experts.ExpertShape;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeConfig;
@@ -61,20 +62,33 @@ public final class WorkerNode implements AutoCloseable {
      */
     public static WorkerNode start(String host, int port, List<String> seeds, String name, List<DeviceSpec> devices,
                                    Path modelDir, long memoryPerDevice, int maxBatchTokens) {
-        return start(host, port, seeds, name, devices, modelDir, memoryPerDevice, maxBatchTokens, ClusterSecurity.NONE);
+        return start(host, port, seeds, name, devices, modelDir, memoryPerDevice, maxBatchTokens, "auto");
     }
 
     /**
-     * As {@link #start(String, int, List, String, List, Path, long, int)}, on a secured cluster:
-     * {@code security}'s key material for the transport, and its secret to prove to the head.
+     * As {@link #start(String, int, List, String, List, Path, long, int)}, the experts computed in
+     * {@code dtype} (auto, bf16, f16, f32); the head refuses a worker whose dtype is not its own.
      */
     public static WorkerNode start(String host, int port, List<String> seeds, String name, List<DeviceSpec> devices,
-                                   Path modelDir, long memoryPerDevice, int maxBatchTokens,
+                                   Path modelDir, long memoryPerDevice, int maxBatchTokens, String dtype) {
+        return start(host, port, seeds, name, devices, modelDir, memoryPerDevice, maxBatchTokens, dtype,
+                ClusterSecurity.NONE);
+    }
+
+    /**
+     * As {@link #start(String, int, List, String, List, Path, long, int, String)}, on a secured
+     * cluster: {@code security}'s key material for the transport, and its secret to prove to the head.
+     */
+    public static WorkerNode start(String host, int port, List<String> seeds, String name, List<DeviceSpec> devices,
+                                   Path modelDir, long memoryPerDevice, int maxBatchTokens, String dtype,
                                    ClusterSecurity security) {
         ModelConfig config = ModelConfig.load(modelDir);
         MoeConfig moe = MoeConfig.of(config).orElseThrow(() -> new IllegalArgumentException("model " + modelDir
                 + " is dense (its config.json has no cmoe block): expert workers host a carved model's experts"));
-        ExpertShape shape = ExpertShape.of(config, moe);
+        ExpertShape shape;
+        try (Checkpoint c = Checkpoint.open(modelDir)) {
+            shape = ExpertShape.of(config, moe, LoadSpec.full().withDtype(dtype).resolveDtype(config, c));
+        }
         if (memoryPerDevice > 0 && memoryPerDevice < shape.expertBytes()) {
             throw new IllegalArgumentException("--memory-per-device " + memoryPerDevice + " cannot hold one expert of "
                     + shape.expertBytes() + " bytes");

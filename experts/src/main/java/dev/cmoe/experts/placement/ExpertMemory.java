@@ -8,17 +8,14 @@ import java.nio.file.Path;
 
 /**
  * What each routed expert costs a device: the bytes of its three weight matrices as an expert
- * actor holds them (float32, whatever the checkpoint stores), read from the safetensors headers
- * without loading any data.
+ * actor holds them, in the dtype it computes in (the stored one unless {@code --dtype} says
+ * otherwise), read from the safetensors headers without loading any data.
  *
  * @param layers decoder layers
  * @param experts routed experts per layer (N_r)
  * @param bytes (layers, experts) resident bytes of each expert
  */
 public record ExpertMemory(int layers, int experts, long[][] bytes) {
-    /** Expert actors keep weights as float32 (see {@code Tensors.load}). */
-    public static final int RESIDENT_BYTES_PER_WEIGHT = Float.BYTES;
-
     /** Every expert costing {@code each} bytes: for tests and what-if planning. */
     public static ExpertMemory uniform(int layers, int experts, long each) {
         long[][] bytes = new long[layers][experts];
@@ -28,8 +25,16 @@ public record ExpertMemory(int layers, int experts, long[][] bytes) {
         return new ExpertMemory(layers, experts, bytes);
     }
 
-    /** Reads the carved checkpoint in {@code model}; a dense one is refused with a hint. */
+    /** Reads the carved checkpoint in {@code model}, its experts held in the stored dtype. */
     public static ExpertMemory of(Path model) {
+        return of(model, java.util.Optional.empty());
+    }
+
+    /**
+     * Reads the carved checkpoint in {@code model}, its experts held in {@code dtype} (empty: the
+     * stored one); a dense checkpoint is refused with a hint.
+     */
+    public static ExpertMemory of(Path model, java.util.Optional<dev.cmoe.model.safetensors.DType> dtype) {
         ModelConfig config = ModelConfig.load(model);
         MoeConfig moe = MoeConfig.of(config).orElseThrow(() -> new IllegalArgumentException(model
                 + " is a dense checkpoint (config.json has no \"" + MoeConfig.KEY + "\" block): carve it first"
@@ -48,7 +53,8 @@ public record ExpertMemory(int layers, int experts, long[][] bytes) {
                         }
                         numel += checkpoint.info(name).numel();
                     }
-                    bytes[l][e] = numel * RESIDENT_BYTES_PER_WEIGHT;
+                    bytes[l][e] = numel * dtype.orElse(checkpoint.info(MoeWeightNames.expert(l, e,
+                            MoeWeightNames.GATE)).dtype()).byteSize();
                 }
             }
         }

@@ -179,6 +179,13 @@ public record ModelConfig(
         return modelType;
     }
 
+    /** config.json's {@code torch_dtype} ("bfloat16"), when it names one. */
+    public java.util.Optional<String> torchDtype() {
+        JsonElement t = raw.get("torch_dtype");
+        return t != null && t.isJsonPrimitive() && t.getAsJsonPrimitive().isString()
+                ? java.util.Optional.of(t.getAsString()) : java.util.Optional.empty();
+    }
+
     /** Query projection width: heads × headDim. */
     public int qDim() {
         return numHeads * headDim;

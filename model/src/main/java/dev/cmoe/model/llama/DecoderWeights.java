@@ -16,8 +16,18 @@ public interface DecoderWeights {
     /** Where the tensors are read from. */
     TensorSource source();
 
-    /** A plain tensor (embedding matrix, norm weight) of {@code shape}. */
+    /** A plain float32 tensor (norm weight) of {@code shape}. */
     NDArray tensor(String name, long... shape);
+
+    /** How the projection weights are held and multiplied. */
+    default WeightKernels kernels() {
+        return WeightKernels.f32();
+    }
+
+    /** The embedding table (vocab, hidden), held in {@link #kernels()}' dtype; rows come out as float32. */
+    default NDArray table(String name, long... shape) {
+        return tensor(name, shape);
+    }
 
     /** The projection of weight {@code name} (out, in), with bias {@code biasName} (out) unless it is null. */
     Linear linear(String name, String biasName, int out, int in);
@@ -25,27 +35,40 @@ public interface DecoderWeights {
     /** The LM head of a model with tied embeddings: logits = x·embedᵀ. */
     Linear tied(NDArray embed);
 
-    /** Inference weights: every tensor copied into {@code manager}, projections as transposed views. */
+    /** Inference weights in float32: every tensor copied into {@code manager}, projections as transposed views. */
     static DecoderWeights frozen(NDManager manager, TensorSource source) {
-        return new Frozen(manager, source);
+        return new Frozen(manager, source, WeightKernels.f32());
+    }
+
+    /**
+     * Inference weights whose projections and embedding table are held by {@code kernels} (in its
+     * dtype); norms and biases are float32, as the activations they act on.
+     */
+    static DecoderWeights frozen(NDManager manager, TensorSource source, WeightKernels kernels) {
+        return new Frozen(manager, source, kernels);
     }
 
     /** See {@link #frozen}. */
-    record Frozen(NDManager manager, TensorSource source) implements DecoderWeights {
+    record Frozen(NDManager manager, TensorSource source, WeightKernels kernels) implements DecoderWeights {
         @Override
         public NDArray tensor(String name, long... shape) {
             return Tensors.load(manager, source, name, shape);
         }
 
         @Override
+        public NDArray table(String name, long... shape) {
+            return kernels.load(manager, source, name, shape);
+        }
+
+        @Override
         public Linear linear(String name, String biasName, int out, int in) {
-            NDArray wT = Tensors.transposedView(Tensors.load(manager, source, name, out, in));
-            return Linear.frozen(wT, biasName == null ? null : Tensors.load(manager, source, biasName, out));
+            NDArray wT = Tensors.transposedView(kernels.load(manager, source, name, out, in));
+            return Linear.frozen(wT, biasName == null ? null : Tensors.load(manager, source, biasName, out), kernels);
         }
 
         @Override
         public Linear tied(NDArray embed) {
-            return Linear.frozen(embed.transpose(), null);
+            return Linear.frozen(embed.transpose(), null, kernels);
         }
     }
 }

@@ -16,9 +16,14 @@ public interface Linear {
     default void close() {
     }
 
-    /** An inference projection over {@code wT} (in, out), a transposed view, and an optional bias (out). */
+    /** An inference projection over float32 {@code wT} (in, out), a transposed view, and an optional bias (out). */
     static Linear frozen(NDArray wT, NDArray bias) {
-        return new Frozen(wT, bias);
+        return new Frozen(wT, bias, WeightKernels.f32());
+    }
+
+    /** An inference projection over {@code wT} held in {@code kernels}' dtype; the bias is float32. */
+    static Linear frozen(NDArray wT, NDArray bias, WeightKernels kernels) {
+        return new Frozen(wT, bias, kernels);
     }
 
     /**
@@ -30,10 +35,10 @@ public interface Linear {
     }
 
     /** See {@link #frozen}. */
-    record Frozen(NDArray wT, NDArray bias) implements Linear {
+    record Frozen(NDArray wT, NDArray bias, WeightKernels kernels) implements Linear {
         @Override
         public NDArray apply(NDArray x) {
-            NDArray y = x.matMul(wT);
+            NDArray y = kernels.project(x, wT);
             return bias == null ? y : y.add(bias);
         }
 

@@ -26,7 +26,8 @@ import java.util.Objects;
 public final class LlamaModel implements AutoCloseable {
     private final ModelConfig config;
     private final NDManager manager;
-    private final NDArray embed;     // (vocab, hidden)
+    private final NDArray embed;     // (vocab, hidden), in the kernels' dtype
+    private final WeightKernels kernels;
     private final NDArray finalNorm; // (hidden)
     private final Linear lmHead;     // hidden → vocab
     private final Rotary rotary;
@@ -62,7 +63,8 @@ public final class LlamaModel implements AutoCloseable {
         this.manager = weights.manager();
         int d = config.hiddenSize();
         int vocab = config.vocabSize();
-        embed = weights.tensor(TensorNames.EMBED, vocab, d);
+        kernels = weights.kernels();
+        embed = weights.table(TensorNames.EMBED, vocab, d);
         finalNorm = weights.tensor(TensorNames.FINAL_NORM, d);
         lmHead = config.tieWordEmbeddings() ? weights.tied(embed)
                 : weights.linear(TensorNames.LM_HEAD, null, vocab, d);
@@ -121,6 +123,11 @@ public final class LlamaModel implements AutoCloseable {
 
     public ModelConfig config() {
         return config;
+    }
+
+    /** How this model's projection weights are held; FFN replacements hold theirs the same way. */
+    public WeightKernels kernels() {
+        return kernels;
     }
 
     /** The manager that owns the weights; FFN replacements may allocate their weights under it. */
@@ -185,7 +192,7 @@ public final class LlamaModel implements AutoCloseable {
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();
             NDManager step = embed.getManager();
-            NDArray x = embed.get(new NDIndex("{}", step.create(ids))); // (T, hidden)
+            NDArray x = kernels.rows(embed, step.create(ids)); // (T, hidden)
             NDArray[] rope = rotary.rows(step, positions, seqLens);     // (T, 1, headDim/2) each
             Attend attend = cached(step, batch);
             for (int l = 0; l < layers.size(); l++) {
@@ -229,7 +236,7 @@ public final class LlamaModel implements AutoCloseable {
         Arrays.fill(seqLens, t);
         NDArray[] rope = rotary.rows(m, positions, seqLens);
         NDArray[] masks = new NDArray[2]; // [full, windowed], made when a layer first needs one
-        NDArray x = embed.get(new NDIndex("{}", ids)).reshape(b * t, config.hiddenSize());
+        NDArray x = kernels.rows(embed, ids.reshape(b * t)).reshape(b * t, config.hiddenSize());
         Attend attend = (l, q, k, v) -> {
             int window = config.slidingWindow(l);
             int slot = window == 0 ? 0 : 1;
@@ -265,7 +272,7 @@ public final class LlamaModel implements AutoCloseable {
             }
         }
         try (NDManager tmp = embed.getManager().newSubManager()) {
-            NDArray x = embed.get(new NDIndex("{}", tmp.create(ids)));
+            NDArray x = kernels.rows(embed, tmp.create(ids));
             x.attach(out);
             return x;
         }

@@ -39,6 +39,11 @@ public final class Ops {
         return silu(x.matMul(wGateT)).mul(x.matMul(wUpT)).matMul(wDownT);
     }
 
+    /** {@link #swiglu} with weights held by {@code kernels} (in its dtype); x and the result are float32. */
+    public static NDArray swiglu(NDArray x, NDArray wGateT, NDArray wUpT, NDArray wDownT, WeightKernels kernels) {
+        return kernels.project(silu(kernels.project(x, wGateT)).mul(kernels.project(x, wUpT)), wDownT);
+    }
+
     /**
      * Rotary position embedding in the Hugging Face "rotate half" convention: the first and second
      * halves of each head vector form the (real, imaginary) pairs.

@@ -27,21 +27,14 @@ public final class Tensors {
     }
 
     /**
-     * Reads tensor {@code name} of the given shape from {@code source} into {@code manager}, and
-     * refuses it unless every value is finite: a NaN or infinity in a weight would otherwise load
-     * silently and turn every output into NaN (or every sampled token into 0).
+     * Reads tensor {@code name} of the given shape from {@code source} into {@code manager} as
+     * float32, and refuses it unless every value is finite: a NaN or infinity in a weight would
+     * otherwise load silently and turn every output into NaN (or every sampled token into 0).
      *
      * @throws IllegalArgumentException naming the tensor and how many values are NaN or infinite
      */
     public static NDArray load(NDManager manager, TensorSource source, String name, long... shape) {
-        NDArray t = create(manager, source.read(name, shape), shape);
-        try {
-            requireFinite(t, name);
-        } catch (RuntimeException e) {
-            t.close();
-            throw e;
-        }
-        return t;
+        return WeightKernels.f32().load(manager, source, name, shape);
     }
 
     /**

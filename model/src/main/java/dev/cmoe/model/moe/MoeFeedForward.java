@@ -12,6 +12,7 @@ import dev.cmoe.model.llama.FeedForward;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.Tensors;
+import dev.cmoe.model.llama.WeightKernels;
 import java.nio.FloatBuffer;
 import java.util.concurrent.atomic.AtomicLongArray;
 
@@ -30,6 +31,7 @@ import java.util.concurrent.atomic.AtomicLongArray;
  */
 public final class MoeFeedForward implements FeedForward {
     private final MoeConfig moe;
+    private final WeightKernels kernels; // the experts' dtype; the router is float32
     private final NDArray sharedGateT;  // (hidden, N_s·m), null when N_s = 0
     private final NDArray sharedUpT;    // (hidden, N_s·m)
     private final NDArray sharedDownT;  // (N_s·m, hidden)
@@ -42,9 +44,10 @@ public final class MoeFeedForward implements FeedForward {
     private volatile float[] bias;      // (N_r) b, replaced whole by setBias
     private final AtomicLongArray loads; // (N_r) tokens routed to each expert since the last reset
 
-    private MoeFeedForward(MoeConfig moe, NDArray[] shared, NDArray[] gate, NDArray[] up, NDArray[] down,
-                           NDArray classifier, NDArray routerGate, float[] scale, float[] bias) {
+    private MoeFeedForward(MoeConfig moe, WeightKernels kernels, NDArray[] shared, NDArray[] gate, NDArray[] up,
+                           NDArray[] down, NDArray classifier, NDArray routerGate, float[] scale, float[] bias) {
         this.moe = moe;
+        this.kernels = kernels;
         this.sharedGateT = shared == null ? null : Tensors.transposedView(shared[0]);
         this.sharedUpT = shared == null ? null : Tensors.transposedView(shared[1]);
         this.sharedDownT = shared == null ? null : Tensors.transposedView(shared[2]);
@@ -66,18 +69,22 @@ public final class MoeFeedForward implements FeedForward {
         this.loads = new AtomicLongArray(nRouted);
     }
 
-    /** Loads layer {@code layer}'s experts and router (names in {@link MoeWeightNames}) into {@code manager}. */
+    /**
+     * Loads layer {@code layer}'s experts and router (names in {@link MoeWeightNames}) into
+     * {@code manager}, the experts in float32.
+     */
     public static MoeFeedForward load(NDManager manager, TensorSource source, int layer, ModelConfig config,
                                       MoeConfig moe) {
-        return load(manager, source, layer, config, moe, true);
+        return load(manager, source, layer, config, moe, true, WeightKernels.f32());
     }
 
     /**
-     * As {@link #load}; without {@code routedExperts} no routed expert tensor is read: the layer
-     * routes, runs its shared expert and combines, for a server whose expert actors hold the rest.
+     * As {@link #load}, the experts held by {@code kernels}; without {@code routedExperts} no
+     * routed expert tensor is read: the layer routes, runs its shared expert and combines, for a
+     * server whose expert actors hold the rest.
      */
     public static MoeFeedForward load(NDManager manager, TensorSource source, int layer, ModelConfig config,
-                                      MoeConfig moe, boolean routedExperts) {
+                                      MoeConfig moe, boolean routedExperts, WeightKernels kernels) {
         int d = config.hiddenSize();
         int m = moe.expertSize();
         int nRouted = moe.routed();
@@ -85,23 +92,23 @@ public final class MoeFeedForward implements FeedForward {
         if (moe.shared() > 0) {
             int s = moe.sharedSize();
             shared = new NDArray[] {
-                Tensors.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.GATE), s, d),
-                Tensors.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.UP), s, d),
-                Tensors.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.DOWN), d, s)};
+                kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.GATE), s, d),
+                kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.UP), s, d),
+                kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.DOWN), d, s)};
         }
         NDArray[] gate = new NDArray[nRouted];
         NDArray[] up = new NDArray[nRouted];
         NDArray[] down = new NDArray[nRouted];
         for (int j = 0; routedExperts && j < nRouted; j++) {
-            gate[j] = Tensors.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.GATE), m, d);
-            up[j] = Tensors.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.UP), m, d);
-            down[j] = Tensors.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.DOWN), d, m);
+            gate[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.GATE), m, d);
+            up[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.UP), m, d);
+            down[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.DOWN), d, m);
         }
         NDArray classifier = Tensors.load(manager, source, MoeWeightNames.routerClassifier(layer), nRouted, d);
         NDArray routerGate = Tensors.load(manager, source, MoeWeightNames.routerGate(layer), nRouted, d);
         float[] scale = floats(source.read(MoeWeightNames.routerScale(layer), nRouted));
         float[] bias = floats(source.read(MoeWeightNames.routerBias(layer), nRouted));
-        return new MoeFeedForward(moe, shared, gate, up, down, classifier, routerGate, scale, bias);
+        return new MoeFeedForward(moe, kernels, shared, gate, up, down, classifier, routerGate, scale, bias);
     }
 
     private static long[] longs(int[] v) {
@@ -167,7 +174,7 @@ public final class MoeFeedForward implements FeedForward {
             throw new IllegalStateException("routed expert " + j + " is not loaded in this process: it is served by "
                     + "expert actors");
         }
-        return Ops.swiglu(rows, gateT[j], upT[j], downT[j]);
+        return Ops.swiglu(rows, gateT[j], upT[j], downT[j], kernels);
     }
 
     /**
@@ -194,7 +201,7 @@ public final class MoeFeedForward implements FeedForward {
         if (sharedGateT == null) {
             return x.getManager().zeros(x.getShape(), x.getDataType());
         }
-        return Ops.swiglu(x, sharedGateT, sharedUpT, sharedDownT);
+        return Ops.swiglu(x, sharedGateT, sharedUpT, sharedDownT, kernels);
     }
 
     /**

@@ -228,6 +228,37 @@ public final class Checkpoint implements AutoCloseable {
     return owner(name).readF32(name);
   }
 
+  /** The tensor's stored bytes; see {@link SafetensorsFile#readRaw}. */
+  public RawTensor readRaw(String name) {
+    return owner(name).readRaw(name);
+  }
+
+  /**
+   * The one dtype every tensor is stored in. A model's weights are held in the dtype they are
+   * stored in, so a checkpoint that mixes them (an F32 norm among BF16 projections) is refused,
+   * naming the first tensor that differs, rather than silently widened or narrowed.
+   *
+   * @throws SafetensorsException if the checkpoint is empty or mixes dtypes
+   */
+  public DType dtype() {
+    DType first = null;
+    String firstName = null;
+    for (Map.Entry<String, SafetensorsFile> e : owners.entrySet()) {
+      DType d = e.getValue().tensors().get(e.getKey()).dtype();
+      if (first == null) {
+        first = d;
+        firstName = e.getKey();
+      } else if (d != first) {
+        throw new SafetensorsException("mixed dtypes in " + source + ": tensor '" + e.getKey() + "' is " + d
+            + " but '" + firstName + "' is " + first + "; a checkpoint must store every tensor in one dtype");
+      }
+    }
+    if (first == null) {
+      throw new SafetensorsException(source + " holds no tensors");
+    }
+    return first;
+  }
+
   /**
    * Checks the checkpoint against what a model config expects, so a wrong or truncated checkpoint
    * is reported by name and shape instead of failing later inside a matmul.

@@ -7,14 +7,38 @@ import java.nio.file.Path;
  * safetensors header, so {@link #name()} is what goes into a file.
  */
 public enum DType {
-  F32(4),
-  F16(2),
-  BF16(2);
+  F32(4, "float32", "f32"),
+  F16(2, "float16", "f16"),
+  BF16(2, "bfloat16", "bf16");
 
   private final int byteSize;
+  private final String torchName;
+  private final String shortName;
 
-  DType(int byteSize) {
+  DType(int byteSize, String torchName, String shortName) {
     this.byteSize = byteSize;
+    this.torchName = torchName;
+    this.shortName = shortName;
+  }
+
+  /** The name config.json's {@code torch_dtype} uses ("bfloat16"). */
+  public String torchName() {
+    return torchName;
+  }
+
+  /** The name the command line uses ("bf16"). */
+  public String shortName() {
+    return shortName;
+  }
+
+  /** The dtype whose {@link #torchName()} or {@link #shortName()} is {@code name}, if any. */
+  public static java.util.Optional<DType> named(String name) {
+    for (DType d : values()) {
+      if (d.torchName.equals(name) || d.shortName.equals(name)) {
+        return java.util.Optional.of(d);
+      }
+    }
+    return java.util.Optional.empty();
   }
 
   /** Bytes per stored element. */

@@ -87,6 +87,35 @@ public final class SafetensorsFile implements AutoCloseable {
    */
   public FloatBuffer readF32(String name) {
     TensorInfo info = header.tensors.get(name);
+    ByteBuffer bytes = map(name, info);
+    if (bytes == null) {
+      return FloatBuffer.allocate(0);
+    }
+    return switch (info.dtype()) {
+      case F32 -> bytes.asFloatBuffer();
+      case F16 -> f16ToF32(bytes.asShortBuffer());
+      case BF16 -> bf16ToF32(bytes.asShortBuffer());
+    };
+  }
+
+  /**
+   * The tensor's stored bytes, mapped (only its own byte range) and not converted; the caller
+   * releases the mapping with {@link RawTensor#release()} once the engine has its own copy.
+   *
+   * @throws SafetensorsException as {@link #readF32}
+   */
+  public RawTensor readRaw(String name) {
+    TensorInfo info = header.tensors.get(name);
+    ByteBuffer bytes = map(name, info);
+    if (bytes == null) {
+      return new RawTensor(name, info.dtype(), info.shape(),
+          ByteBuffer.allocateDirect(0).order(ByteOrder.LITTLE_ENDIAN), false);
+    }
+    return new RawTensor(name, info.dtype(), info.shape(), bytes, true); // a mapping of its own
+  }
+
+  /** Maps {@code name}'s bytes read-only and little-endian; null for a tensor of no bytes. */
+  private ByteBuffer map(String name, TensorInfo info) {
     if (info == null) {
       throw new SafetensorsException("no tensor '" + name + "' in " + path);
     }
@@ -99,20 +128,14 @@ public final class SafetensorsFile implements AutoCloseable {
           + length + " bytes; one mapping holds at most " + Integer.MAX_VALUE + ")");
     }
     if (length == 0) {
-      return FloatBuffer.allocate(0);
+      return null;
     }
-    ByteBuffer bytes;
     try {
-      bytes = channel.map(FileChannel.MapMode.READ_ONLY, header.dataStart + info.begin(), length)
+      return channel.map(FileChannel.MapMode.READ_ONLY, header.dataStart + info.begin(), length)
           .order(ByteOrder.LITTLE_ENDIAN);
     } catch (IOException | UncheckedIOException e) {
       throw new SafetensorsException("cannot map tensor '" + name + "' in " + path + ": " + e, e);
     }
-    return switch (info.dtype()) {
-      case F32 -> bytes.asFloatBuffer();
-      case F16 -> f16ToF32(bytes.asShortBuffer());
-      case BF16 -> bf16ToF32(bytes.asShortBuffer());
-    };
   }
 
   private static FloatBuffer f16ToF32(ShortBuffer src) {

@@ -76,6 +76,25 @@ class CheckpointTest {
   }
 
   @Test
+  void aCheckpointThatMixesDtypesIsRefusedNamingTheTensor() throws IOException {
+    Path d = Files.createDirectories(dir.resolve("mixed"));
+    SafetensorsWriter.write(d.resolve("model-00001-of-00002.safetensors"),
+        only("embed", "layer0"), Map.of("format", "pt"), DType.BF16);
+    SafetensorsWriter.write(d.resolve("model-00002-of-00002.safetensors"),
+        only("layer1", "norm"), Map.of("format", "pt"), DType.F32);
+    Files.writeString(d.resolve(Checkpoint.INDEX_FILE), "{\"weight_map\": {" + GOOD_MAP + "}}");
+    try (Checkpoint c = Checkpoint.open(d)) {
+      SafetensorsException e = assertThrows(SafetensorsException.class, c::dtype);
+      assertTrue(e.getMessage().contains("'layer1' is F32") && e.getMessage().contains("'embed' is BF16"),
+          e.getMessage());
+    }
+    Path uniform = sharded(GOOD_MAP);
+    try (Checkpoint c = Checkpoint.open(uniform)) {
+      assertEquals(DType.F32, c.dtype());
+    }
+  }
+
+  @Test
   void singleFileCheckpoint() {
     Path d = dir.resolve("single");
     assertDoesNotThrow(() -> Files.createDirectories(d));

@@ -54,7 +54,8 @@ public final class CarvedTopology {
         }
         String name = device.getDeviceType() + "-" + Math.max(0, device.getDeviceId());
         ActorRef<ExpertWorker.Command> worker = system.systemActorOf(
-                ExpertWorker.create(name, device, hidden, moe.expertSize(), ids, source), "experts-" + name,
+                ExpertWorker.create(name, device, hidden, moe.expertSize(), model.kernels().dtype(), ids, source),
+                "experts-" + name,
                 Props.empty());
         ExpertWorker.Hosted hosted = hosted(system, worker);
         installRouters(system, model, moe, l -> {
