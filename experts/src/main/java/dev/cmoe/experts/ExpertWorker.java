@@ -2,6 +2,7 @@ package dev.cmoe.experts;
 
 import ai.djl.Device;
 import dev.cmoe.experts.cluster.ClusterMessage;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.safetensors.DType;
@@ -54,8 +55,12 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     public record Hosted(String worker, Device device, Map<ExpertId, ActorRef<ExpertActor.Command>> experts) {
     }
 
-    /** Asks a device what it is (the head's first message to a newly discovered device). */
-    public record Describe(ActorRef<Description> replyTo) implements Command, ClusterMessage {
+    /**
+     * Asks a device what it is (the head's first message to a newly discovered device).
+     *
+     * @param challenge fresh from the head ({@link ClusterSecret#challenge}); the device proves the secret over it
+     */
+    public record Describe(String challenge, ActorRef<Description> replyTo) implements Command, ClusterMessage {
     }
 
     /**
@@ -65,9 +70,10 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
      * @param memoryBytes what it may spend on expert weights; 0 = not limited
      * @param maxFrameBytes the largest message its node accepts (Artery's maximum-frame-size); 0 = in-process
      * @param hosted the experts it serves now
+     * @param proof the cluster secret's answer to the challenge, for this device at this node's address
      */
     public record Description(String deviceId, ExpertShape shape, long memoryBytes, int maxFrameBytes,
-                              List<ExpertId> hosted) implements ClusterMessage {
+                              List<ExpertId> hosted, String proof) implements ClusterMessage {
     }
 
     /** Host these experts (those already hosted are kept); answered once all serve, or with a failure. */
@@ -117,6 +123,7 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     private final long memoryBytes;
     private final int maxFrameBytes;
     private final Duration loadTimeout;
+    private final ClusterSecret secret;
     private final TimerScheduler<Command> timers;
     private final Map<ExpertId, ActorRef<ExpertActor.Command>> experts = new LinkedHashMap<>(); // id -> actor
     private final Set<ExpertId> ready = new HashSet<>();             // weights loaded, serving
@@ -126,8 +133,9 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
 
     private ExpertWorker(ActorContext<Command> context, TimerScheduler<Command> timers, String name, Device device,
                          ExpertShape shape, TensorSource source, long memoryBytes, int maxFrameBytes,
-                         List<ExpertId> hosted) {
+                         List<ExpertId> hosted, ClusterSecret secret) {
         super(context);
+        this.secret = secret;
         this.name = name;
         this.device = device;
         this.shape = shape;
@@ -149,12 +157,14 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
      * @param name the device id in placement reports, e.g. "worker-1/gpu:0" or "cpu-0"
      * @param memoryBytes what the experts may take on the device; 0 = not limited
      * @param maxFrameBytes the largest message this node accepts, reported to the head; 0 in-process
+     * @param secret the cluster's secret, proved to the head in every {@link Description}
      */
     public static Behavior<Command> create(String name, Device device, ExpertShape shape, TensorSource source,
-                                           long memoryBytes, int maxFrameBytes, List<ExpertId> hosted) {
+                                           long memoryBytes, int maxFrameBytes, List<ExpertId> hosted,
+                                           ClusterSecret secret) {
         List<ExpertId> initial = List.copyOf(hosted);
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new ExpertWorker(ctx, timers, name, device, shape,
-                source, memoryBytes, maxFrameBytes, initial)));
+                source, memoryBytes, maxFrameBytes, initial, secret)));
     }
 
     /** An in-process float32 worker hosting {@code hosted} (tests): no budget, no frames. */
@@ -168,7 +178,8 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
                                            List<ExpertId> hosted, TensorSource source) {
         int layers = hosted.stream().mapToInt(ExpertId::layer).max().orElse(0) + 1;
         int routed = hosted.stream().mapToInt(ExpertId::expert).max().orElse(0) + 1;
-        return create(name, device, new ExpertShape(layers, routed, hidden, expertSize, dtype), source, 0, 0, hosted);
+        return create(name, device, new ExpertShape(layers, routed, hidden, expertSize, dtype), source, 0, 0, hosted,
+                ClusterSecret.OPEN);
     }
 
     @Override
@@ -190,7 +201,10 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     }
 
     private Behavior<Command> onDescribe(Describe d) {
-        d.replyTo().tell(new Description(name, shape, memoryBytes, maxFrameBytes, readyList()));
+        // bound to this node's address: a member relaying another's answer is caught by the head
+        String address = getContext().getSystem().address().toString();
+        d.replyTo().tell(new Description(name, shape, memoryBytes, maxFrameBytes, readyList(),
+                secret.prove(d.challenge(), name, address)));
         return this;
     }
 

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeWeightNames;
 import java.nio.FloatBuffer;
@@ -52,7 +53,7 @@ class ExpertWorkerLoadTest {
     void loadsOnlyThePlacedExpertsAndServesThem() {
         Source source = new Source();
         ActorRef<ExpertWorker.Command> worker = KIT.spawn(ExpertWorker.create("w1/cpu", Device.cpu(), SHAPE, source,
-                0, 0, List.of()));
+                0, 0, List.of(), ClusterSecret.OPEN));
         TestProbe<ExpertWorker.LoadResult> loads = KIT.createTestProbe();
         worker.tell(new ExpertWorker.Load(7, List.of(new ExpertId(1, 2), new ExpertId(0, 1)), loads.getRef()));
         ExpertWorker.LoadResult r = loads.receiveMessage(Duration.ofSeconds(20));
@@ -72,7 +73,7 @@ class ExpertWorkerLoadTest {
         assertArrayEquals(new float[2 * 8], c.outputs(), "SwiGLU of zero rows is zero");
 
         TestProbe<ExpertWorker.Description> describe = KIT.createTestProbe();
-        worker.tell(new ExpertWorker.Describe(describe.getRef()));
+        worker.tell(new ExpertWorker.Describe(ClusterSecret.challenge(), describe.getRef()));
         ExpertWorker.Description d = describe.receiveMessage(Duration.ofSeconds(10));
         assertEquals(SHAPE, d.shape());
         assertEquals(Set.of(new ExpertId(1, 2), new ExpertId(0, 1)), Set.copyOf(d.hosted()));
@@ -89,7 +90,7 @@ class ExpertWorkerLoadTest {
     @Test
     void refusesWhatExceedsItsMemoryBudgetOrTheModel() {
         ActorRef<ExpertWorker.Command> worker = KIT.spawn(ExpertWorker.create("w2/cpu", Device.cpu(), SHAPE,
-                new Source(), 2 * SHAPE.expertBytes(), 0, List.of()));
+                new Source(), 2 * SHAPE.expertBytes(), 0, List.of(), ClusterSecret.OPEN));
         TestProbe<ExpertWorker.LoadResult> loads = KIT.createTestProbe();
         worker.tell(new ExpertWorker.Load(1, List.of(new ExpertId(0, 0), new ExpertId(0, 1), new ExpertId(0, 2)),
                 loads.getRef()));

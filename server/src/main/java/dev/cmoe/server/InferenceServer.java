@@ -37,10 +37,11 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 
 /**
- * A running server, wired: the actor system whose guardian is the scheduler, the model runner
+ * A running server, wired: the actor system with its scheduler ({@link ServerSystem}), the model runner
  * and the gRPC server. The `serve` command and the end-to-end tests start it the same way; only
  * the transport differs.
  */
@@ -54,7 +55,8 @@ public final class InferenceServer implements AutoCloseable {
             pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
             """);
 
-    private final ActorSystem<SchedulerActor.Command> system;
+    private final ActorSystem<Void> system;
+    private final ActorRef<SchedulerActor.Command> scheduler;
     private final GrpcServer grpc;
     private final List<AutoCloseable> resources; // closed once the actors have stopped
 
@@ -66,10 +68,11 @@ public final class InferenceServer implements AutoCloseable {
     private final String authToken;
     private volatile HttpApiServer http; // null unless startHttp was called
 
-    private InferenceServer(ActorSystem<SchedulerActor.Command> system, GrpcServer grpc,
+    private InferenceServer(ServerSystem node, GrpcServer grpc,
                             List<AutoCloseable> resources, ClusterHead head, RequestValidator validator,
                             Supplier<ModelInfo> info, ServingGate gate, ServerMetrics metrics, String authToken) {
-        this.system = system;
+        this.system = node.system();
+        this.scheduler = node.scheduler();
         this.grpc = grpc;
         this.resources = resources;
         this.head = head;
@@ -92,7 +95,7 @@ public final class InferenceServer implements AutoCloseable {
         if (http != null) {
             throw new IllegalStateException("the HTTP API already listens on port " + http.port());
         }
-        http = HttpApiServer.start(host, port, new HttpApiServer.Wiring(system, system, validator.rules(), template,
+        http = HttpApiServer.start(host, port, new HttpApiServer.Wiring(system, scheduler, validator.rules(), template,
                 modelName, info, gate, metrics, authToken));
         return http;
     }
@@ -122,7 +125,7 @@ public final class InferenceServer implements AutoCloseable {
     public static InferenceServer start(ModelRunner runner, ModelConfig modelConfig, ModelInfo info,
                                         TextTokenizer tokenizer, SchedulerConfig config, ServerBuilder<?> builder,
                                         ServerMetrics metrics, String authToken) throws IOException {
-        ActorSystem<SchedulerActor.Command> system = system(runner, tokenizer, config, metrics);
+        ServerSystem system = system(runner, tokenizer, config, metrics);
         return serve(system, modelConfig, info, tokenizer, builder, metrics, authToken, List.of());
     }
 
@@ -138,21 +141,21 @@ public final class InferenceServer implements AutoCloseable {
             return start(dir.model(), dir.tokenizer(), config, builder, metrics, authToken);
         }
         MoeConfig moe = dir.moe().get();
-        ActorSystem<SchedulerActor.Command> system = system(new LlamaRunner(dir.model()), dir.tokenizer(), config,
+        ServerSystem system = system(new LlamaRunner(dir.model()), dir.tokenizer(), config,
                 metrics);
         // The experts read their weights from the checkpoint again whenever one restarts, so it
         // stays open (memory-mapped, read-only) until the actors have stopped.
         Checkpoint checkpoint = null;
         try {
             checkpoint = Checkpoint.open(dir.dir());
-            String placement = CarvedTopology.install(system, dir.model(), moe, TensorSource.of(checkpoint),
+            String placement = CarvedTopology.install(system.system(), dir.model(), moe, TensorSource.of(checkpoint),
                     Device.cpu(), metrics);
             ModelInfo info = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())
                     .setActiveExperts(moe.active()).setSharedExperts(moe.shared()).setPlacement(placement).build();
             return serve(system, dir.config(), info, dir.tokenizer(), builder, metrics, authToken,
                     List.of(checkpoint));
         } catch (IOException | RuntimeException e) {
-            system.terminate();
+            system.system().terminate();
             if (checkpoint != null) {
                 checkpoint.close();
             }
@@ -176,13 +179,14 @@ public final class InferenceServer implements AutoCloseable {
         int frame = ClusterSettings.frameBytesFor(config.maxBatchTokens(), shape.hidden());
         List<String> roles = options.localDevices().isEmpty() ? List.of(ClusterSettings.ROLE_HEAD)
                 : List.of(ClusterSettings.ROLE_HEAD, ClusterSettings.ROLE_WORKER);
-        ClusterSettings cluster = new ClusterSettings(options.host(), options.port(), options.seeds(), roles, frame);
+        ClusterSettings cluster = new ClusterSettings(options.host(), options.port(), options.seeds(), roles, frame,
+                options.security().tls());
         Checkpoint checkpoint = options.localDevices().isEmpty() ? null : Checkpoint.open(dir.dir());
-        ActorSystem<SchedulerActor.Command> system = null;
+        ServerSystem system = null;
         try {
             system = system(new LlamaRunner(dir.model()), dir.tokenizer(), config, metrics,
                     options.overrides().withFallback(PEKKO).withFallback(cluster.config()).resolve());
-            ClusterHead head = ClusterHead.install(system, dir.model(), moe, shape, options, frame,
+            ClusterHead head = ClusterHead.install(system.system(), dir.model(), moe, shape, options, frame,
                     checkpoint == null ? null : TensorSource.of(checkpoint), metrics);
             ModelInfo base = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())
                     .setActiveExperts(moe.active()).setSharedExperts(moe.shared()).build();
@@ -191,7 +195,7 @@ public final class InferenceServer implements AutoCloseable {
                     checkpoint == null ? List.of() : List.of(checkpoint), head.gate(), head);
         } catch (IOException | RuntimeException e) {
             if (system != null) {
-                system.terminate();
+                system.system().terminate();
             }
             if (checkpoint != null) {
                 checkpoint.close();
@@ -200,18 +204,16 @@ public final class InferenceServer implements AutoCloseable {
         }
     }
 
-    private static ActorSystem<SchedulerActor.Command> system(ModelRunner runner, TextTokenizer tokenizer,
-                                                              SchedulerConfig config, ServerMetrics metrics) {
+    private static ServerSystem system(ModelRunner runner, TextTokenizer tokenizer, SchedulerConfig config,
+                                       ServerMetrics metrics) {
         return system(runner, tokenizer, config, metrics, PEKKO.withFallback(ConfigFactory.load()));
     }
 
-    private static ActorSystem<SchedulerActor.Command> system(ModelRunner runner, TextTokenizer tokenizer,
-                                                              SchedulerConfig config, ServerMetrics metrics,
-                                                              Config pekko) {
+    private static ServerSystem system(ModelRunner runner, TextTokenizer tokenizer, SchedulerConfig config,
+                                       ServerMetrics metrics, Config pekko) {
         Supplier<StreamDecoder> decoders = tokenizer != null ? tokenizer::streamDecoder
                 : () -> StreamDecoder.ofBytes(id -> null);
-        return ActorSystem.create(SchedulerActor.create(runner, config, metrics, decoders),
-                ClusterSettings.SYSTEM_NAME, pekko);
+        return ServerSystem.start(SchedulerActor.create(runner, config, metrics, decoders), pekko);
     }
 
     /** The cluster head's wiring (placement coordinator, gate), or null for a single-node server. */
@@ -220,7 +222,7 @@ public final class InferenceServer implements AutoCloseable {
     }
 
     /** Starts gRPC over a running {@code system}; {@code resources} are closed after the actors stop. */
-    private static InferenceServer serve(ActorSystem<SchedulerActor.Command> system, ModelConfig modelConfig,
+    private static InferenceServer serve(ServerSystem system, ModelConfig modelConfig,
                                          ModelInfo info, TextTokenizer tokenizer, ServerBuilder<?> builder,
                                          ServerMetrics metrics, String authToken, List<AutoCloseable> resources)
             throws IOException {
@@ -233,7 +235,7 @@ public final class InferenceServer implements AutoCloseable {
      * @param gate the health service follows it; closed, Generate answers UNAVAILABLE
      * @param head the cluster head whose Admin service is served too, or null
      */
-    private static InferenceServer serve(ActorSystem<SchedulerActor.Command> system, ModelConfig modelConfig,
+    private static InferenceServer serve(ServerSystem system, ModelConfig modelConfig,
                                          Supplier<ModelInfo> info, TextTokenizer tokenizer, ServerBuilder<?> builder,
                                          ServerMetrics metrics, String authToken, List<AutoCloseable> resources,
                                          ServingGate gate, ClusterHead head) throws IOException {
@@ -244,13 +246,14 @@ public final class InferenceServer implements AutoCloseable {
             }
             RequestValidator validator = new RequestValidator(tokenizer, modelConfig.vocabSize(),
                     modelConfig.contextLength(), eos);
-            GenerateService service = new GenerateService(system, system, validator, info, metrics, gate);
+            GenerateService service = new GenerateService(system.system(), system.scheduler(), validator, info,
+                    metrics, gate);
             List<BindableService> services = head == null ? List.of(service)
-                    : List.of(service, head.admin(system, authToken != null));
+                    : List.of(service, head.admin(system.system(), authToken != null));
             return new InferenceServer(system, new GrpcServer(builder, services, authToken, gate).start(), resources,
                     head, validator, info, gate, metrics, authToken);
         } catch (IOException | RuntimeException e) {
-            system.terminate();
+            system.system().terminate();
             throw e;
         }
     }
@@ -265,7 +268,12 @@ public final class InferenceServer implements AutoCloseable {
     }
 
     /** The scheduler, for tests that watch its state. */
-    public ActorSystem<SchedulerActor.Command> scheduler() {
+    public ActorRef<SchedulerActor.Command> scheduler() {
+        return scheduler;
+    }
+
+    /** The actor system (the cluster node of a head), for tests that ask actors or watch the cluster. */
+    public ActorSystem<Void> system() {
         return system;
     }
 

@@ -2,6 +2,7 @@ package dev.cmoe.deploy.cli;
 
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
+import dev.cmoe.experts.cluster.ClusterSecurity;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.placement.DefaultPlacement;
@@ -181,6 +182,7 @@ public final class ServeCommand implements Callable<Integer> {
         SchedulerConfig config = scheduler.config();
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ProcessMetrics.bindTo(registry);
+        HeadOptions head = role == null ? null : headOptions(); // its files are read before the model is opened
         // a carved model's routed experts are loaded by the expert actors alone, never twice
         ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.withoutRoutedExperts()));
         InferenceServer server = null;
@@ -189,7 +191,7 @@ public final class ServeCommand implements Callable<Integer> {
             // a carved model (cmoe block) is served through expert and router actors: in this JVM, or
             // with --role head on the cluster's expert workers
             server = role == null ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token)
-                    : InferenceServer.startHead(dir, config, builder, new ServerMetrics(registry), token, headOptions());
+                    : InferenceServer.startHead(dir, config, builder, new ServerMetrics(registry), token, head);
             if (httpApi.httpPort != null) {
                 server.startHttp(host, httpApi.httpPort, httpApi.modelName(model), ChatTemplate.load(dir.dir()));
             }
@@ -215,6 +217,7 @@ public final class ServeCommand implements Callable<Integer> {
                     : cluster.port != null ? "--cluster-port" : plan != null ? "--plan"
                     : cluster.devices != null ? "--devices"
                     : rebalanceThreshold != null ? "--rebalance-threshold" : spareSlots != null ? "--spare-slots"
+                    : cluster.anySecurity() ? "--cluster-key-store/--cluster-trust-store/--cluster-secret-file"
                     : null;
             if (stray != null) {
                 throw new IllegalArgumentException(stray + " needs --role head");
@@ -249,6 +252,11 @@ public final class ServeCommand implements Callable<Integer> {
         HeadOptions options = new HeadOptions(cluster.host != null ? cluster.host : seed.getKey(),
                 cluster.port != null ? cluster.port : seed.getValue(), cluster.seeds, placement, placementPolicy(),
                 minDevices, local, cluster.name != null ? cluster.name : "head", cluster.memoryPerDevice);
+        ClusterSecurity security = cluster.security();
+        if (!security.weakness().isEmpty()) {
+            System.err.println("cmoe serve: WARNING: " + security.weakness());
+        }
+        options = options.withSecurity(security);
         return rebalanceThreshold == null ? options : options.withConfig(ConfigFactory.empty().withValue(
                 "cmoe.cluster.rebalance.imbalance-threshold", ConfigValueFactory.fromAnyRef(rebalanceThreshold)));
     }

@@ -1,5 +1,6 @@
 package dev.cmoe.deploy.cli;
 
+import dev.cmoe.experts.cluster.ClusterSecurity;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.cluster.WorkerNode;
 import java.nio.file.Path;
@@ -37,9 +38,13 @@ public final class WorkerCommand implements Callable<Integer> {
                 "HOST:PORT of the head (the seed node)");
         String name = ClusterNodeOptions.required(cluster.name, "--name", "the worker's name, unique in the cluster");
         String devices = ClusterNodeOptions.required(cluster.devices, "--devices", "cpu, or gpu:0,gpu:1,...");
+        ClusterSecurity security = cluster.security();
+        if (!security.weakness().isEmpty()) {
+            System.err.println("cmoe worker: WARNING: " + security.weakness());
+        }
         WorkerNode node = WorkerNode.start(cluster.host != null ? cluster.host : "127.0.0.1",
                 cluster.port != null ? cluster.port : 0, clusterSeeds, name, DeviceSpec.parse(devices), model,
-                cluster.memoryPerDevice, maxBatchTokens, dtype.dtype);
+                cluster.memoryPerDevice, maxBatchTokens, dtype.dtype, security);
         AtomicBoolean stopping = new AtomicBoolean();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stopping.set(true);

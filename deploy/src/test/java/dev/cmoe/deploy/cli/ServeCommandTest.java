@@ -85,10 +85,15 @@ class ServeCommandTest {
             {"--role", "head"},
             {"--spare-slots", "4"},
             {"--role", "head", "--cluster-seed", "127.0.0.1:2551", "--spare-slots", "-1"},
+            {"--cluster-secret-file", "secret"},
+            {"--role", "head", "--cluster-seed", "127.0.0.1:2551", "--cluster-key-store", "node.p12"},
+            {"--role", "head", "--cluster-seed", "127.0.0.1:2551", "--cluster-secret-file", "absent-secret"},
         };
         String[] want = {"--plan needs --role head", "--cluster-seed needs --role head",
             "--role worker is not a serve role", "--role head needs --cluster-seed", "--spare-slots needs --role head",
-            "--spare-slots must be ≥ 0, got -1"};
+            "--spare-slots must be ≥ 0, got -1", "--cluster-key-store/--cluster-trust-store/--cluster-secret-file needs"
+            + " --role head", "--cluster-key-store-password-file is required", "cannot read the cluster secret file"
+            + " absent-secret"};
         for (int i = 0; i < cases.length; i++) {
             ServeCommand serve = new ServeCommand();
             List<String> args = new java.util.ArrayList<>(List.of("--model", tmp.toString()));

@@ -9,15 +9,17 @@ import java.util.Map;
 /**
  * Where one node of a CMoE cluster listens, whom it joins, what roles it has, and how large its
  * frames are: turned into the Pekko configuration of that node's actor system (over
- * {@code cmoe-cluster.conf}, Artery TCP and the split-brain resolver).
+ * {@code cmoe-cluster.conf}, Artery TCP — or TLS with {@link ClusterTls} — and the split-brain resolver).
  *
  * @param host canonical hostname (or IP) other nodes reach this one at; also the bind address
  * @param port Artery TCP port; 0 picks a free one (fine for workers, not for a seed)
  * @param seeds {@code HOST:PORT} of the seed nodes (the head)
  * @param roles {@link #ROLE_HEAD} and/or {@link #ROLE_WORKER}
  * @param maxFrameBytes Artery's maximum-frame-size; see {@link #frameBytesFor}
+ * @param tls the node's key material for Artery over TLS with mutual authentication; null = plain TCP
  */
-public record ClusterSettings(String host, int port, List<String> seeds, List<String> roles, int maxFrameBytes) {
+public record ClusterSettings(String host, int port, List<String> seeds, List<String> roles, int maxFrameBytes,
+                              ClusterTls tls) {
     /** All nodes of one cluster share this actor system name. */
     public static final String SYSTEM_NAME = "cmoe";
     /** The node runs the gRPC front end, scheduler, attention, shared experts and routers. */
@@ -107,6 +109,9 @@ public record ClusterSettings(String host, int port, List<String> seeds, List<St
                 .withValue("pekko.remote.artery.advanced.buffer-pool-size", ConfigValueFactory.fromAnyRef(pool))
                 .withValue("pekko.cluster.seed-nodes", ConfigValueFactory.fromIterable(seedAddresses))
                 .withValue("pekko.cluster.roles", ConfigValueFactory.fromIterable(roles));
+        if (tls != null) {
+            node = tls.config().withFallback(node);
+        }
         // System properties first, so an operator (or a test) can still override any of it with -D.
         return ConfigFactory.systemProperties().withFallback(node)
                 .withFallback(ConfigFactory.parseResources(ClusterSettings.class.getClassLoader(), "cmoe-cluster.conf"))

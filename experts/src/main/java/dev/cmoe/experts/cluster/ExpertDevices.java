@@ -24,12 +24,13 @@ public final class ExpertDevices {
      * @param worker this node's worker name (the first half of every device id)
      * @param memoryPerDevice what each device may spend on expert weights; 0 = not limited
      * @param source the shared checkpoint's tensors; must stay readable while the workers live
+     * @param secret what the devices prove to the head before it gives them experts
      * @return the device workers, in the order of {@code devices}
      */
     public static List<ActorRef<ExpertWorker.Command>> start(ActorSystem<?> system, String worker,
                                                               List<DeviceSpec> devices, ExpertShape shape,
                                                               TensorSource source, long memoryPerDevice,
-                                                              int maxFrameBytes) {
+                                                              int maxFrameBytes, ClusterSecret secret) {
         if (!worker.matches("[A-Za-z0-9_.-]+")) {
             throw new IllegalArgumentException("worker name \"" + worker
                     + "\" must be letters, digits, '.', '_' or '-' (it is the WORKER of WORKER/DEVICE ids)");
@@ -40,7 +41,7 @@ public final class ExpertDevices {
         List<ActorRef<ExpertWorker.Command>> refs = new ArrayList<>();
         for (DeviceSpec d : devices) {
             ActorRef<ExpertWorker.Command> ref = system.systemActorOf(ExpertWorker.create(d.id(worker), d.device(),
-                    shape, source, memoryPerDevice, maxFrameBytes, List.of()), d.actorName(), Props.empty());
+                    shape, source, memoryPerDevice, maxFrameBytes, List.of(), secret), d.actorName(), Props.empty());
             system.receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
             refs.add(ref);
         }

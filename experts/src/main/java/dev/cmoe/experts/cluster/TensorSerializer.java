@@ -34,8 +34,9 @@ import org.apache.pekko.serialization.SerializerWithStringManifest;
  * D Computed    stepId:long layer:int expert:int outputs:floats
  * F Failed      stepId:long layer:int expert:int reason:string
  * I InjectFault reason:string
- * Q Describe    replyTo:ref
- * P Description deviceId:string layers,routed,hidden,expertSize:int dtype:byte memoryBytes:long maxFrameBytes:int hosted:ids
+ * Q Describe    challenge:string replyTo:ref
+ * P Description deviceId:string layers,routed,hidden,expertSize:int dtype:byte memoryBytes:long maxFrameBytes:int
+ *               hosted:ids proof:string
  * L Load        opId:long experts:ids replyTo:ref
  * R LoadResult  opId:long deviceId:string n:int n×(layer:int expert:int ref) failure:string
  * U Unload      opId:long experts:ids replyTo:ref
@@ -120,7 +121,10 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
                 string(out, m.reason());
             }
             case ExpertActor.InjectFault m -> string(out, m.reason());
-            case ExpertWorker.Describe m -> string(out, ref(m.replyTo()));
+            case ExpertWorker.Describe m -> {
+                string(out, m.challenge());
+                string(out, ref(m.replyTo()));
+            }
             case ExpertWorker.Description m -> {
                 string(out, m.deviceId());
                 ExpertShape s = m.shape();
@@ -128,6 +132,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
                         .put((byte) s.dtype().ordinal());
                 out.putLong(m.memoryBytes()).putInt(m.maxFrameBytes());
                 ids(out, m.hosted());
+                string(out, m.proof());
             }
             case ExpertWorker.Load m -> {
                 out.putLong(m.opId());
@@ -198,13 +203,14 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case "D" -> new ExpertActor.Computed(in.getLong(), new ExpertId(in.getInt(), in.getInt()), floats(in));
             case "F" -> new ExpertActor.Failed(in.getLong(), new ExpertId(in.getInt(), in.getInt()), string(in));
             case "I" -> new ExpertActor.InjectFault(string(in));
-            case "Q" -> new ExpertWorker.Describe(resolve(string(in)));
+            case "Q" -> new ExpertWorker.Describe(string(in), resolve(string(in)));
             case "P" -> {
                 String device = string(in);
                 ExpertShape shape = new ExpertShape(in.getInt(), in.getInt(), in.getInt(), in.getInt(), dtype(in.get()));
                 long memory = in.getLong();
                 int frame = in.getInt();
-                yield new ExpertWorker.Description(device, shape, memory, frame, ids(in));
+                List<ExpertId> hosted = ids(in);
+                yield new ExpertWorker.Description(device, shape, memory, frame, hosted, string(in));
             }
             case "L" -> {
                 long op = in.getLong();
@@ -243,8 +249,9 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case ExpertActor.Computed m -> 16 + 4 + 4 * m.outputs().length;
             case ExpertActor.Failed m -> 16 + stringSize(m.reason());
             case ExpertActor.InjectFault m -> stringSize(m.reason());
-            case ExpertWorker.Describe m -> stringSize(ref(m.replyTo()));
-            case ExpertWorker.Description m -> stringSize(m.deviceId()) + 29 + 4 + 8 * m.hosted().size();
+            case ExpertWorker.Describe m -> stringSize(m.challenge()) + stringSize(ref(m.replyTo()));
+            case ExpertWorker.Description m -> stringSize(m.deviceId()) + 29 + 4 + 8 * m.hosted().size()
+                    + stringSize(m.proof());
             case ExpertWorker.Load m -> 8 + 4 + 8 * m.experts().size() + stringSize(ref(m.replyTo()));
             case ExpertWorker.LoadResult m -> {
                 int n = 8 + stringSize(m.deviceId()) + 4 + stringSize(m.failure());

@@ -71,6 +71,17 @@ public final class WorkerNode implements AutoCloseable {
      */
     public static WorkerNode start(String host, int port, List<String> seeds, String name, List<DeviceSpec> devices,
                                    Path modelDir, long memoryPerDevice, int maxBatchTokens, String dtype) {
+        return start(host, port, seeds, name, devices, modelDir, memoryPerDevice, maxBatchTokens, dtype,
+                ClusterSecurity.NONE);
+    }
+
+    /**
+     * As {@link #start(String, int, List, String, List, Path, long, int, String)}, on a secured
+     * cluster: {@code security}'s key material for the transport, and its secret to prove to the head.
+     */
+    public static WorkerNode start(String host, int port, List<String> seeds, String name, List<DeviceSpec> devices,
+                                   Path modelDir, long memoryPerDevice, int maxBatchTokens, String dtype,
+                                   ClusterSecurity security) {
         ModelConfig config = ModelConfig.load(modelDir);
         MoeConfig moe = MoeConfig.of(config).orElseThrow(() -> new IllegalArgumentException("model " + modelDir
                 + " is dense (its config.json has no cmoe block): expert workers host a carved model's experts"));
@@ -91,14 +102,15 @@ public final class WorkerNode implements AutoCloseable {
                 m.zeros(new Shape(1)).toFloatArray();
             }
         }
-        ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER), frame);
+        ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER), frame,
+                security.tls());
         Checkpoint checkpoint = Checkpoint.open(modelDir);
         ActorSystem<Void> system = null;
         try {
             system = ActorSystem.create(headWatch(), ClusterSettings.SYSTEM_NAME,
                     LOGGING.withFallback(settings.config()).resolve());
             List<ActorRef<ExpertWorker.Command>> refs = ExpertDevices.start(system, name, devices, shape,
-                    TensorSource.of(checkpoint), memoryPerDevice, frame);
+                    TensorSource.of(checkpoint), memoryPerDevice, frame, security.secret());
             return new WorkerNode(system, checkpoint, shape, refs);
         } catch (RuntimeException e) {
             if (system != null) {

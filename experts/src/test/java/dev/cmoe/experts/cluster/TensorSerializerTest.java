@@ -92,9 +92,9 @@ class TensorSerializerTest {
         List<Object> messages = List.of(
                 new ExpertActor.Failed(3, new ExpertId(2, 1), "bad rows: ü"),
                 new ExpertActor.InjectFault("drill"),
-                new ExpertWorker.Describe(descr.getRef()),
+                new ExpertWorker.Describe("q2hallenge==", descr.getRef()),
                 new ExpertWorker.Description("worker-1/gpu:0", new ExpertShape(6, 14, 256, 64), 1L << 33, 600_000,
-                        List.of(new ExpertId(0, 1), new ExpertId(5, 13))),
+                        List.of(new ExpertId(0, 1), new ExpertId(5, 13)), "pr00f+/="),
                 new ExpertWorker.Load(11, List.of(new ExpertId(0, 3)), loads.getRef()),
                 new ExpertWorker.LoadResult(11, "worker-1/cpu", ready, ""),
                 new ExpertWorker.Unload(12, List.of(new ExpertId(0, 3)), unl.getRef()),

@@ -58,7 +58,7 @@ public final class ClusterHead {
                 c.getDuration("cmoe.cluster.describe-timeout"), c.getDuration(ExpertWorker.LOAD_TIMEOUT),
                 c.getDuration("cmoe.cluster.drain-timeout"), c.getDuration("cmoe.cluster.rebalance.check-interval"),
                 c.getDouble("cmoe.cluster.rebalance.imbalance-threshold"),
-                c.getLong("cmoe.cluster.rebalance.min-window-tokens"));
+                c.getLong("cmoe.cluster.rebalance.min-window-tokens"), options.security().secret());
         ServingGate gate = ServingGate.closed("no expert-worker device has joined the cluster yet");
         AtomicReference<String> summary = new AtomicReference<>("cluster: waiting for expert-worker devices");
         ActorRef<PlacementCoordinator.Command> coordinator = system.systemActorOf(PlacementCoordinator.create(
@@ -72,7 +72,7 @@ public final class ClusterHead {
                 }), "placement", Props.empty());
         if (!options.localDevices().isEmpty()) {
             ExpertDevices.start(system, options.localName(), options.localDevices(), shape, source,
-                    options.memoryPerDevice(), frameBytes);
+                    options.memoryPerDevice(), frameBytes, options.security().secret());
         }
         return new ClusterHead(coordinator, gate, summary,
                 c.getDuration("cmoe.cluster.rebalance.rpc-timeout"));

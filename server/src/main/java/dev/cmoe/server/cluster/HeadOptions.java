@@ -2,11 +2,13 @@ package dev.cmoe.server.cluster;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import dev.cmoe.experts.cluster.ClusterSecurity;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.experts.placement.PlacementPolicy;
 import java.util.List;
+import java.util.Objects;
 
 /**
  * How a head joins its cluster and places experts (the cluster flags of {@code cmoe serve}).
@@ -21,19 +23,21 @@ import java.util.List;
  * @param localName the worker name of those devices
  * @param memoryPerDevice their memory budget in bytes; 0 = not limited
  * @param overrides configuration over the defaults ({@code cmoe.cluster.*}, {@code cmoe.router.*}), e.g. from tests
+ * @param security the transport's key material and the secret devices must prove
  */
 public record HeadOptions(String host, int port, List<String> seeds, PlacementPlan plan, PlacementPolicy policy,
                           int minDevices, List<DeviceSpec> localDevices, String localName, long memoryPerDevice,
-                          Config overrides) {
+                          Config overrides, ClusterSecurity security) {
     public HeadOptions(String host, int port, List<String> seeds, PlacementPlan plan, PlacementPolicy policy,
                        int minDevices, List<DeviceSpec> localDevices, String localName, long memoryPerDevice) {
         this(host, port, seeds, plan, policy, minDevices, localDevices, localName, memoryPerDevice,
-                ConfigFactory.empty());
+                ConfigFactory.empty(), ClusterSecurity.NONE);
     }
 
     public HeadOptions {
         seeds = List.copyOf(seeds);
         localDevices = List.copyOf(localDevices);
+        Objects.requireNonNull(security, "security (ClusterSecurity.NONE for none)");
         if (minDevices < 1) {
             throw new IllegalArgumentException("--min-devices must be ≥ 1, got " + minDevices);
         }
@@ -47,16 +51,21 @@ public record HeadOptions(String host, int port, List<String> seeds, PlacementPl
 
     public HeadOptions withPlan(PlacementPlan p) {
         return new HeadOptions(host, port, seeds, p, policy, minDevices, localDevices, localName, memoryPerDevice,
-                overrides);
+                overrides, security);
     }
 
     public HeadOptions withMinDevices(int n) {
         return new HeadOptions(host, port, seeds, plan, policy, n, localDevices, localName, memoryPerDevice,
-                overrides);
+                overrides, security);
     }
 
     public HeadOptions withConfig(Config c) {
         return new HeadOptions(host, port, seeds, plan, policy, minDevices, localDevices, localName, memoryPerDevice,
-                c.withFallback(overrides));
+                c.withFallback(overrides), security);
+    }
+
+    public HeadOptions withSecurity(ClusterSecurity s) {
+        return new HeadOptions(host, port, seeds, plan, policy, minDevices, localDevices, localName, memoryPerDevice,
+                overrides, s);
     }
 }

@@ -11,6 +11,7 @@ import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.LoadAwarePlacement;
@@ -95,7 +96,7 @@ class PlacementCoordinatorTest {
     /** A device whose node accepts frames of {@code frameBytes} (0: in-process, no frames). */
     private static ActorRef<ExpertWorker.Command> device(String id, int frameBytes) {
         ActorRef<ExpertWorker.Command> ref = kit.spawn(ExpertWorker.create(id, Device.cpu(), SHAPE, RANDOM, 0,
-                frameBytes, List.of()), id.replace('/', '-'));
+                frameBytes, List.of(), ClusterSecret.OPEN), id.replace('/', '-'));
         kit.system().receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
         return ref;
     }
@@ -142,7 +143,7 @@ class PlacementCoordinatorTest {
         PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(plan, policy, 2,
                 Duration.ofMillis(300), Duration.ofSeconds(3), requiredFrameBytes, Duration.ofSeconds(5),
                 Duration.ofSeconds(20),
-                Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50);
+                Duration.ofSeconds(10), Duration.ofMillis(300), threshold, 50, ClusterSecret.OPEN);
         ActorRef<PlacementCoordinator.Command> c = kit.spawn(PlacementCoordinator.create(settings,
                 new PlacementState(SHAPE), routers, metrics, view::set), name);
         return new Head(c, view, metrics);

@@ -123,7 +123,7 @@ class CarvedGenerateServiceTest {
     @Test
     void anExpertFaultRestartsItAndLaterRequestsStillEqualGenerator() throws Exception {
         // the expert actors live under the system guardian: /system/experts-cpu-0/layer-L-expert-j
-        org.apache.pekko.actor.ActorRef classic = server.scheduler().classicSystem()
+        org.apache.pekko.actor.ActorRef classic = server.system().classicSystem()
                 .actorSelection("/system/experts-cpu-0/layer-1-expert-3")
                 .resolveOne(Duration.ofSeconds(5)).toCompletableFuture().get(10, TimeUnit.SECONDS);
         org.apache.pekko.actor.typed.ActorRef<dev.cmoe.experts.ExpertActor.Command> expert =

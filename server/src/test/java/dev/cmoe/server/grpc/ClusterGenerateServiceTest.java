@@ -14,6 +14,7 @@ import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.experts.cluster.WorkerNode;
@@ -145,7 +146,7 @@ class ClusterGenerateServiceTest {
     private static PlacementCoordinator.PlacementView placement() throws Exception {
         return AskPattern.<PlacementCoordinator.Command, PlacementCoordinator.PlacementView>ask(
                         head.head().coordinator(), PlacementCoordinator.GetPlacement::new, Duration.ofSeconds(10),
-                        head.scheduler().scheduler())
+                        head.system().scheduler())
                 .toCompletableFuture().get(15, TimeUnit.SECONDS);
     }
 
@@ -228,14 +229,14 @@ class ClusterGenerateServiceTest {
         WorkerNode worker = workers.get(1);
         ActorRef<ExpertWorker.Command> local = worker.devices().getFirst();
         // the head's view of that device: a remote ref, so messages go through Artery and the serializer
-        ActorRef<ExpertWorker.Command> remote = ActorRefResolver.get(head.scheduler()).resolveActorRef(
+        ActorRef<ExpertWorker.Command> remote = ActorRefResolver.get(head.system()).resolveActorRef(
                 ActorRefResolver.get(worker.system()).toSerializationFormat(local));
         ExpertWorker.Description d = AskPattern.<ExpertWorker.Command, ExpertWorker.Description>ask(remote,
-                ExpertWorker.Describe::new, Duration.ofSeconds(20), head.scheduler().scheduler())
+                r -> new ExpertWorker.Describe(ClusterSecret.challenge(), r), Duration.ofSeconds(20), head.system().scheduler())
                 .toCompletableFuture().get(30, TimeUnit.SECONDS);
         ExpertId id = d.hosted().getFirst();
         ExpertWorker.LoadResult loaded = AskPattern.<ExpertWorker.Command, ExpertWorker.LoadResult>ask(remote,
-                r -> new ExpertWorker.Load(1, List.of(id), r), Duration.ofSeconds(20), head.scheduler().scheduler())
+                r -> new ExpertWorker.Load(1, List.of(id), r), Duration.ofSeconds(20), head.system().scheduler())
                 .toCompletableFuture().get(30, TimeUnit.SECONDS);
         ActorRef<ExpertActor.Command> expert = loaded.ready().get(id);
         float[] rows = new float[MAX_BATCH_TOKENS * hidden];
@@ -245,7 +246,7 @@ class ClusterGenerateServiceTest {
         }
         ExpertActor.Reply reply = AskPattern.<ExpertActor.Command, ExpertActor.Reply>ask(expert,
                 replyTo -> new ExpertActor.Compute(77, rows, MAX_BATCH_TOKENS, replyTo), Duration.ofSeconds(60),
-                head.scheduler().scheduler()).toCompletableFuture().get(70, TimeUnit.SECONDS);
+                head.system().scheduler()).toCompletableFuture().get(70, TimeUnit.SECONDS);
         ExpertActor.Computed got = assertInstanceOf(ExpertActor.Computed.class, reply, String.valueOf(reply));
         assertEquals(77, got.stepId());
         assertEquals(id, got.expert());
@@ -302,7 +303,7 @@ class ClusterGenerateServiceTest {
         });
         for (WorkerNode w : workers) {
             ExpertWorker.Description d = AskPattern.<ExpertWorker.Command, ExpertWorker.Description>ask(
-                            w.devices().getFirst(), ExpertWorker.Describe::new, Duration.ofSeconds(10),
+                            w.devices().getFirst(), r -> new ExpertWorker.Describe(ClusterSecret.challenge(), r), Duration.ofSeconds(10),
                             w.system().scheduler()).toCompletableFuture().get(15, TimeUnit.SECONDS);
             assertEquals(new java.util.HashSet<>(target.byDevice().get(d.deviceId())), new java.util.HashSet<>(d.hosted()),
                     d.deviceId() + " hosts exactly its planned experts");

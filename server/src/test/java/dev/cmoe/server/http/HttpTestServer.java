@@ -106,7 +106,7 @@ final class HttpTestServer implements AutoCloseable {
 
     SchedulerActor.Stats stats() throws Exception {
         return AskPattern.<SchedulerActor.Command, SchedulerActor.Stats>ask(server.scheduler(),
-                SchedulerActor.GetStats::new, Duration.ofSeconds(10), server.scheduler().scheduler())
+                SchedulerActor.GetStats::new, Duration.ofSeconds(10), server.system().scheduler())
                 .toCompletableFuture().get(10, TimeUnit.SECONDS);
     }
 
