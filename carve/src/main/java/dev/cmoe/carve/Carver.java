@@ -31,6 +31,8 @@ public final class Carver {
     record Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
                   boolean annealedBalance) {
         static final int MAX_PASSES = 20;
+        /** Passes of the profile k-means: bounds the carve time (each pass is one exact assignment). */
+        static final int PROFILE_PASSES = 5;
 
         Recipe(int maxPasses, RouterFit.Kind router) {
             this(maxPasses, router, false);
@@ -44,9 +46,13 @@ public final class Carver {
         static Recipe of(CarveOptions.Method method) {
             return switch (method) {
                 case CMOE -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE);
-                // measured (VariantsExperiment): iterating the clustering did not lower perplexity, the
-                // fitted router did; see carve/README.md for the numbers
-                case OURS -> new Recipe(1, RouterFit.Kind.FITTED);
+                // measured (CompareExperiment, carve/README.md): the contribution importance lowered
+                // perplexity at every shape; iterating the marker clustering did not (VariantsExperiment)
+                case OURS -> new Recipe(1, RouterFit.Kind.FITTED, Grouping.MARKERS,
+                        NeuronScores.Importance.CONTRIBUTION, true);
+                case FITTED -> new Recipe(1, RouterFit.Kind.FITTED);
+                case PROFILES -> new Recipe(PROFILE_PASSES, RouterFit.Kind.FITTED, Grouping.PROFILES,
+                        NeuronScores.Importance.CONTRIBUTION, true);
                 case RANDOM_GROUPS -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE, true);
                 case RANDOM_ROUTER -> new Recipe(1, RouterFit.Kind.RANDOM);
             };
@@ -169,6 +175,9 @@ public final class Carver {
         details.add("balance", balance);
         details.addProperty("cluster_passes", recipe.maxPasses());
         details.addProperty("router_fit", recipe.router().name().toLowerCase(Locale.ROOT));
+        details.addProperty("importance", recipe.importance().name().toLowerCase(Locale.ROOT));
+        details.addProperty("grouping", recipe.grouping().name().toLowerCase(Locale.ROOT));
+        balance.addProperty("rule", recipe.annealedBalance() ? "annealed" : "sign");
         details.addProperty("source_architecture", config.architectureName());
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
                 config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,

@@ -31,7 +31,7 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
  * ./mvnw -o -pl carve test -Dtest=CompareExperiment -Dsurefire.failIfNoSpecifiedTests=false \
  *     -Dcmoe.compare.model=$PWD/models/brown-llama -Dcmoe.compare.data=$HOME/.cache/cmoe/data \
  *     [-Dcmoe.compare.heldout=$HOME/.cache/cmoe/data/fortunes.txt] [-Dcmoe.compare.shapes=S3A3E8,S2A6E16,S2A2E16]
- *     [-Dcmoe.compare.seeds=0,1,2] [-Dcmoe.compare.windows=100] [-Dcmoe.compare.variants=cmoe,ours]
+ *     [-Dcmoe.compare.seeds=0,1,2] [-Dcmoe.compare.windows=60] [-Dcmoe.compare.variants=cmoe,fitted,ours]
  * </pre>
  */
 @EnabledIfSystemProperty(named = "cmoe.compare.model", matches = ".+")
@@ -60,35 +60,29 @@ class CompareExperiment {
 
     static {
         Recipe cmoe = Recipe.of(CarveOptions.Method.CMOE);
-        Recipe fitted = Recipe.of(CarveOptions.Method.OURS);
+        Recipe fitted = Recipe.of(CarveOptions.Method.FITTED);
+        Recipe ours = Recipe.of(CarveOptions.Method.OURS);
         put("cmoe", new Variant("cmoe (reference)", cmoe));
-        put("ours", new Variant("ours (fitted router)", fitted));
-        put("contrib", new Variant("fitted + contribution importance", fitted.withImportance(Importance.CONTRIBUTION)));
-        put("profiles", new Variant("fitted + profile clustering",
+        put("fitted", new Variant("fitted router (the previous ours)", fitted));
+        put("ours", new Variant("ours: contribution + fitted router", ours));
+        put("profiles", new Variant("ours + profile clustering (5 passes)", Recipe.of(CarveOptions.Method.PROFILES)));
+        put("profiles20", new Variant("ours + profile clustering (20 passes)",
+                ours.withGrouping(Grouping.PROFILES, Recipe.MAX_PASSES)));
+        put("fitted-profiles", new Variant("fitted + profile clustering (20 passes)",
                 fitted.withGrouping(Grouping.PROFILES, Recipe.MAX_PASSES)));
-        put("profiles1", new Variant("fitted + profile clustering, 1 pass", fitted.withGrouping(Grouping.PROFILES, 1)));
-        put("contrib-profiles", new Variant("fitted + contribution + profiles",
-                fitted.withImportance(Importance.CONTRIBUTION).withGrouping(Grouping.PROFILES, Recipe.MAX_PASSES)));
         put("cmoe-contrib", new Variant("cmoe + contribution importance", cmoe.withImportance(Importance.CONTRIBUTION)));
-        put("cmoe-profiles", new Variant("cmoe + profile clustering",
+        put("cmoe-profiles", new Variant("cmoe + profile clustering (20 passes)",
                 cmoe.withGrouping(Grouping.PROFILES, Recipe.MAX_PASSES)));
         put("lsq", new Variant("lsq router", fitted.withRouter(Kind.LSQ)));
-        put("ours-k32", new Variant("fitted, K_a 32", fitted).withKAct(32));
-        put("ours-k64", new Variant("fitted, K_a 64", fitted).withKAct(64));
-        put("ours-s32", new Variant("fitted, 32 calibration windows", fitted).withSamples(32));
-        put("ours-bal", new Variant("fitted + sign balance 500", fitted).withBalance(500, 1e-3));
-        put("ours-anneal", new Variant("fitted + annealed balance 500",
-                fitted.withAnnealedBalance(true)).withBalance(500, 1e-2));
-        Recipe contrib = fitted.withImportance(Importance.CONTRIBUTION);
-        put("contrib-s32", new Variant("fitted + contribution, 32 windows", contrib).withSamples(32));
-        put("contrib-profiles5", new Variant("fitted + contribution + profiles (5 passes)",
-                contrib.withGrouping(Grouping.PROFILES, 5)));
-        put("contrib-bal", new Variant("fitted + contribution + sign balance 500", contrib).withBalance(500, 1e-3));
-        put("contrib-anneal", new Variant("fitted + contribution + annealed balance 500",
-                contrib.withAnnealedBalance(true)).withBalance(500, 1e-2));
-        put("contrib-s32-anneal", new Variant("fitted + contribution, 32 windows, annealed balance 500",
-                contrib.withAnnealedBalance(true)).withSamples(32).withBalance(500, 1e-2));
-        put("cmoe-bal", new Variant("cmoe + sign balance 500", cmoe).withBalance(500, 1e-3));
+        put("fitted-k32", new Variant("fitted, K_a 32", fitted).withKAct(32));
+        put("fitted-s32", new Variant("fitted, 32 calibration windows", fitted).withSamples(32));
+        put("ours-s32", new Variant("ours, 32 calibration windows", ours).withSamples(32));
+        put("ours-sign", new Variant("ours + sign balance 500, γ 1e-3", ours.withAnnealedBalance(false))
+                .withBalance(500, 1e-3));
+        put("ours-anneal", new Variant("ours + annealed balance 500, γ 1e-2", ours).withBalance(500, 1e-2));
+        put("ours-s32-anneal", new Variant("ours, 32 windows, annealed balance 500, γ 1e-2", ours)
+                .withSamples(32).withBalance(500, 1e-2));
+        put("cmoe-sign", new Variant("cmoe + sign balance 500, γ 1e-3", cmoe).withBalance(500, 1e-3));
     }
 
     private static void put(String id, Variant v) {
@@ -110,7 +104,7 @@ class CompareExperiment {
         String[] shapes = System.getProperty("cmoe.compare.shapes", "S3A3E8,S2A6E16,S2A2E16").split(",");
         long[] seeds = Arrays.stream(System.getProperty("cmoe.compare.seeds", "0,1,2").split(","))
                 .mapToLong(Long::parseLong).toArray();
-        int windows = Integer.getInteger("cmoe.compare.windows", 100);
+        int windows = Integer.getInteger("cmoe.compare.windows", 60);
         List<String> ids = List.of(System.getProperty("cmoe.compare.variants", "cmoe,ours").split(","));
         for (String id : ids) {
             if (!VARIANTS.containsKey(id)) {
