@@ -47,6 +47,15 @@ final class Calibration {
             throw new IllegalArgumentException("calibration text " + text + " has " + tokens.length
                     + " tokens, fewer than one window of " + seqlen);
         }
+        return windows(tokens, samples, seqlen, seed);
+    }
+
+    /** As {@link #windows(TextTokenizer, Path, int, int, long)}, from an already tokenised text. */
+    static int[][] windows(int[] tokens, int samples, int seqlen, long seed) {
+        if (tokens.length < seqlen) {
+            throw new IllegalArgumentException("the calibration text has " + tokens.length
+                    + " tokens, fewer than one window of " + seqlen);
+        }
         Random random = new Random(seed);
         int[][] windows = new int[samples][];
         for (int s = 0; s < samples; s++) {

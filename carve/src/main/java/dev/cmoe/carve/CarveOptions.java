@@ -30,10 +30,20 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         /** The reference: one balanced-assignment pass, router rows of each expert's representative neuron. */
         CMOE,
         /**
-         * The reference clustering with a router calibrated on the calibration tokens: per expert the
-         * member whose score best tracks the expert's output norm, scaled to predict it.
+         * Our default: neurons ranked by their actual contribution |SiLU(g·x)(u·x)|·‖W_down[:, i]‖
+         * (for the markers, hence the shared expert and the clustering), the reference's single
+         * balanced-assignment pass, and the fitted router; bias balancing, when asked for, uses
+         * the annealed rule.
          */
         OURS,
+        /**
+         * The previous default, kept for the ablation: the reference's scores and clustering with
+         * the fitted router (per expert the member whose score best tracks the expert's output
+         * norm, scaled to predict it).
+         */
+        FITTED,
+        /** OURS with the routed neurons grouped by balanced spherical k-means on their contribution profiles. */
+        PROFILES,
         /** Ablation: the routed neurons split into equal groups at random (seeded), reference router. */
         RANDOM_GROUPS,
         /** Ablation: reference grouping, router rows drawn at random (seeded unit vectors). */

@@ -20,6 +20,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.BiFunction;
+import java.util.function.IntConsumer;
 
 /**
  * Carves a dense LLaMA-family model into a Mixture-of-Experts, layer by layer from the first to
@@ -28,23 +29,61 @@ import java.util.function.BiFunction;
  */
 public final class Carver {
     /** The choices behind a {@link CarveOptions.Method}: kept apart so experiments can vary them. */
-    record Recipe(int maxPasses, RouterFit.Kind router, boolean randomGroups) {
+    record Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
+                  boolean annealedBalance) {
         static final int MAX_PASSES = 20;
+        /** Passes of the profile k-means: bounds the carve time (each pass is one exact assignment). */
+        static final int PROFILE_PASSES = 5;
 
         Recipe(int maxPasses, RouterFit.Kind router) {
             this(maxPasses, router, false);
         }
 
+        Recipe(int maxPasses, RouterFit.Kind router, boolean randomGroups) {
+            this(maxPasses, router, randomGroups ? Grouping.RANDOM : Grouping.MARKERS, NeuronScores.Importance.SCORE,
+                    false);
+        }
+
         static Recipe of(CarveOptions.Method method) {
             return switch (method) {
                 case CMOE -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE);
-                // measured (VariantsExperiment): iterating the clustering did not lower perplexity, the
-                // fitted router did; see carve/README.md for the numbers
-                case OURS -> new Recipe(1, RouterFit.Kind.FITTED);
+                // measured (CompareExperiment, carve/README.md): the contribution importance lowered
+                // perplexity at every shape; iterating the marker clustering did not (VariantsExperiment)
+                case OURS -> new Recipe(1, RouterFit.Kind.FITTED, Grouping.MARKERS,
+                        NeuronScores.Importance.CONTRIBUTION, true);
+                case FITTED -> new Recipe(1, RouterFit.Kind.FITTED);
+                case PROFILES -> new Recipe(PROFILE_PASSES, RouterFit.Kind.FITTED, Grouping.PROFILES,
+                        NeuronScores.Importance.CONTRIBUTION, true);
                 case RANDOM_GROUPS -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE, true);
                 case RANDOM_ROUTER -> new Recipe(1, RouterFit.Kind.RANDOM);
             };
         }
+
+        Recipe withGrouping(Grouping g, int passes) {
+            return new Recipe(passes, router, g, importance, annealedBalance);
+        }
+
+        Recipe withImportance(NeuronScores.Importance i) {
+            return new Recipe(maxPasses, router, grouping, i, annealedBalance);
+        }
+
+        Recipe withRouter(RouterFit.Kind k) {
+            return new Recipe(maxPasses, k, grouping, importance, annealedBalance);
+        }
+
+        Recipe withAnnealedBalance(boolean annealed) {
+            return new Recipe(maxPasses, router, grouping, importance, annealed);
+        }
+    }
+
+    /** How the routed neurons are grouped. */
+    enum Grouping {
+        /** The reference: balanced assignment on the ATopK marker columns ({@link Clustering#carve}). */
+        MARKERS,
+        /** Ablation: seeded random groups ({@link Clustering#random}). */
+        RANDOM,
+        /** Balanced spherical k-means on importance profiles ({@link Clustering#profiles}). */
+        PROFILES
     }
 
     private Carver() {
@@ -151,6 +190,9 @@ public final class Carver {
         details.add("balance", balance);
         details.addProperty("cluster_passes", recipe.maxPasses());
         details.addProperty("router_fit", recipe.router().name().toLowerCase(Locale.ROOT));
+        details.addProperty("importance", recipe.importance().name().toLowerCase(Locale.ROOT));
+        details.addProperty("grouping", recipe.grouping().name().toLowerCase(Locale.ROOT));
+        balance.addProperty("rule", recipe.annealedBalance() ? "annealed" : "sign");
         details.addProperty("source_architecture", config.architectureName());
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
                 config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,
@@ -177,15 +219,21 @@ public final class Carver {
         long t = System.nanoTime();
         DenseFfn ffn = DenseFfn.read(dense, l, d, config.intermediateSize());
         int base = windows.length;
-        MarkerMatrix markers = NeuronScores.markers(x, ffn, opts.kAct(),
-                done -> listener.progress(base + done, "markers"));
+        NeuronScores.Scores scores = NeuronScores.scores(x, ffn, opts.kAct(), recipe.importance(),
+                recipe.grouping() == Grouping.PROFILES, done -> listener.progress(base + done, "markers"));
+        MarkerMatrix markers = scores.markers();
         double[] rates = markers.rates();
         double markerSeconds = seconds(t);
         // 3–5. shared expert, balanced clustering of the rest, representatives
         t = System.nanoTime();
-        Clustering.Result c = recipe.randomGroups()
-                ? Clustering.random(markers, rates, moe.shared(), moe.routed(), moe.expertSize(), opts.seed() + l)
-                : Clustering.carve(markers, rates, moe.shared(), moe.routed(), moe.expertSize(), recipe.maxPasses());
+        Clustering.Result c = switch (recipe.grouping()) {
+            case RANDOM -> Clustering.random(markers, rates, moe.shared(), moe.routed(), moe.expertSize(),
+                    opts.seed() + l);
+            case MARKERS -> Clustering.carve(markers, rates, moe.shared(), moe.routed(), moe.expertSize(),
+                    recipe.maxPasses());
+            case PROFILES -> Clustering.profiles(scores.profiles(), tokens, rates, moe.shared(), moe.routed(),
+                    moe.expertSize(), recipe.maxPasses());
+        };
         listener.progress(base + tokens + 1, "cluster");
         double cluster = seconds(t);
         // 6. the analytical router, u = 0 and b = 0
@@ -208,9 +256,12 @@ public final class Carver {
             probs = carved.route(m.create(x, new Shape(tokens, d))).probs();
         }
         carved.resetLoads();
-        LoadBalancer.Result balanced = LoadBalancer.balance(probs, tokens, moe.active(), carved.scale(),
-                carved.bias(), opts.balanceSteps(), opts.balanceGamma(),
-                done -> listener.progress(base + tokens + 2 + done, "balance"));
+        IntConsumer balanceProgress = done -> listener.progress(base + tokens + 2 + done, "balance");
+        LoadBalancer.Result balanced = recipe.annealedBalance()
+                ? LoadBalancer.balanceAnnealed(probs, tokens, moe.active(), carved.scale(), carved.bias(),
+                        opts.balanceSteps(), opts.balanceGamma(), balanceProgress)
+                : LoadBalancer.balance(probs, tokens, moe.active(), carved.scale(), carved.bias(),
+                        opts.balanceSteps(), opts.balanceGamma(), balanceProgress);
         carved.setBias(balanced.bias());
         System.arraycopy(balanced.bias(), 0, out.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
         double balance = seconds(t);

@@ -1,5 +1,9 @@
 package dev.cmoe.carve;
 
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.Shape;
 import dev.cmoe.carve.cluster.BalancedAssignment;
 import dev.cmoe.carve.cluster.MarkerMatrix;
 import java.util.Arrays;
@@ -91,6 +95,117 @@ final class Clustering {
         int[][] experts = members(rest, assignment, nRouted);
         float[][] centroids = means(markers, rest, assignment, nRouted);
         return new Result(shared, experts, representatives(markers, experts, centroids), 0, false);
+    }
+
+    /**
+     * Co-activation clustering: the same shared expert (highest μ), then the routed neurons grouped
+     * by their importance profiles over the calibration tokens rather than by binary markers.
+     * Each profile is L2-normalised; the cost of neuron i in cluster j is 1 − cos(p_i, c_j), solved
+     * by the same exact balanced assignment and repeated with the clusters' mean profiles as
+     * centroids (balanced spherical k-means) until stable or {@code maxPasses}. Seeds are the
+     * profiles of the N_r most often marked non-shared neurons, as in {@link #carve}. Neurons that
+     * fire on the same tokens land together, so an expert's members are on or off as a block.
+     *
+     * @param profiles (inter, tokens) neuron-major importance values
+     * @param tokens calibration tokens (columns of {@code profiles})
+     * @return representatives are the members with the highest cosine to their centroid
+     */
+    static Result profiles(float[] profiles, int tokens, double[] rates, int nShared, int nRouted, int m,
+                           int maxPasses) {
+        int inter = rates.length;
+        if (nShared * m + nRouted * m != inter || profiles.length != (long) inter * tokens) {
+            throw new IllegalArgumentException((nShared + nRouted) + " experts of " + m + " neurons do not cover "
+                    + inter + " neurons of " + tokens + "-token profiles");
+        }
+        int[] byRate = byRateDescending(rates);
+        int[] shared = Arrays.copyOf(byRate, nShared * m);
+        Arrays.sort(shared);
+        int[] seeds = Arrays.copyOfRange(byRate, nShared * m, nShared * m + nRouted);
+        int[] rest = Arrays.copyOfRange(byRate, nShared * m, inter);
+        Arrays.sort(rest);
+        int n = rest.length;
+        int[] assignment = null;
+        int passes = 0;
+        boolean converged = false;
+        int[] representatives;
+        try (NDManager mgr = NDManager.newBaseManager()) {
+            float[] restProfiles = new float[n * tokens];
+            for (int i = 0; i < n; i++) {
+                System.arraycopy(profiles, rest[i] * tokens, restProfiles, i * tokens, tokens);
+            }
+            NDArray p = unitRows(mgr.create(restProfiles, new Shape(n, tokens)));
+            int[] seedRows = new int[nRouted];
+            for (int j = 0; j < nRouted; j++) {
+                seedRows[j] = Arrays.binarySearch(rest, seeds[j]);
+            }
+            NDArray centroids = p.get(new NDIndex("{}",
+                    mgr.create(toLongs(seedRows))));
+            double[] cost = null;
+            while (passes < maxPasses && !converged) {
+                cost = cosineCost(p, centroids);
+                int[] next = BalancedAssignment.solve(cost, n, nRouted);
+                passes++;
+                converged = Arrays.equals(next, assignment);
+                assignment = next;
+                centroids.close();
+                centroids = meanRows(mgr, p, assignment, nRouted);
+            }
+            cost = cosineCost(p, centroids);
+            representatives = new int[nRouted];
+            double[] best = new double[nRouted];
+            Arrays.fill(best, Double.POSITIVE_INFINITY);
+            for (int i = 0; i < n; i++) { // ascending, so ties keep the lower neuron
+                int j = assignment[i];
+                if (cost[i * nRouted + j] < best[j]) {
+                    best[j] = cost[i * nRouted + j];
+                    representatives[j] = rest[i];
+                }
+            }
+        }
+        return new Result(shared, members(rest, assignment, nRouted), representatives, passes, converged);
+    }
+
+    /** 1 − cos between every row of unit {@code p} (n, T) and every centroid (k, T): (n, k) row-major. */
+    private static double[] cosineCost(NDArray p, NDArray centroids) {
+        try (NDManager tmp = p.getManager().newSubManager()) {
+            NDArray c = unitRows(centroids.duplicate());
+            c.attach(tmp);
+            NDArray sim = p.matMul(c.transpose());
+            sim.attach(tmp);
+            float[] s = sim.toFloatArray();
+            double[] cost = new double[s.length];
+            for (int i = 0; i < s.length; i++) {
+                cost[i] = 1.0 - s[i];
+            }
+            return cost;
+        }
+    }
+
+    private static NDArray unitRows(NDArray a) {
+        return a.div(a.norm(new int[] {1}, true).maximum(1e-12f));
+    }
+
+    /** Per cluster the mean of its rows of {@code p}: (k, T). */
+    private static NDArray meanRows(NDManager mgr, NDArray p,
+                                                   int[] assignment, int k) {
+        int n = assignment.length;
+        float[] onehot = new float[k * n];
+        int[] size = new int[k];
+        for (int c : assignment) {
+            size[c]++;
+        }
+        for (int i = 0; i < n; i++) {
+            onehot[assignment[i] * n + i] = 1f / size[assignment[i]];
+        }
+        return mgr.create(onehot, new Shape(k, n)).matMul(p);
+    }
+
+    private static long[] toLongs(int[] v) {
+        long[] out = new long[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i];
+        }
+        return out;
     }
 
     /** Neuron indices by μ, highest first; ties go to the lower index. */

