@@ -46,11 +46,7 @@ public final class SyntheticCheckpoint {
     public static void write(JsonObject raw, Optional<MoeConfig> moe, TensorSource values, Path tokenizerDir,
                              Path out, DType dtype, long shardBytes, boolean force) {
         JsonObject config = raw.deepCopy();
-        config.addProperty("torch_dtype", switch (dtype) {
-            case F32 -> "float32";
-            case F16 -> "float16";
-            case BF16 -> "bfloat16";
-        });
+        config.addProperty("torch_dtype", dtype.torchName());
         moe.ifPresent(m -> config.add(MoeConfig.KEY, m.toJson()));
         ModelConfig parsed = ModelConfig.parse(config.toString(), "synthetic config");
         moe.ifPresent(m -> MoeConfig.of(parsed)); // checks N·m = intermediate size

@@ -217,14 +217,8 @@ public final class BenchEngineCommand implements Callable<Integer> {
         ModelConfig c = SyntheticModel.config(hidden, intermediate, layers, heads, heads, vocab, prompt + steps + 8);
         SyntheticModel source = new SyntheticModel(42);
         long params = 0;
-        for (long n : dev.cmoe.model.arch.Layout.dense(c).values().stream().map(s -> {
-            long p = 1;
-            for (long d : s) {
-                p *= d;
-            }
-            return p;
-        }).toList()) {
-            params += n;
+        for (long[] shape : dev.cmoe.model.arch.Layout.dense(c).values()) {
+            params += Arrays.stream(shape).reduce(1, Math::multiplyExact);
         }
         List<EngineBench.Variant> variants = new ArrayList<>();
         List<DType> kinds = new ArrayList<>();

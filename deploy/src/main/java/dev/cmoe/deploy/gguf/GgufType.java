@@ -1,5 +1,7 @@
 package dev.cmoe.deploy.gguf;
 
+import dev.cmoe.model.safetensors.SafetensorsWriter;
+
 import java.nio.ByteBuffer;
 import java.util.Locale;
 
@@ -52,22 +54,10 @@ public enum GgufType {
             }
             case BF16 -> {
                 for (int i = 0; i < count; i++) {
-                    dst.putShort(toBf16(src[i]));
+                    dst.putShort(SafetensorsWriter.toBf16(src[i]));
                 }
             }
         }
-    }
-
-    /**
-     * float32 to bfloat16 rounding to nearest even, as gguf-py does; a NaN stays a (quiet) NaN
-     * instead of rounding into infinity.
-     */
-    static short toBf16(float f) {
-        int bits = Float.floatToRawIntBits(f);
-        if ((bits & 0x7fffffff) > 0x7f800000) {
-            return (short) ((bits >>> 16) | 0x40);
-        }
-        return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
     }
 
     /** The type named {@code name} (f32, f16, bf16, any case). */

@@ -11,6 +11,7 @@ import com.google.gson.JsonParser;
 import dev.cmoe.deploy.bench.SyntheticCheckpoint;
 import dev.cmoe.deploy.bench.SyntheticModel;
 import dev.cmoe.deploy.bench.SyntheticShapes;
+import dev.cmoe.model.safetensors.SafetensorsWriter;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.Environment;
@@ -330,15 +331,15 @@ class GgufConverterTest {
 
     @Test
     void bf16RoundsToNearestEvenAndKeepsNaN() {
-        assertEquals((short) 0x3f80, GgufType.toBf16(1.0f));
+        assertEquals((short) 0x3f80, SafetensorsWriter.toBf16(1.0f));
         // 1 + 2^-8 lies halfway between bf16 1.0 and 1.0078125: ties go to the even mantissa (1.0)
-        assertEquals((short) 0x3f80, GgufType.toBf16(Float.intBitsToFloat(0x3f808000)));
+        assertEquals((short) 0x3f80, SafetensorsWriter.toBf16(Float.intBitsToFloat(0x3f808000)));
         // just above halfway rounds up
-        assertEquals((short) 0x3f81, GgufType.toBf16(Float.intBitsToFloat(0x3f808001)));
+        assertEquals((short) 0x3f81, SafetensorsWriter.toBf16(Float.intBitsToFloat(0x3f808001)));
         // halfway from an odd mantissa rounds up to even
-        assertEquals((short) 0x3f82, GgufType.toBf16(Float.intBitsToFloat(0x3f818000)));
-        assertTrue(Float.isNaN(Float.intBitsToFloat(GgufType.toBf16(Float.NaN) << 16)));
-        assertEquals((short) 0x7f80, GgufType.toBf16(Float.POSITIVE_INFINITY));
+        assertEquals((short) 0x3f82, SafetensorsWriter.toBf16(Float.intBitsToFloat(0x3f818000)));
+        assertTrue(Float.isNaN(Float.intBitsToFloat(SafetensorsWriter.toBf16(Float.NaN) << 16)));
+        assertEquals((short) 0x7f80, SafetensorsWriter.toBf16(Float.POSITIVE_INFINITY));
     }
 
     @Test

@@ -85,28 +85,26 @@ public final class WorkerNode implements AutoCloseable {
         ModelConfig config = ModelConfig.load(modelDir);
         MoeConfig moe = MoeConfig.of(config).orElseThrow(() -> new IllegalArgumentException("model " + modelDir
                 + " is dense (its config.json has no cmoe block): expert workers host a carved model's experts"));
-        ExpertShape shape;
-        try (Checkpoint c = Checkpoint.open(modelDir)) {
-            shape = ExpertShape.of(config, moe, LoadSpec.full().withDtype(dtype).resolveDtype(config, c));
-        }
-        if (memoryPerDevice > 0 && memoryPerDevice < shape.expertBytes()) {
-            throw new IllegalArgumentException("--memory-per-device " + memoryPerDevice + " cannot hold one expert of "
-                    + shape.expertBytes() + " bytes");
-        }
-        int frame = ClusterSettings.frameBytesFor(maxBatchTokens, shape.hidden());
-        for (DeviceSpec d : devices) {
-            // Start the engine on every device before joining: loading its natives takes seconds,
-            // better spent while the cluster forms than in the head's first placement, and a
-            // device that cannot work is reported here rather than as failed loads.
-            try (NDManager m = NDManager.newBaseManager(d.device())) {
-                m.zeros(new Shape(1)).toFloatArray();
-            }
-        }
-        ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER), frame,
-                security.tls());
         Checkpoint checkpoint = Checkpoint.open(modelDir);
         ActorSystem<Void> system = null;
         try {
+            ExpertShape shape = ExpertShape.of(config, moe,
+                    LoadSpec.full().withDtype(dtype).resolveDtype(config, checkpoint));
+            if (memoryPerDevice > 0 && memoryPerDevice < shape.expertBytes()) {
+                throw new IllegalArgumentException("--memory-per-device " + memoryPerDevice
+                        + " cannot hold one expert of " + shape.expertBytes() + " bytes");
+            }
+            int frame = ClusterSettings.frameBytesFor(maxBatchTokens, shape.hidden());
+            for (DeviceSpec d : devices) {
+                // Start the engine on every device before joining: loading its natives takes seconds,
+                // better spent while the cluster forms than in the head's first placement, and a
+                // device that cannot work is reported here rather than as failed loads.
+                try (NDManager m = NDManager.newBaseManager(d.device())) {
+                    m.zeros(new Shape(1)).toFloatArray();
+                }
+            }
+            ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER),
+                    frame, security.tls());
             system = ActorSystem.create(headWatch(), ClusterSettings.SYSTEM_NAME,
                     LOGGING.withFallback(settings.config()).resolve());
             List<ActorRef<ExpertWorker.Command>> refs = ExpertDevices.start(system, name, devices, shape,

@@ -188,7 +188,7 @@ public final class SafetensorsWriter {
    * Float32 to bfloat16 with round-to-nearest-even on the dropped 16 bits (plain truncation
    * would bias every weight towards zero). NaN is kept quiet: rounding could carry it into Inf.
    */
-  static short toBf16(float value) {
+  public static short toBf16(float value) {
     int bits = Float.floatToRawIntBits(value);
     if (Float.isNaN(value)) {
       return (short) ((bits >>> 16) | 0x0040);
