@@ -36,6 +36,13 @@ public record CarveReport(String model, String output, CarveOptions options, int
         layers = List.copyOf(layers);
     }
 
+    /** This report once written to {@code out}, its writing having taken {@code saveSeconds}. */
+    CarveReport saved(java.nio.file.Path out, double saveSeconds) {
+        Timings t = seconds;
+        return new CarveReport(model, out.toString(), options, expertSize, calibrationTokens, seqlen, layers,
+                new Timings(t.load(), t.calibrationText(), t.carve(), saveSeconds, t.total() + saveSeconds));
+    }
+
     /**
      * One layer.
      *

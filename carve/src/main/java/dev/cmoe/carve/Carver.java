@@ -7,18 +7,22 @@ import dev.cmoe.carve.cluster.MarkerMatrix;
 import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.io.AtomicDir;
 import dev.cmoe.model.llama.LlamaModel;
+import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.tokenizer.TextTokenizer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.function.BiConsumer;
 import java.util.function.BiFunction;
 import java.util.function.IntConsumer;
 
@@ -101,16 +105,58 @@ public final class Carver {
     /** As {@link #carve(Path, Path, Path, CarveOptions, CarveListener)}, the dense model computed as {@code spec} says. */
     public static CarveReport carve(Path modelDir, LoadSpec spec, Path calibText, Path outDir, CarveOptions opts,
                                     CarveListener listener) {
+        return carve(modelDir, spec, calibText, outDir, opts, listener, CarvedCheckpoint.SHARD_BYTES);
+    }
+
+    /**
+     * Carves layer by layer without ever holding the model: a dense layer is loaded when its turn
+     * comes, its carved tensors are written to the output as soon as it is done, and it is freed
+     * before the next one, so peak memory is one layer's weights and the calibration activations
+     * whatever the layer count. The output is the checkpoint {@link CarvedModel#save} writes.
+     */
+    static CarveReport carve(Path modelDir, LoadSpec spec, Path calibText, Path outDir, CarveOptions opts,
+                             CarveListener listener, long shardBytes) {
         if (Files.exists(outDir) && !opts.force()) {
             throw new IllegalArgumentException("output directory " + outDir + " already exists (use force to replace it)");
         }
-        try (CarvedModel carved = carveInMemory(modelDir, spec, calibText, opts, Recipe.of(opts.method()), listener,
-                (tokenizer, seqlen) -> Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen,
-                        opts.seed()))) {
-            CarveReport report = carved.save(outDir, opts.force());
-            listener.finished(report);
-            return report;
-        }
+        long start = System.nanoTime();
+        ModelConfig config = ModelConfig.load(modelDir);
+        opts.validate(config);
+        Recipe recipe = Recipe.of(opts.method());
+        CarveReport[] report = new CarveReport[1];
+        AtomicDir.write(outDir, opts.force(), staging -> {
+            try (Checkpoint checkpoint = Checkpoint.open(modelDir);
+                 TextTokenizer tokenizer = TextTokenizer.load(modelDir);
+                 LlamaModel model = LlamaModel.layerwise(config, NDManager.newBaseManager(spec.device()),
+                         TensorSource.of(checkpoint), WeightKernels.of(spec.resolveDtype(config, checkpoint)),
+                         LlamaModel.denseFeedForwards(config))) {
+                double load = seconds(start);
+                long t = System.nanoTime();
+                int seqlen = opts.seqlen(config);
+                int[][] calibration = Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen,
+                        opts.seed());
+                double text = seconds(t);
+                MoeConfig moe = moeConfig(config, opts, recipe, calibText, seqlen);
+                t = System.nanoTime();
+                List<CarveReport.Layer> layers;
+                double carve;
+                long saving;
+                try (CarvedCheckpoint files = CarvedCheckpoint.start(staging, checkpoint, config, moe, shardBytes)) {
+                    layers = carveLayers(model, TensorSource.of(checkpoint), calibration, moe, opts, recipe, listener,
+                            true, (l, tensors) -> files.layer(tensors));
+                    carve = seconds(t);
+                    saving = System.nanoTime();
+                    files.finish(staging, modelDir, config, moe);
+                }
+                CarveReport carved = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
+                        calibration.length * seqlen, seqlen, layers,
+                        new CarveReport.Timings(load, text, carve, 0, seconds(start) - seconds(saving)));
+                report[0] = carved.saved(outDir, seconds(saving));
+                Files.writeString(staging.resolve(CarveReport.FILE), report[0].toJson(), StandardCharsets.UTF_8);
+            }
+        });
+        listener.finished(report[0]);
+        return report[0];
     }
 
     /** Carves {@code modelDir} and keeps the result in memory, not yet saved. */
@@ -150,15 +196,9 @@ public final class Carver {
             double text = seconds(t);
             MoeConfig moe = moeConfig(config, opts, recipe, calibText, seqlen);
             t = System.nanoTime();
-            List<CarveReport.Layer> layers = new ArrayList<>();
             List<TensorMap> tensors = new ArrayList<>();
-            Calibration.ResidualStream stream = new Calibration.ResidualStream(dense.model(), calibration);
-            for (int l = 0; l < config.numLayers(); l++) {
-                TensorMap layerTensors = new TensorMap();
-                layers.add(carveLayer(dense.model(), TensorSource.of(checkpoint), stream, calibration, moe, opts,
-                        recipe, layerTensors, listener));
-                tensors.add(layerTensors);
-            }
+            List<CarveReport.Layer> layers = carveLayers(dense.model(), TensorSource.of(checkpoint), calibration,
+                    moe, opts, recipe, listener, false, (l, layerTensors) -> tensors.add(layerTensors));
             double carve = seconds(t);
             CarveReport report = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
                     calibration.length * seqlen, seqlen, layers,
@@ -197,6 +237,30 @@ public final class Carver {
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
                 config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,
                 opts.method().name().toLowerCase(Locale.ROOT), details);
+    }
+
+    /**
+     * Carves every layer in order, handing each layer's tensors to {@code sink} once it is done; a
+     * {@code layerwise} model loads each dense layer just before and frees it just after.
+     */
+    private static List<CarveReport.Layer> carveLayers(LlamaModel model, TensorSource dense, int[][] calibration,
+                                                       MoeConfig moe, CarveOptions opts, Recipe recipe,
+                                                       CarveListener listener, boolean layerwise,
+                                                       BiConsumer<Integer, TensorMap> sink) {
+        List<CarveReport.Layer> layers = new ArrayList<>();
+        Calibration.ResidualStream stream = new Calibration.ResidualStream(model, calibration);
+        for (int l = 0; l < model.config().numLayers(); l++) {
+            if (layerwise) {
+                model.loadLayer(l);
+            }
+            TensorMap tensors = new TensorMap();
+            layers.add(carveLayer(model, dense, stream, calibration, moe, opts, recipe, tensors, listener));
+            sink.accept(l, tensors);
+            if (layerwise) {
+                model.releaseLayer(l);
+            }
+        }
+        return layers;
     }
 
     /** Carves layer {@code l} into {@code out} and installs it in {@code model} in place of the dense FFN. */
@@ -246,7 +310,8 @@ public final class Carver {
             case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
         LayerTensors.put(out, l, ffn, c, router);
-        MoeFeedForward carved = MoeFeedForward.load(model.manager(), out, l, config, moe, true, model.kernels());
+        MoeFeedForward carved = MoeFeedForward.load(model.layerManager(l), out, l, config, moe, true,
+                model.kernels());
         listener.progress(base + tokens + 2, "router");
         double routerSeconds = seconds(t);
         // load balancing of b on this layer's calibration tokens; selection only

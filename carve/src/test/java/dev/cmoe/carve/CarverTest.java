@@ -10,7 +10,10 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.llama.DecoderWeights;
 import dev.cmoe.model.llama.DenseFeedForward;
 import dev.cmoe.model.llama.LlamaModel;
@@ -169,5 +172,65 @@ class CarverTest {
         try (ModelDir md = ModelDir.open(out)) {
             assertEquals(4, md.moe().orElseThrow().experts());
         }
+    }
+
+    @Test
+    void carvingLayerByLayerWritesTheCheckpointThatTheInMemoryCarvingSaves() throws Exception {
+        // a bf16 model of three layers, cut into several shards: the streamed carve must still be
+        // byte for byte the in-memory one, with the index, the stored dtype and the dense tensors kept
+        ModelConfig c = RandomModel.config("llama", 64, 96, 3, 8, 2, 300, false, null);
+        Path dense = TinyCheckpoint.write(RandomModel.of(c, 5), tmp.resolve("dense"), DType.BF16);
+        Path text = Fixtures.calibrationText(tmp.resolve("calib.txt"));
+        CarveOptions opts = Fixtures.options(1, 2, 6).withBalance(20, 1e-3).withMethod(CarveOptions.Method.OURS);
+        Path saved = tmp.resolve("saved");
+        Path streamed = tmp.resolve("streamed");
+        CarveReport kept;
+        try (CarvedModel carved = Carver.carveInMemory(dense, text, opts, CarveListener.NONE)) {
+            kept = carved.save(saved, false);
+        }
+        CarveReport report = Carver.carve(dense, LoadSpec.full(), text, streamed, opts, CarveListener.NONE, 60_000);
+        assertTrue(Files.isRegularFile(streamed.resolve(Checkpoint.INDEX_FILE)));
+        assertFalse(Files.exists(streamed.resolve(Checkpoint.SINGLE_FILE)));
+        try (Checkpoint a = Checkpoint.open(saved); Checkpoint b = Checkpoint.open(streamed);
+             Checkpoint d = Checkpoint.open(dense)) {
+            assertEquals(DType.BF16, b.dtype());
+            assertEquals(a.names(), b.names());
+            for (String name : a.names()) {
+                assertEquals(bytes(a, name), bytes(b, name), name);
+                if (d.has(name)) {
+                    assertEquals(bytes(d, name), bytes(b, name), name + " is copied as stored");
+                }
+            }
+        }
+        for (int l = 0; l < 3; l++) {
+            assertArrayEquals(kept.layers().get(l).rates(), report.layers().get(l).rates());
+            assertArrayEquals(kept.layers().get(l).bias(), report.layers().get(l).bias());
+        }
+        assertEquals("bfloat16", ModelConfig.load(streamed).torchDtype().orElseThrow());
+        assertEquals(streamed.toString(), CarveReport.read(streamed).output());
+        try (ModelDir a = ModelDir.open(saved); ModelDir b = ModelDir.open(streamed)) {
+            assertArrayEquals(Fixtures.logits(a.model(), PROMPT), Fixtures.logits(b.model(), PROMPT), 0f);
+        }
+    }
+
+    @Test
+    void aFailedCarveLeavesNoOutputAndNoStagingBehind() throws Exception {
+        Path dense = Fixtures.denseModel(tmp.resolve("dense"), 6, 1);
+        Path text = Files.writeString(tmp.resolve("short.txt"), "too short");
+        Path out = tmp.resolve("carved");
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> Carver.carve(dense, text, out, Fixtures.options(2, 2, 8), CarveListener.NONE));
+        assertTrue(e.getMessage().contains("fewer than one window"), e.getMessage());
+        try (var left = Files.list(tmp)) {
+            assertEquals(java.util.List.of(), left.filter(p -> p.getFileName().toString().contains("carved")).toList());
+        }
+    }
+
+    private static java.nio.ByteBuffer bytes(Checkpoint c, String name) {
+        dev.cmoe.model.safetensors.RawTensor raw = c.readRaw(name);
+        java.nio.ByteBuffer copy = java.nio.ByteBuffer.allocate(raw.bytes().remaining());
+        copy.put(raw.bytes().duplicate()).flip();
+        raw.release();
+        return copy;
     }
 }

@@ -10,7 +10,7 @@ import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.safetensors.DType;
-import dev.cmoe.model.safetensors.SafetensorsWriter;
+import dev.cmoe.model.safetensors.CheckpointWriter;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -29,7 +29,7 @@ import java.util.TreeMap;
  * safetensors shards of at most a given size with model.safetensors.index.json (one file when it
  * fits), and a tokenizer copied from another model. A carved one (a MoE config) carries the
  * {@code cmoe} block and the carved tensors, so servers and benchmarks can run real shapes
- * without carving them first. Only one shard's tensors are in memory at a time, and the directory
+ * without carving them first. Only one tensor is in memory at a time, and the directory
  * appears only when complete.
  */
 public final class SyntheticCheckpoint {
@@ -52,65 +52,17 @@ public final class SyntheticCheckpoint {
         moe.ifPresent(m -> MoeConfig.of(parsed)); // checks N·m = intermediate size
         Map<String, long[]> layout = moe.isPresent() ? MoeWeightNames.carvedLayout(parsed, moe.get())
                 : Layout.dense(parsed);
-        List<Map<String, long[]>> shards = plan(layout, dtype, shardBytes);
         AtomicDir.write(out, force, staging -> {
-            Map<String, String> weightMap = new TreeMap<>();
-            long total = 0;
-            for (int k = 0; k < shards.size(); k++) {
-                String file = shards.size() == 1 ? Checkpoint.SINGLE_FILE
-                        : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", k + 1, shards.size());
-                Map<String, SafetensorsWriter.Tensor> tensors = new LinkedHashMap<>();
-                for (Map.Entry<String, long[]> e : shards.get(k).entrySet()) {
-                    tensors.put(e.getKey(), new SafetensorsWriter.Tensor(e.getValue(),
-                            values.read(e.getKey(), e.getValue())));
-                    weightMap.put(e.getKey(), file);
-                    total += bytes(e.getValue(), dtype);
+            try (CheckpointWriter writer = CheckpointWriter.create(staging, layout, dtype, shardBytes,
+                    Map.of("format", "pt"))) {
+                for (Map.Entry<String, long[]> e : layout.entrySet()) {
+                    writer.write(e.getKey(), values.read(e.getKey(), e.getValue()));
                 }
-                SafetensorsWriter.write(staging.resolve(file), tensors, Map.of("format", "pt"), dtype);
-            }
-            if (shards.size() > 1) {
-                JsonObject index = new JsonObject();
-                JsonObject meta = new JsonObject();
-                meta.addProperty("total_size", total);
-                index.add("metadata", meta);
-                JsonObject map = new JsonObject();
-                weightMap.forEach(map::addProperty);
-                index.add("weight_map", map);
-                Files.writeString(staging.resolve(Checkpoint.INDEX_FILE), pretty(index), StandardCharsets.UTF_8);
+                writer.finish();
             }
             Files.writeString(staging.resolve("config.json"), pretty(config), StandardCharsets.UTF_8);
             copyTokenizer(tokenizerDir, staging);
         });
-    }
-
-    /** Tensors in checkpoint order, cut into shards of at most {@code shardBytes} (a larger tensor gets its own). */
-    static List<Map<String, long[]>> plan(Map<String, long[]> layout, DType dtype, long shardBytes) {
-        if (shardBytes <= 0) {
-            throw new IllegalArgumentException("shard size must be positive, got " + shardBytes);
-        }
-        List<Map<String, long[]>> shards = new ArrayList<>();
-        Map<String, long[]> current = new LinkedHashMap<>();
-        long size = 0;
-        for (Map.Entry<String, long[]> e : layout.entrySet()) {
-            long b = bytes(e.getValue(), dtype);
-            if (!current.isEmpty() && size + b > shardBytes) {
-                shards.add(current);
-                current = new LinkedHashMap<>();
-                size = 0;
-            }
-            current.put(e.getKey(), e.getValue());
-            size += b;
-        }
-        shards.add(current);
-        return shards;
-    }
-
-    private static long bytes(long[] shape, DType dtype) {
-        long n = dtype.byteSize();
-        for (long d : shape) {
-            n = Math.multiplyExact(n, d);
-        }
-        return n;
     }
 
     private static void copyTokenizer(Path from, Path to) throws IOException {

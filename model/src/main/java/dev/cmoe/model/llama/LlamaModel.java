@@ -31,10 +31,13 @@ public final class LlamaModel implements AutoCloseable {
     private final NDArray finalNorm; // (hidden)
     private final Linear lmHead;     // hidden → vocab
     private final Rotary rotary;
-    private final List<Layer> layers;
+    private final List<Layer> layers; // an entry is null while a layerwise model's layer is not loaded
+    private final FeedForwardFactory layerFfns;  // layerwise only: how loadLayer builds a layer's FFN
+    private final TensorSource layerSource;      // layerwise only: where loadLayer reads it from
 
     /** One decoder layer's attention weights and its replaceable FFN. */
     private static final class Layer {
+        NDManager own;    // a layerwise model's per-layer manager, or null (the model's manager holds it)
         NDArray attnNorm; // (hidden)
         Linear q;         // hidden → qDim (+ bias)
         Linear k;         // hidden → kvDim
@@ -58,7 +61,7 @@ public final class LlamaModel implements AutoCloseable {
         NDArray apply(int layer, NDArray q, NDArray k, NDArray v);
     }
 
-    private LlamaModel(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns) {
+    private LlamaModel(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns, boolean layerwise) {
         this.config = config;
         this.manager = weights.manager();
         int d = config.hiddenSize();
@@ -70,8 +73,10 @@ public final class LlamaModel implements AutoCloseable {
                 : weights.linear(TensorNames.LM_HEAD, null, vocab, d);
         rotary = new Rotary(config, manager);
         layers = new ArrayList<>(config.numLayers());
+        layerFfns = layerwise ? ffns : null;
+        layerSource = layerwise ? weights.source() : null;
         for (int i = 0; i < config.numLayers(); i++) {
-            layers.add(loadLayer(weights, ffns, i));
+            layers.add(layerwise ? null : loadLayer(weights, ffns, i));
         }
     }
 
@@ -83,11 +88,78 @@ public final class LlamaModel implements AutoCloseable {
     /** Builds a model whose tensors {@code weights} makes; the model owns {@code weights.manager()} from now on. */
     public static LlamaModel create(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns) {
         try {
-            return new LlamaModel(config, weights, ffns);
+            return new LlamaModel(config, weights, ffns, false);
         } catch (RuntimeException e) {
             weights.manager().close(); // nothing half-loaded survives a failed load
             throw e;
         }
+    }
+
+    /**
+     * A frozen model of which only the embedding, the final norm and the head are loaded now: a
+     * decoder layer is loaded by {@link #loadLayer} and freed by {@link #releaseLayer}, so a caller
+     * that walks the layers one at a time ({@link #forwardLayer}) holds one layer's weights, not
+     * the model's. {@code source} must stay readable until the last layer is loaded; the model owns
+     * {@code manager}.
+     */
+    public static LlamaModel layerwise(ModelConfig config, NDManager manager, TensorSource source,
+                                       WeightKernels kernels, FeedForwardFactory ffns) {
+        try {
+            return new LlamaModel(config, DecoderWeights.frozen(manager, source, kernels), ffns, true);
+        } catch (RuntimeException e) {
+            manager.close();
+            throw e;
+        }
+    }
+
+    /** Loads decoder layer {@code l} of a {@link #layerwise} model into a manager of its own. */
+    public void loadLayer(int l) {
+        if (layerSource == null) {
+            throw new IllegalStateException("every layer of this model is loaded with it; only a layerwise model loads layers");
+        }
+        if (layers.get(l) != null) {
+            throw new IllegalStateException("layer " + l + " is already loaded");
+        }
+        NDManager own = manager.newSubManager();
+        try {
+            Layer layer = loadLayer(DecoderWeights.frozen(own, layerSource, kernels), layerFfns, l);
+            layer.own = own;
+            layers.set(l, layer);
+        } catch (RuntimeException e) {
+            own.close();
+            throw e;
+        }
+    }
+
+    /** Frees layer {@code l} of a {@link #layerwise} model: its FFN and every tensor of its manager. */
+    public void releaseLayer(int l) {
+        Layer layer = loaded(l);
+        if (layer.own == null) {
+            throw new IllegalStateException("layer " + l + " belongs to the model; only a layerwise model releases layers");
+        }
+        layers.set(l, null);
+        try {
+            layer.ffn.close();
+        } finally {
+            layer.own.close();
+        }
+    }
+
+    /**
+     * The manager that holds layer {@code l}'s weights: an FFN put in its place should live there,
+     * so that it goes when the layer does.
+     */
+    public NDManager layerManager(int l) {
+        Layer layer = loaded(l);
+        return layer.own != null ? layer.own : manager;
+    }
+
+    private Layer loaded(int l) {
+        Layer layer = layers.get(l);
+        if (layer == null) {
+            throw new IllegalStateException("layer " + l + " is not loaded (call loadLayer first)");
+        }
+        return layer;
     }
 
     /** Builds a dense inference model from {@code source}. */
@@ -147,13 +219,14 @@ public final class LlamaModel implements AutoCloseable {
 
     /** The FFN block of layer {@code layer}. */
     public FeedForward feedForward(int layer) {
-        return layers.get(layer).ffn;
+        return loaded(layer).ffn;
     }
 
     /** Puts {@code ffn} in place of layer {@code layer}'s FFN and returns the previous one (not closed). */
     public FeedForward replaceFeedForward(int layer, FeedForward ffn) {
-        FeedForward old = layers.get(layer).ffn;
-        layers.get(layer).ffn = Objects.requireNonNull(ffn, "ffn");
+        Layer l = loaded(layer);
+        FeedForward old = l.ffn;
+        l.ffn = Objects.requireNonNull(ffn, "ffn");
         return old;
     }
 
@@ -319,7 +392,7 @@ public final class LlamaModel implements AutoCloseable {
 
     /** One decoder layer over all rows of the step. x: (T, hidden) → (T, hidden). */
     private NDArray layer(int l, NDArray x, NDArray[] rope, Attend attend) {
-        Layer w = layers.get(l);
+        Layer w = loaded(l);
         long tokens = x.getShape().get(0);
         int headDim = config.headDim();
         // attention: project, (normalise heads,) rotate, attend, project back
@@ -386,9 +459,11 @@ public final class LlamaModel implements AutoCloseable {
     @Override
     public void close() {
         for (Layer l : layers) {
-            l.ffn.close();
+            if (l != null) {
+                l.ffn.close();
+            }
         }
         rotary.close();
-        manager.close();
+        manager.close(); // and with it every loaded layer's sub-manager
     }
 }

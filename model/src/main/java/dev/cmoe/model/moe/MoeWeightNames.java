@@ -74,10 +74,6 @@ public final class MoeWeightNames {
      */
     public static Map<String, long[]> carvedLayout(ModelConfig c, MoeConfig moe) {
         Map<String, long[]> out = new LinkedHashMap<>();
-        int d = c.hiddenSize();
-        int m = moe.expertSize();
-        int s = moe.sharedSize();
-        int nr = moe.routed();
         int layer = 0;
         for (Map.Entry<String, long[]> e : Layout.dense(c).entrySet()) {
             String name = e.getKey();
@@ -88,22 +84,32 @@ public final class MoeWeightNames {
             if (!name.equals(TensorNames.weight(layer, TensorNames.GATE))) {
                 continue; // up and down: the layer's MoE tensors already stand in for its FFN
             }
-            int l = layer++;
-            if (moe.shared() > 0) {
-                out.put(shared(l, GATE), new long[] {s, d});
-                out.put(shared(l, UP), new long[] {s, d});
-                out.put(shared(l, DOWN), new long[] {d, s});
-            }
-            for (int j = 0; j < nr; j++) {
-                out.put(expert(l, j, GATE), new long[] {m, d});
-                out.put(expert(l, j, UP), new long[] {m, d});
-                out.put(expert(l, j, DOWN), new long[] {d, m});
-            }
-            out.put(routerClassifier(l), new long[] {nr, d});
-            out.put(routerGate(l), new long[] {nr, d});
-            out.put(routerScale(l), new long[] {nr});
-            out.put(routerBias(l), new long[] {nr});
+            out.putAll(layerLayout(c, moe, layer++));
         }
+        return out;
+    }
+
+    /** Layer {@code l}'s MoE tensors with their shapes, in checkpoint order. */
+    public static Map<String, long[]> layerLayout(ModelConfig c, MoeConfig moe, int l) {
+        Map<String, long[]> out = new LinkedHashMap<>();
+        int d = c.hiddenSize();
+        int m = moe.expertSize();
+        int s = moe.sharedSize();
+        int nr = moe.routed();
+        if (moe.shared() > 0) {
+            out.put(shared(l, GATE), new long[] {s, d});
+            out.put(shared(l, UP), new long[] {s, d});
+            out.put(shared(l, DOWN), new long[] {d, s});
+        }
+        for (int j = 0; j < nr; j++) {
+            out.put(expert(l, j, GATE), new long[] {m, d});
+            out.put(expert(l, j, UP), new long[] {m, d});
+            out.put(expert(l, j, DOWN), new long[] {d, m});
+        }
+        out.put(routerClassifier(l), new long[] {nr, d});
+        out.put(routerGate(l), new long[] {nr, d});
+        out.put(routerScale(l), new long[] {nr});
+        out.put(routerBias(l), new long[] {nr});
         return out;
     }
 }

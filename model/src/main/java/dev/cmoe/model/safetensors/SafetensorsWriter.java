@@ -44,7 +44,7 @@ public final class SafetensorsWriter {
 
   // Html escaping would turn '<' in a tensor name into \u003c: valid, but not what others write.
   private static final Gson GSON = new GsonBuilder().disableHtmlEscaping().create();
-  private static final int CHUNK_BYTES = 1 << 20;
+  static final int CHUNK_BYTES = 1 << 20;
 
   private SafetensorsWriter() {}
 
@@ -103,6 +103,27 @@ public final class SafetensorsWriter {
    */
   private static byte[] header(Map<String, Tensor> tensors, Map<String, String> metadata,
       DType dtype) {
+    Map<String, long[]> shapes = new java.util.LinkedHashMap<>();
+    for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+      String name = Objects.requireNonNull(e.getKey(), "tensor name");
+      Tensor t = Objects.requireNonNull(e.getValue(), name);
+      long numel = numel(name, t.shape());
+      if (t.data().remaining() != numel) {
+        throw new IllegalArgumentException("tensor '" + name + "' has shape "
+            + Arrays.toString(t.shape()) + " (" + (numel == Long.MAX_VALUE ? "over 2^31" : numel)
+            + " elements) but " + t.data().remaining() + " values");
+      }
+      shapes.put(name, t.shape());
+    }
+    return header(shapes, metadata, dtype, null);
+  }
+
+  /**
+   * The padded JSON header of tensors laid out in {@code shapes}' order, every one in
+   * {@code dtype}; {@code offsets}, unless null, receives each tensor's start in the data section.
+   */
+  static byte[] header(Map<String, long[]> shapes, Map<String, String> metadata, DType dtype,
+      Map<String, Long> offsets) {
     JsonObject root = new JsonObject();
     if (!metadata.isEmpty()) {
       JsonObject meta = new JsonObject();
@@ -111,39 +132,34 @@ public final class SafetensorsWriter {
       root.add(Header.METADATA_KEY, meta);
     }
     long offset = 0;
-    for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+    for (Map.Entry<String, long[]> e : shapes.entrySet()) {
       String name = Objects.requireNonNull(e.getKey(), "tensor name");
-      Tensor t = Objects.requireNonNull(e.getValue(), name);
+      long[] shape = Objects.requireNonNull(e.getValue(), name);
       if (name.equals(Header.METADATA_KEY)) {
         throw new IllegalArgumentException("tensor name " + name + " is reserved");
       }
-      long[] shape = t.shape();
-      long numel = 1;
+      long numel = numel(name, shape);
+      if (numel == Long.MAX_VALUE) {
+        throw new IllegalArgumentException("tensor '" + name + "' of shape " + Arrays.toString(shape)
+            + " has over 2^31 elements");
+      }
       JsonArray dims = new JsonArray();
       for (long d : shape) {
-        if (d < 0) {
-          throw new IllegalArgumentException(
-              "tensor '" + name + "' has a negative dim in shape " + Arrays.toString(shape));
-        }
-        // A FloatBuffer holds at most 2^31 values, so a product past that cannot match the data.
-        numel = d == 0 || numel <= Integer.MAX_VALUE / d ? numel * d : Long.MAX_VALUE;
         dims.add(d);
-      }
-      if (t.data().remaining() != numel) {
-        throw new IllegalArgumentException("tensor '" + name + "' has shape "
-            + Arrays.toString(shape) + " (" + (numel == Long.MAX_VALUE ? "over 2^31" : numel)
-            + " elements) but " + t.data().remaining() + " values");
       }
       // numel < 2^31 here, so only the running offset can overflow.
       long end = Math.addExact(offset, numel * dtype.byteSize());
       JsonObject entry = new JsonObject();
       entry.addProperty("dtype", dtype.name());
       entry.add("shape", dims);
-      JsonArray offsets = new JsonArray();
-      offsets.add(offset);
-      offsets.add(end);
-      entry.add("data_offsets", offsets);
+      JsonArray range = new JsonArray();
+      range.add(offset);
+      range.add(end);
+      entry.add("data_offsets", range);
       root.add(name, entry);
+      if (offsets != null) {
+        offsets.put(name, offset);
+      }
       offset = end;
     }
     byte[] json = GSON.toJson(root).getBytes(StandardCharsets.UTF_8);
@@ -157,8 +173,21 @@ public final class SafetensorsWriter {
     return header;
   }
 
+  /** Elements of {@code shape}, or Long.MAX_VALUE past 2^31 (a FloatBuffer cannot hold more). */
+  static long numel(String name, long[] shape) {
+    long numel = 1;
+    for (long d : shape) {
+      if (d < 0) {
+        throw new IllegalArgumentException(
+            "tensor '" + name + "' has a negative dim in shape " + Arrays.toString(shape));
+      }
+      numel = d == 0 || numel <= Integer.MAX_VALUE / d ? numel * d : Long.MAX_VALUE;
+    }
+    return numel;
+  }
+
   /** Streams one tensor through {@code chunk}, converting as it goes so memory stays bounded. */
-  private static void writeData(FileChannel out, FloatBuffer src, DType dtype, ByteBuffer chunk)
+  static void writeData(FileChannel out, FloatBuffer src, DType dtype, ByteBuffer chunk)
       throws IOException {
     while (src.hasRemaining()) {
       chunk.clear();
@@ -197,7 +226,7 @@ public final class SafetensorsWriter {
     return (short) ((bits + roundingBias) >>> 16);
   }
 
-  private static void writeFully(FileChannel out, ByteBuffer bytes) throws IOException {
+  static void writeFully(FileChannel out, ByteBuffer bytes) throws IOException {
     while (bytes.hasRemaining()) {
       out.write(bytes);
     }
@@ -207,7 +236,7 @@ public final class SafetensorsWriter {
    * Makes the rename itself durable. Best effort: not every platform lets a directory be opened
    * and synced, and the file is already complete and in place either way.
    */
-  private static void syncDirectory(Path dir) {
+  static void syncDirectory(Path dir) {
     try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
       d.force(true);
     } catch (IOException | UnsupportedOperationException e) {

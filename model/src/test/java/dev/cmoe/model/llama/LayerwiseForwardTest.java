@@ -1,7 +1,9 @@
 package dev.cmoe.model.llama;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -64,6 +66,37 @@ class LayerwiseForwardTest {
             }
             assertArrayEquals(stepwise.inputs.getFirst(), layerwise.inputs.getFirst(), 1e-5f);
             assertThrows(IllegalArgumentException.class, () -> model.forwardLayer(0, model.embedWindows(windows, m), 3, 9, m));
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("configs")
+    void aModelLoadedOneLayerAtATimeComputesWhatTheWholeModelDoes(ModelConfig config) {
+        int[][] windows = {LlamaModelTest.tokens(7, config.vocabSize(), 3), LlamaModelTest.tokens(7, config.vocabSize(), 4)};
+        RandomModel weights = RandomModel.of(config, 6);
+        try (LlamaModel whole = LlamaModel.dense(config, weights);
+             LlamaModel streamed = LlamaModel.layerwise(config, NDManager.newBaseManager(), weights,
+                     WeightKernels.f32(), LlamaModel.denseFeedForwards(config));
+             NDManager m = NDManager.newBaseManager()) {
+            IllegalStateException notLoaded = assertThrows(IllegalStateException.class,
+                    () -> streamed.forwardLayer(0, streamed.embedWindows(windows, m), 2, 7, m));
+            assertTrue(notLoaded.getMessage().contains("layer 0 is not loaded"), notLoaded.getMessage());
+            assertThrows(IllegalStateException.class, () -> whole.loadLayer(0));
+            assertThrows(IllegalStateException.class, () -> whole.releaseLayer(0));
+            NDArray a = whole.embedWindows(windows, m);
+            NDArray b = streamed.embedWindows(windows, m);
+            for (int l = 0; l < config.numLayers(); l++) {
+                streamed.loadLayer(l);
+                int layer = l;
+                assertThrows(IllegalStateException.class, () -> streamed.loadLayer(layer));
+                NDManager own = streamed.layerManager(l);
+                a = whole.forwardLayer(l, a, 2, 7, m);
+                b = streamed.forwardLayer(l, b, 2, 7, m);
+                streamed.releaseLayer(l);
+                assertFalse(own.isOpen(), "layer " + l + "'s tensors are freed with it");
+                assertThrows(IllegalStateException.class, () -> streamed.feedForward(layer));
+            }
+            assertArrayEquals(a.toFloatArray(), b.toFloatArray(), 0f);
         }
     }
 }
