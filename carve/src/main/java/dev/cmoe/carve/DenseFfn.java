@@ -21,6 +21,9 @@ record DenseFfn(int hidden, int inter,
     }
 
     private static float[] floats(FloatBuffer b) {
+        if (b.hasArray() && b.arrayOffset() == 0 && b.position() == 0 && b.remaining() == b.array().length) {
+            return b.array(); // a buffer made for this read alone: a second copy would only double the peak
+        }
         float[] v = new float[b.remaining()];
         b.duplicate().get(v);
         return v;

@@ -34,10 +34,8 @@ public final class KvCache implements AutoCloseable {
         this.headDim = headDim;
         this.maxLength = maxLength;
         this.capacity = Math.min(initialCapacity, maxLength);
-        for (int l = 0; l < layers; l++) {
-            keys[l] = allocate(capacity);
-            values[l] = allocate(capacity);
-        }
+        // a layer's buffers are made when it first appends: a caller that runs one layer over
+        // scratch caches (carving calibration) then holds one layer's worth, not the model's
     }
 
     /** Tokens cached so far: the position of the next token. */
@@ -50,7 +48,7 @@ public final class KvCache implements AutoCloseable {
         return maxLength;
     }
 
-    /** Bytes of engine memory held now (float32 keys and values of every layer). */
+    /** Bytes of engine memory the cache holds at its capacity once every layer has run (float32 keys and values). */
     public long bytes() {
         return 2L * keys.length * capacity * kvHeads * headDim * Float.BYTES;
     }
@@ -68,8 +66,10 @@ public final class KvCache implements AutoCloseable {
         }
         int grown = Math.min(maxLength, Math.max(needed, capacity * 2));
         for (int l = 0; l < keys.length; l++) {
-            keys[l] = grow(keys[l], grown);
-            values[l] = grow(values[l], grown);
+            if (keys[l] != null) {
+                keys[l] = grow(keys[l], grown);
+                values[l] = grow(values[l], grown);
+            }
         }
         capacity = grown;
     }
@@ -84,6 +84,10 @@ public final class KvCache implements AutoCloseable {
      */
     NDArray[] append(int layer, NDArray k, NDArray v) {
         int n = (int) k.getShape().get(0);
+        if (keys[layer] == null) {
+            keys[layer] = allocate(capacity);
+            values[layer] = allocate(capacity);
+        }
         NDIndex fresh = new NDIndex("{}:{}", length, length + n);
         keys[layer].set(fresh, k);
         values[layer].set(fresh, v);

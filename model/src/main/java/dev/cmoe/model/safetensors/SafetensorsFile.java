@@ -91,11 +91,13 @@ public final class SafetensorsFile implements AutoCloseable {
     if (bytes == null) {
       return FloatBuffer.allocate(0);
     }
-    return switch (info.dtype()) {
-      case F32 -> bytes.asFloatBuffer();
-      case F16 -> f16ToF32(bytes.asShortBuffer());
-      case BF16 -> bf16ToF32(bytes.asShortBuffer());
-    };
+    if (info.dtype() == DType.F32) {
+      return bytes.asFloatBuffer(); // a view of the mapping, which the collector unmaps
+    }
+    FloatBuffer widened = info.dtype() == DType.F16 ? f16ToF32(bytes.asShortBuffer())
+        : bf16ToF32(bytes.asShortBuffer());
+    RawTensor.free(bytes); // converted: the mapping need not outlive this call
+    return widened;
   }
 
   /**
