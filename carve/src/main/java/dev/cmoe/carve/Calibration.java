@@ -22,8 +22,12 @@ import java.util.function.IntConsumer;
  * produce at one layer of the (partly carved) model.
  */
 final class Calibration {
-    /** Windows per forward step while capturing: bounds the activations held at once. */
-    static final int BATCH = 8;
+    /**
+     * Tokens per forward step while capturing (whole windows, at least one): a layer's
+     * activations for a step are a few times tokens × intermediate size, so this bounds the
+     * carve's peak memory on wide models, where the matmuls are already efficient at this height.
+     */
+    static final int TOKENS_PER_STEP = 1024;
 
     private Calibration() {
     }
@@ -125,8 +129,9 @@ final class Calibration {
         private float[] pass(IntConsumer progress, boolean keep) {
             float[] next = keep ? new float[residual.length] : null;
             int rowFloats = seqlen * hidden;
-            for (int w0 = 0; w0 < windows; w0 += BATCH) {
-                int n = Math.min(BATCH, windows - w0);
+            int perStep = Math.max(1, TOKENS_PER_STEP / seqlen);
+            for (int w0 = 0; w0 < windows; w0 += perStep) {
+                int n = Math.min(perStep, windows - w0);
                 try (NDManager m = NDManager.newBaseManager()) {
                     NDArray x = Tensors.create(m, FloatBuffer.wrap(residual, w0 * rowFloats, n * rowFloats),
                             (long) n * seqlen, hidden);

@@ -130,6 +130,7 @@ public final class Carver {
                  LlamaModel model = LlamaModel.layerwise(config, NDManager.newBaseManager(spec.device()),
                          TensorSource.of(checkpoint), WeightKernels.of(spec.resolveDtype(config, checkpoint)),
                          LlamaModel.denseFeedForwards(config))) {
+                model.kernels().checkComputes(model.manager());
                 double load = seconds(start);
                 long t = System.nanoTime();
                 int seqlen = opts.seqlen(config);

@@ -64,8 +64,14 @@ public final class ModelDir implements AutoCloseable {
         try (Checkpoint checkpoint = Checkpoint.open(dir)) {
             DType dtype = spec.resolveDtype(config, checkpoint);
             WeightKernels kernels = WeightKernels.of(dtype);
-            DecoderWeights weights = DecoderWeights.frozen(NDManager.newBaseManager(spec.device()),
-                    TensorSource.of(checkpoint), kernels);
+            NDManager manager = NDManager.newBaseManager(spec.device());
+            try {
+                kernels.checkComputes(manager);
+            } catch (RuntimeException e) {
+                manager.close();
+                throw e;
+            }
+            DecoderWeights weights = DecoderWeights.frozen(manager, TensorSource.of(checkpoint), kernels);
             model = LlamaModel.create(config, weights, moe.isPresent()
                     ? (w, layer) -> MoeFeedForward.load(w.manager(), w.source(), layer, config, moe.get(), routedHere,
                             kernels)

@@ -192,6 +192,30 @@ public final class WeightKernels {
         };
     }
 
+    /**
+     * Runs one small projection in this dtype on {@code manager}'s device and checks its result,
+     * so that a device which cannot compute the dtype (or computes it wrongly) is named when the
+     * weights are loaded rather than at the first request.
+     *
+     * @throws IllegalArgumentException naming the device and the dtype, with the engine's reason
+     */
+    public void checkComputes(NDManager manager) {
+        String what = "device " + manager.getDevice() + " cannot compute " + dtype.shortName() + " projections";
+        float got;
+        try (NDManager m = manager.newSubManager()) {
+            // (1, 2)·(2, 2)ᵀ with small integers: exact in every dtype, so any difference is a fault
+            NDArray w = convert(m.create(new float[] {1, 2, 3, 4}, new Shape(2, 2)), DType.F32, "probe");
+            NDArray y = project(m.create(new float[] {1, -1}, new Shape(1, 2)), Tensors.transposedView(w));
+            float[] out = y.toFloatArray();
+            got = out[0] + 10 * out[1];
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException(what + ": " + e.getMessage(), e);
+        }
+        if (got != -11f) { // y = (1−2, 3−4) = (−1, −1)
+            throw new IllegalArgumentException(what + ": a test product came out wrong");
+        }
+    }
+
     @Override
     public String toString() {
         return "WeightKernels[" + dtype.shortName() + "]";

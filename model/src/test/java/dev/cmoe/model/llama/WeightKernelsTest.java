@@ -190,4 +190,13 @@ class WeightKernelsTest {
             }
         }
     }
+
+    @Test
+    void everyDtypeComputesItsProbeOnTheCpu() {
+        try (NDManager m = NDManager.newBaseManager()) {
+            for (DType d : DType.values()) {
+                WeightKernels.of(d).checkComputes(m); // throws, naming the device and dtype, where it cannot
+            }
+        }
+    }
 }
