@@ -68,8 +68,7 @@ final class NeuronScores {
                     .transpose(); // (hidden, inter)
             NDArray upT = (reference ? unitRows(m, ffn.up(), inter, d) : m.create(ffn.up(), new Shape(inter, d)))
                     .transpose();   // (hidden, inter)
-            NDArray downNorms = reference ? null
-                    : m.create(ffn.down(), new Shape(d, inter)).norm(new int[] {0}); // (inter)
+            NDArray downNorms = reference ? null : columnNorms(m, ffn.down(), d, inter); // (inter)
             for (int t0 = 0; t0 < tokens; t0 += CHUNK) {
                 int n = Math.min(CHUNK, tokens - t0);
                 try (NDManager step = m.newSubManager()) {
@@ -114,9 +113,25 @@ final class NeuronScores {
         }
     }
 
-    /** W (rows, hidden) with every row L2-normalised, on the engine. */
+    /**
+     * W (rows, hidden) with every row L2-normalised, on the engine; the unnormalised copy is freed
+     * at once, as on a 7B layer it is as large as the result.
+     */
     private static NDArray unitRows(NDManager m, float[] w, int rows, int d) {
-        NDArray a = m.create(w, new Shape(rows, d));
-        return a.div(a.norm(new int[] {1}, true).maximum(1e-12f));
+        try (NDManager tmp = m.newSubManager()) {
+            NDArray a = tmp.create(w, new Shape(rows, d));
+            NDArray unit = a.div(a.norm(new int[] {1}, true).maximum(1e-12f));
+            unit.attach(m);
+            return unit;
+        }
+    }
+
+    /** The L2 norm of every column of W (rows, cols), without keeping W on the engine. */
+    private static NDArray columnNorms(NDManager m, float[] w, int rows, int cols) {
+        try (NDManager tmp = m.newSubManager()) {
+            NDArray norms = tmp.create(w, new Shape(rows, cols)).norm(new int[] {0});
+            norms.attach(m);
+            return norms;
+        }
     }
 }
