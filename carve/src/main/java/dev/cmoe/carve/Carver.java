@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import com.google.gson.JsonObject;
 import dev.cmoe.carve.cluster.MarkerMatrix;
+import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.config.ModelConfig;
@@ -319,7 +320,7 @@ public final class Carver {
         t = System.nanoTime();
         float[] probs;
         try (NDManager m = NDManager.newBaseManager()) {
-            probs = carved.route(m.create(x, new Shape(tokens, d))).probs();
+            probs = carved.route(Tensors.create(m, x, tokens, d)).probs();
         }
         carved.resetLoads();
         IntConsumer balanceProgress = done -> listener.progress(base + tokens + 2 + done, "balance");

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.carve.cluster.MarkerMatrix;
+import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.llama.Ops;
 import java.util.function.IntConsumer;
 
@@ -64,15 +65,15 @@ final class NeuronScores {
         float[] profiles = keepProfiles ? new float[inter * tokens] : null;
         boolean reference = importance == Importance.SCORE;
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray gateT = (reference ? unitRows(m, ffn.gate(), inter, d) : m.create(ffn.gate(), new Shape(inter, d)))
+            NDArray gateT = (reference ? unitRows(m, ffn.gate(), inter, d) : Tensors.create(m, ffn.gate(), inter, d))
                     .transpose(); // (hidden, inter)
-            NDArray upT = (reference ? unitRows(m, ffn.up(), inter, d) : m.create(ffn.up(), new Shape(inter, d)))
+            NDArray upT = (reference ? unitRows(m, ffn.up(), inter, d) : Tensors.create(m, ffn.up(), inter, d))
                     .transpose();   // (hidden, inter)
             NDArray downNorms = reference ? null : columnNorms(m, ffn.down(), d, inter); // (inter)
             for (int t0 = 0; t0 < tokens; t0 += CHUNK) {
                 int n = Math.min(CHUNK, tokens - t0);
                 try (NDManager step = m.newSubManager()) {
-                    NDArray xs = step.create(java.nio.FloatBuffer.wrap(x, t0 * d, n * d).slice(), new Shape(n, d));
+                    NDArray xs = Tensors.create(step, java.nio.FloatBuffer.wrap(x, t0 * d, n * d), n, d);
                     NDArray in = reference ? xs.div(xs.norm(new int[] {1}, true).maximum(1e-12f)) : xs; // (n, hidden)
                     NDArray h = Ops.silu(in.matMul(gateT)).mul(in.matMul(upT)).abs();                 // (n, inter)
                     if (!reference) {
@@ -108,7 +109,7 @@ final class NeuronScores {
         try (NDManager m = NDManager.newBaseManager()) {
             NDArray gateT = unitRows(m, DenseFfn.rows(ffn.gate(), d, neurons), neurons.length, d).transpose();
             NDArray upT = unitRows(m, DenseFfn.rows(ffn.up(), d, neurons), neurons.length, d).transpose();
-            NDArray xs = m.create(x, new Shape(tokens, d));
+            NDArray xs = Tensors.create(m, x, tokens, d);
             return xs.matMul(upT).mul(Ops.silu(xs.matMul(gateT))).abs().toFloatArray();
         }
     }
@@ -119,7 +120,7 @@ final class NeuronScores {
      */
     private static NDArray unitRows(NDManager m, float[] w, int rows, int d) {
         try (NDManager tmp = m.newSubManager()) {
-            NDArray a = tmp.create(w, new Shape(rows, d));
+            NDArray a = Tensors.create(tmp, w, rows, d);
             NDArray unit = a.div(a.norm(new int[] {1}, true).maximum(1e-12f));
             unit.attach(m);
             return unit;
@@ -129,7 +130,7 @@ final class NeuronScores {
     /** The L2 norm of every column of W (rows, cols), without keeping W on the engine. */
     private static NDArray columnNorms(NDManager m, float[] w, int rows, int cols) {
         try (NDManager tmp = m.newSubManager()) {
-            NDArray norms = tmp.create(w, new Shape(rows, cols)).norm(new int[] {0});
+            NDArray norms = Tensors.create(tmp, w, rows, cols).norm(new int[] {0});
             norms.attach(m);
             return norms;
         }

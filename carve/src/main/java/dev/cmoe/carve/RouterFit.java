@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.llama.Ops;
 
 /**
@@ -142,10 +143,10 @@ final class RouterFit {
         float[] norms = expertNorms(x, ffn, experts); // (tokens, N_r)
         Rows rows = reference(ffn, representatives);
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray xs = m.create(x, new Shape(tokens, d)).toType(DataType.FLOAT64, false);        // (T, hidden)
-            NDArray gates = m.create(rows.gate(), new Shape(nr, d)).toType(DataType.FLOAT64, false); // (N_r, hidden)
+            NDArray xs = Tensors.create(m, x, tokens, d).toType(DataType.FLOAT64, false);        // (T, hidden)
+            NDArray gates = Tensors.create(m, rows.gate(), nr, d).toType(DataType.FLOAT64, false); // (N_r, hidden)
             NDArray sigma = Ops.silu(xs.matMul(gates.transpose()));                                // (T, N_r)
-            NDArray y = m.create(norms, new Shape(tokens, nr)).toType(DataType.FLOAT64, false);
+            NDArray y = Tensors.create(m, norms, tokens, nr).toType(DataType.FLOAT64, false);
             for (int j = 0; j < nr; j++) {
                 try (NDScope scope = new NDScope()) { // frees this expert's (T, hidden) temporaries
                     scope.suppressNotUsedWarning();
@@ -205,14 +206,14 @@ final class RouterFit {
         int nr = experts.length;
         float[] out = new float[tokens * nr];
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray xs = m.create(x, new Shape(tokens, d));
+            NDArray xs = Tensors.create(m, x, tokens, d);
             for (int j = 0; j < nr; j++) {
                 int size = experts[j].length;
                 try (NDScope scope = new NDScope()) { // frees this expert's (T, m) and (T, hidden) temporaries
                     scope.suppressNotUsedWarning();
-                    NDArray gate = m.create(DenseFfn.rows(ffn.gate(), d, experts[j]), new Shape(size, d));
-                    NDArray up = m.create(DenseFfn.rows(ffn.up(), d, experts[j]), new Shape(size, d));
-                    NDArray down = m.create(ffn.downColumns(experts[j]), new Shape(d, size));
+                    NDArray gate = Tensors.create(m, DenseFfn.rows(ffn.gate(), d, experts[j]), size, d);
+                    NDArray up = Tensors.create(m, DenseFfn.rows(ffn.up(), d, experts[j]), size, d);
+                    NDArray down = Tensors.create(m, ffn.downColumns(experts[j]), d, size);
                     float[] norm = Ops.swiglu(xs, gate.transpose(), up.transpose(), down.transpose())
                             .norm(new int[] {1}).toFloatArray();
                     for (int t = 0; t < tokens; t++) {

@@ -2,7 +2,11 @@ package dev.cmoe.model.llama;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.safetensors.RawTensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 
 /** Small NDArray helpers for moving weights between Java buffers and the engine safely. */
@@ -12,8 +16,10 @@ public final class Tensors {
 
     /**
      * Copies {@code data} into an engine-owned tensor. DJL shares (does not copy) the memory of a
-     * direct ByteBuffer, which would tie the tensor to a memory-mapped file or to Java's direct
-     * memory limit; a FloatBuffer is copied, and the duplicate moves it into the engine's allocator.
+     * direct buffer, and stages a heap buffer in a direct buffer of its own that only a garbage
+     * collection frees, so large tensors made from Java arrays pile up in direct memory between
+     * collections (gigabytes when carving a 7B model). Here the staging buffer is ours: the
+     * duplicate moves the values into the engine's allocator and the buffer is freed at once.
      */
     public static NDArray create(NDManager manager, FloatBuffer data, long... shape) {
         Shape s = new Shape(shape);
@@ -21,9 +27,21 @@ public final class Tensors {
             throw new IllegalArgumentException("tensor data has " + data.remaining() + " values, shape " + s
                     + " needs " + s.size());
         }
-        try (NDArray staged = manager.create(data.duplicate(), s)) {
-            return staged.duplicate();
+        ByteBuffer staging = ByteBuffer.allocateDirect(Math.multiplyExact(data.remaining(), Float.BYTES))
+                .order(ByteOrder.LITTLE_ENDIAN);
+        try {
+            staging.asFloatBuffer().put(data.duplicate());
+            try (NDArray staged = manager.create(staging, s, DataType.FLOAT32)) {
+                return staged.duplicate();
+            }
+        } finally {
+            RawTensor.free(staging);
         }
+    }
+
+    /** As {@link #create(NDManager, FloatBuffer, long...)}, from a whole array. */
+    public static NDArray create(NDManager manager, float[] data, long... shape) {
+        return create(manager, FloatBuffer.wrap(data), shape);
     }
 
     /**
