@@ -99,6 +99,16 @@ final class CarvedCheckpoint implements AutoCloseable {
         }
     }
 
+    /**
+     * Writes carve_report.json beside the checkpoint: {@code report} as saved to {@code out}, its
+     * save time counted from {@code savingSince} (a {@link System#nanoTime} reading).
+     */
+    static CarveReport writeReport(Path staging, CarveReport report, Path out, long savingSince) throws IOException {
+        CarveReport saved = report.saved(out, Carver.seconds(savingSince));
+        Files.writeString(staging.resolve(CarveReport.FILE), saved.toJson(), StandardCharsets.UTF_8);
+        return saved;
+    }
+
     /** The layer whose dense FFN weight {@code name} is, or −1. */
     static int denseFfnLayer(String name, int layers) {
         if (!Layout.isFfn(name)) {

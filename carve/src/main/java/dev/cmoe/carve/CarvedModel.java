@@ -6,8 +6,6 @@ import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.tokenizer.TextTokenizer;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -70,8 +68,7 @@ public final class CarvedModel implements AutoCloseable {
                 layers.forEach(files::layer);
                 files.finish(staging, dir.dir(), dir.config(), moe);
             }
-            saved[0] = report.saved(out, Carver.seconds(start));
-            Files.writeString(staging.resolve(CarveReport.FILE), saved[0].toJson(), StandardCharsets.UTF_8);
+            saved[0] = CarvedCheckpoint.writeReport(staging, report, out, start);
         });
         return saved[0];
     }

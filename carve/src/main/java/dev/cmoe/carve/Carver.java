@@ -17,14 +17,13 @@ import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.tokenizer.TextTokenizer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.function.BiConsumer;
 import java.util.function.BiFunction;
+import java.util.function.Consumer;
 import java.util.function.IntConsumer;
 
 /**
@@ -145,16 +144,15 @@ public final class Carver {
                 long saving;
                 try (CarvedCheckpoint files = CarvedCheckpoint.start(staging, checkpoint, config, moe, shardBytes)) {
                     layers = carveLayers(model, TensorSource.of(checkpoint), calibration, moe, opts, recipe, listener,
-                            true, (l, tensors) -> files.layer(tensors));
+                            files::layer);
                     carve = seconds(t);
                     saving = System.nanoTime();
                     files.finish(staging, modelDir, config, moe);
                 }
                 CarveReport carved = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
                         calibration.length * seqlen, seqlen, layers,
-                        new CarveReport.Timings(load, text, carve, 0, seconds(start) - seconds(saving)));
-                report[0] = carved.saved(outDir, seconds(saving));
-                Files.writeString(staging.resolve(CarveReport.FILE), report[0].toJson(), StandardCharsets.UTF_8);
+                        new CarveReport.Timings(load, text, carve, 0, (saving - start) / 1e9));
+                report[0] = CarvedCheckpoint.writeReport(staging, carved, outDir, saving);
             }
         });
         listener.finished(report[0]);
@@ -200,7 +198,7 @@ public final class Carver {
             t = System.nanoTime();
             List<TensorMap> tensors = new ArrayList<>();
             List<CarveReport.Layer> layers = carveLayers(dense.model(), TensorSource.of(checkpoint), calibration,
-                    moe, opts, recipe, listener, false, (l, layerTensors) -> tensors.add(layerTensors));
+                    moe, opts, recipe, listener, tensors::add);
             double carve = seconds(t);
             CarveReport report = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
                     calibration.length * seqlen, seqlen, layers,
@@ -243,12 +241,13 @@ public final class Carver {
 
     /**
      * Carves every layer in order, handing each layer's tensors to {@code sink} once it is done; a
-     * {@code layerwise} model loads each dense layer just before and frees it just after.
+     * {@link LlamaModel#isLayerwise layerwise} model loads each dense layer just before and frees it
+     * just after.
      */
     private static List<CarveReport.Layer> carveLayers(LlamaModel model, TensorSource dense, int[][] calibration,
                                                        MoeConfig moe, CarveOptions opts, Recipe recipe,
-                                                       CarveListener listener, boolean layerwise,
-                                                       BiConsumer<Integer, TensorMap> sink) {
+                                                       CarveListener listener, Consumer<TensorMap> sink) {
+        boolean layerwise = model.isLayerwise();
         List<CarveReport.Layer> layers = new ArrayList<>();
         Calibration.ResidualStream stream = new Calibration.ResidualStream(model, calibration);
         for (int l = 0; l < model.config().numLayers(); l++) {
@@ -257,7 +256,7 @@ public final class Carver {
             }
             TensorMap tensors = new TensorMap();
             layers.add(carveLayer(model, dense, stream, calibration, moe, opts, recipe, tensors, listener));
-            sink.accept(l, tensors);
+            sink.accept(tensors);
             if (layerwise) {
                 model.releaseLayer(l);
             }

@@ -112,9 +112,14 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
+    /** Whether this model was made by {@link #layerwise}: its layers are loaded and freed one by one. */
+    public boolean isLayerwise() {
+        return layerSource != null;
+    }
+
     /** Loads decoder layer {@code l} of a {@link #layerwise} model into a manager of its own. */
     public void loadLayer(int l) {
-        if (layerSource == null) {
+        if (!isLayerwise()) {
             throw new IllegalStateException("every layer of this model is loaded with it; only a layerwise model loads layers");
         }
         if (layers.get(l) != null) {
