@@ -200,6 +200,26 @@ public final class EngineBench {
         return us;
     }
 
+    /**
+     * Engine calls of one forward of each variant's layer-0 FFN on a random (batch, hidden)
+     * input, counted by {@link EngineCalls}.
+     *
+     * @return variant → calls for each of {@code batches}
+     */
+    public static Map<String, long[]> engineCalls(List<Variant> variants, int hidden, int[] batches) {
+        Map<String, long[]> calls = new LinkedHashMap<>();
+        variants.forEach(v -> calls.put(v.name(), new long[batches.length]));
+        try (NDManager m = NDManager.newBaseManager()) {
+            for (int b = 0; b < batches.length; b++) {
+                NDArray x = m.randomNormal(new Shape(batches[b], hidden));
+                for (Variant v : variants) {
+                    calls.get(v.name())[b] = EngineCalls.of(v.ffns().getFirst(), x);
+                }
+            }
+        }
+        return calls;
+    }
+
     private static void run(FeedForward ffn, NDArray x) {
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();

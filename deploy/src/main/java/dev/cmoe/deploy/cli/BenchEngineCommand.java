@@ -5,6 +5,7 @@ import dev.cmoe.carve.CarveOptions;
 import dev.cmoe.carve.CarveReport;
 import dev.cmoe.carve.Carver;
 import dev.cmoe.deploy.bench.EngineBench;
+import dev.cmoe.deploy.bench.PerExpertMoe;
 import dev.cmoe.deploy.bench.SyntheticModel;
 import dev.cmoe.model.ModelDir;
 import ai.djl.ndarray.NDManager;
@@ -105,6 +106,10 @@ public final class BenchEngineCommand implements Callable<Integer> {
             + " (default: ${DEFAULT-VALUE}).")
     int ffnIterations;
 
+    @Option(names = "--per-expert", description = "Also run each carving the way the MoE layer ran before its experts"
+            + " were grouped (one gather and SwiGLU per selected expert), its weights loaded a second time.")
+    boolean perExpert;
+
     @Option(names = "--threads", description = "PyTorch intra-op threads (default: the engine's, one per core). On a"
             + " machine shared with other jobs, 1 avoids OpenMP threads spinning against each other.")
     Integer threads;
@@ -171,13 +176,18 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 moeFfns.add(MoeFeedForward.load(m.manager(), TensorSource.of(ckpt), l, carvedConfig, moe, true,
                         m.kernels()));
             }
-            String name = "S" + moe.shared() + "A" + moe.active() + "E" + moe.experts();
+            String name = "S" + moe.shared() + "A" + moe.active() + "E" + moe.experts() + " " + pct(moe);
             String label = String.format(Locale.ROOT, "%s (%d layers, d %d, d_h %d)", dense.getFileName(),
                     c.numLayers(), c.hiddenSize(), c.intermediateSize());
-            run(out, label, m, c.hiddenSize(), List.of(new EngineBench.Variant("dense", denseFfns),
-                    new EngineBench.Variant(name + " " + pct(moe), moeFfns)));
+            List<EngineBench.Variant> variants = new ArrayList<>(List.of(new EngineBench.Variant("dense", denseFfns),
+                    new EngineBench.Variant(name, moeFfns)));
+            if (perExpert) {
+                variants.add(perExpert(name, m.manager(), TensorSource.of(ckpt), c.hiddenSize(), moe, m.kernels(),
+                        moeFfns));
+            }
+            run(out, label, m, c.hiddenSize(), variants);
             EngineBench.install(m, new EngineBench.Variant("dense", denseFfns));
-            moeFfns.forEach(FeedForward::close);
+            variants.subList(1, variants.size()).forEach(v -> v.ffns().forEach(FeedForward::close));
         }
     }
 
@@ -200,7 +210,11 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 for (int l = 0; l < layers; l++) {
                     f.add(MoeFeedForward.load(m.manager(), source, l, c, moe, true, kernels));
                 }
-                variants.add(new EngineBench.Variant("S" + shared + "A" + k + "E" + experts + " " + pct(moe), f));
+                String name = "S" + shared + "A" + k + "E" + experts + " " + pct(moe);
+                variants.add(new EngineBench.Variant(name, f));
+                if (perExpert) {
+                    variants.add(perExpert(name, m.manager(), source, hidden, moe, kernels, f));
+                }
             }
             String label = String.format(Locale.ROOT, "synthetic 7B-shaped (%d layers, d %d, d_h %d)", layers, hidden,
                     intermediate);
@@ -284,6 +298,37 @@ public final class BenchEngineCommand implements Callable<Integer> {
             }
             out.println(row);
         }
+        for (int i = 1; i < variants.size(); i++) {
+            String name = variants.get(i).name();
+            if (name.endsWith(" per-expert")) {
+                String grouped = variants.get(i - 1).name();
+                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "grouped / per-expert, %s:", grouped));
+                for (EngineBench.Decode r : decode) {
+                    double[] range = r.range(grouped, name);
+                    row.append(String.format(Locale.ROOT, "  batch %d %.2fx [%.2f-%.2f]", r.batch(),
+                            r.ratio(grouped, name), range[0], range[1]));
+                }
+                out.println(row);
+            }
+        }
+        if (m.kernels().dtype() == DType.F32) {
+            Map<String, long[]> calls = EngineBench.engineCalls(variants, d, batches);
+            out.printf(Locale.ROOT, "%n== engine calls per layer, FFN (layer 0), %s: calls of one forward, counted%n",
+                    label);
+            StringBuilder h = new StringBuilder(String.format(Locale.ROOT, "%6s", "batch"));
+            variants.forEach(v -> h.append(String.format(Locale.ROOT, " %22s", v.name())));
+            out.println(h);
+            for (int b = 0; b < batches.length; b++) {
+                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d", batches[b]));
+                for (EngineBench.Variant v : variants) {
+                    row.append(String.format(Locale.ROOT, " %22d", calls.get(v.name())[b]));
+                }
+                out.println(row);
+            }
+        } else {
+            out.printf(Locale.ROOT, "%n(engine calls are counted on float32 models only: %s holds %s)%n", label,
+                    m.kernels().dtype().shortName());
+        }
         out.printf(Locale.ROOT, "%n== FFN only (layer 0), %s: microseconds per token (median of %d), MoE/dense time%n",
                 label, repeats);
         out.println(head.toString().replace("carved/dense", "  MoE/dense"));
@@ -326,6 +371,16 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
         }
+    }
+
+    /** The variant that runs {@code grouped}'s layers the previous way, on a second copy of their experts. */
+    private static EngineBench.Variant perExpert(String name, NDManager manager, TensorSource source, int hidden,
+                                                 MoeConfig moe, WeightKernels kernels, List<FeedForward> grouped) {
+        List<FeedForward> f = new ArrayList<>();
+        for (int l = 0; l < grouped.size(); l++) {
+            f.add(PerExpertMoe.load(manager, source, l, hidden, moe, kernels, (MoeFeedForward) grouped.get(l)));
+        }
+        return new EngineBench.Variant(name.substring(0, name.indexOf(' ')) + " per-expert", f);
     }
 
     private static List<FeedForward> ffns(LlamaModel m) {
