@@ -122,6 +122,11 @@ public final class BenchEngineCommand implements Callable<Integer> {
             + " with the weight bytes read per second.")
     List<String> compareDtypes;
 
+    @Option(names = "--compare-threads", split = ",", paramLabel = "N", description = "Instead of dense vs carved:"
+            + " dense decode of the shipped and the synthetic model with each of these intra-op thread counts (e.g."
+            + " 1,2), set before each step so the counts take turns step by step.")
+    int[] compareThreads;
+
     @Option(names = "--carve", description = "Also carve the shipped model (S2A2E16, into a temporary directory)"
             + " and report the time per layer and phase.")
     boolean carve;
@@ -140,6 +145,10 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 repeats);
         if (compareDtypes != null) {
             dtypes(out);
+            return 0;
+        }
+        if (compareThreads != null) {
+            threads(out);
             return 0;
         }
         if (!skipShipped) {
@@ -273,6 +282,54 @@ public final class BenchEngineCommand implements Callable<Integer> {
             }
         } finally {
             variants.forEach(v -> v.model().close());
+        }
+    }
+
+    /** Dense decode with each of {@code --compare-threads}, steps interleaved, on the shipped and synthetic models. */
+    private void threads(PrintStream out) throws Exception {
+        if (!skipShipped) {
+            try (ModelDir dir = ModelDir.open(model != null ? model : Paths.shippedModel(),
+                    dtype.apply(LoadSpec.full()))) {
+                threadTable(out, "shipped " + dir.model().config().numLayers() + "-layer model", dir.model());
+            }
+        }
+        if (!skipSynthetic) {
+            ModelConfig c = SyntheticModel.config(hidden, intermediate, layers, heads, heads, vocab, prompt + steps + 8);
+            WeightKernels kernels = WeightKernels.of(LoadSpec.parseDtype(dtype.dtype).orElse(DType.F32));
+            try (LlamaModel m = LlamaModel.create(c, DecoderWeights.frozen(NDManager.newBaseManager(),
+                    new SyntheticModel(42), kernels), LlamaModel.denseFeedForwards(c))) {
+                threadTable(out, String.format(Locale.ROOT, "synthetic %d layers, d %d, d_h %d, %s", layers, hidden,
+                        intermediate, kernels.dtype().shortName()), m);
+            }
+        }
+    }
+
+    private void threadTable(PrintStream out, String label, LlamaModel m) {
+        List<EngineBench.Variant> variants = new ArrayList<>();
+        for (int t : compareThreads) {
+            if (t < 1) {
+                throw new IllegalArgumentException("--compare-threads takes positive thread counts, not " + t);
+            }
+            variants.add(EngineBench.Variant.withThreads(t + " thread" + (t == 1 ? "" : "s"), m, t));
+        }
+        List<EngineBench.Decode> decode;
+        try (ProgressBar bar = Progress.bar("decode", (long) batches.length * repeats, "run")) {
+            decode = EngineBench.decode(m, variants, batches, prompt, steps, repeats, bar::step);
+        }
+        String base = variants.getFirst().name();
+        out.printf(Locale.ROOT, "%n== dense decode by intra-op threads, %s: tokens/s (median of %d), ratio to %s"
+                + " [min-max]%n", label, repeats, base);
+        StringBuilder head = new StringBuilder(String.format(Locale.ROOT, "%6s", "batch"));
+        variants.forEach(v -> head.append(String.format(Locale.ROOT, " %14s %18s", v.name(), "ratio")));
+        out.println(head);
+        for (EngineBench.Decode r : decode) {
+            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d", r.batch()));
+            for (EngineBench.Variant v : variants) {
+                double[] range = r.range(v.name(), base);
+                row.append(String.format(Locale.ROOT, " %14.1f %7.2fx [%.2f-%.2f]", r.median(v.name()),
+                        r.ratio(v.name(), base), range[0], range[1]));
+            }
+            out.println(row);
         }
     }
 
