@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.jni.JniUtils;
 import dev.cmoe.model.llama.FeedForward;
 import dev.cmoe.model.llama.KvCache;
 import dev.cmoe.model.llama.LlamaModel;
@@ -25,22 +26,32 @@ import java.util.SplittableRandom;
 public final class EngineBench {
     /**
      * A model variant: one FFN per layer swapped into the bench's model, or a model of its own
-     * (another dtype of the same weights) that runs as it is when {@code ffns} is null.
+     * (another dtype of the same weights) that runs as it is when {@code ffns} is null; with
+     * {@code threads} set, the engine's intra-op thread count is set to it before each of its
+     * steps, so thread counts can take turns like any other variant.
      */
-    public record Variant(String name, LlamaModel model, List<FeedForward> ffns) {
+    public record Variant(String name, LlamaModel model, List<FeedForward> ffns, Integer threads) {
         public Variant(String name, List<FeedForward> ffns) {
-            this(name, null, ffns);
+            this(name, null, ffns, null);
         }
 
         /** A whole model, run as loaded. */
         public static Variant of(String name, LlamaModel model) {
-            return new Variant(name, model, null);
+            return new Variant(name, model, null, null);
+        }
+
+        /** {@code model} run with {@code threads} intra-op threads. */
+        public static Variant withThreads(String name, LlamaModel model, int threads) {
+            return new Variant(name, model, null, threads);
         }
 
         LlamaModel in(LlamaModel bench) {
             LlamaModel m = model == null ? bench : model;
             if (ffns != null) {
                 install(m, this);
+            }
+            if (threads != null) {
+                JniUtils.setNumThreads(threads);
             }
             return m;
         }
@@ -89,6 +100,16 @@ public final class EngineBench {
      */
     public static List<Decode> decode(LlamaModel model, List<Variant> variants, int[] batches, int prompt, int steps,
                                       int repeats, Runnable tick) {
+        int threads = JniUtils.getNumThreads(); // variants with their own count change it: put it back after
+        try {
+            return decodeAll(model, variants, batches, prompt, steps, repeats, tick);
+        } finally {
+            JniUtils.setNumThreads(threads);
+        }
+    }
+
+    private static List<Decode> decodeAll(LlamaModel model, List<Variant> variants, int[] batches, int prompt,
+                                          int steps, int repeats, Runnable tick) {
         List<Decode> out = new ArrayList<>();
         for (int batch : batches) {
             Map<String, double[]> tps = new LinkedHashMap<>();
@@ -198,6 +219,26 @@ public final class EngineBench {
             }
         }
         return us;
+    }
+
+    /**
+     * Engine calls of one forward of each variant's layer-0 FFN on a random (batch, hidden)
+     * input, counted by {@link EngineCalls}.
+     *
+     * @return variant → calls for each of {@code batches}
+     */
+    public static Map<String, long[]> engineCalls(List<Variant> variants, int hidden, int[] batches) {
+        Map<String, long[]> calls = new LinkedHashMap<>();
+        variants.forEach(v -> calls.put(v.name(), new long[batches.length]));
+        try (NDManager m = NDManager.newBaseManager()) {
+            for (int b = 0; b < batches.length; b++) {
+                NDArray x = m.randomNormal(new Shape(batches[b], hidden));
+                for (Variant v : variants) {
+                    calls.get(v.name())[b] = EngineCalls.of(v.ffns().getFirst(), x);
+                }
+            }
+        }
+        return calls;
     }
 
     private static void run(FeedForward ffn, NDArray x) {

@@ -5,6 +5,7 @@ import dev.cmoe.carve.CarveOptions;
 import dev.cmoe.carve.CarveReport;
 import dev.cmoe.carve.Carver;
 import dev.cmoe.deploy.bench.EngineBench;
+import dev.cmoe.deploy.bench.PerExpertMoe;
 import dev.cmoe.deploy.bench.SyntheticModel;
 import dev.cmoe.model.ModelDir;
 import ai.djl.ndarray.NDManager;
@@ -105,6 +106,10 @@ public final class BenchEngineCommand implements Callable<Integer> {
             + " (default: ${DEFAULT-VALUE}).")
     int ffnIterations;
 
+    @Option(names = "--per-expert", description = "Also run each carving the way the MoE layer ran before its experts"
+            + " were grouped (one gather and SwiGLU per selected expert), its weights loaded a second time.")
+    boolean perExpert;
+
     @Option(names = "--threads", description = "PyTorch intra-op threads (default: the engine's, one per core). On a"
             + " machine shared with other jobs, 1 avoids OpenMP threads spinning against each other.")
     Integer threads;
@@ -116,6 +121,11 @@ public final class BenchEngineCommand implements Callable<Integer> {
             + " dense decode of the synthetic model held in each of these dtypes (e.g. f32,bf16), steps interleaved,"
             + " with the weight bytes read per second.")
     List<String> compareDtypes;
+
+    @Option(names = "--compare-threads", split = ",", paramLabel = "N", description = "Instead of dense vs carved:"
+            + " dense decode of the shipped and the synthetic model with each of these intra-op thread counts (e.g."
+            + " 1,2), set before each step so the counts take turns step by step.")
+    int[] compareThreads;
 
     @Option(names = "--carve", description = "Also carve the shipped model (S2A2E16, into a temporary directory)"
             + " and report the time per layer and phase.")
@@ -135,6 +145,10 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 repeats);
         if (compareDtypes != null) {
             dtypes(out);
+            return 0;
+        }
+        if (compareThreads != null) {
+            threads(out);
             return 0;
         }
         if (!skipShipped) {
@@ -171,13 +185,18 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 moeFfns.add(MoeFeedForward.load(m.manager(), TensorSource.of(ckpt), l, carvedConfig, moe, true,
                         m.kernels()));
             }
-            String name = "S" + moe.shared() + "A" + moe.active() + "E" + moe.experts();
+            String name = "S" + moe.shared() + "A" + moe.active() + "E" + moe.experts() + " " + pct(moe);
             String label = String.format(Locale.ROOT, "%s (%d layers, d %d, d_h %d)", dense.getFileName(),
                     c.numLayers(), c.hiddenSize(), c.intermediateSize());
-            run(out, label, m, c.hiddenSize(), List.of(new EngineBench.Variant("dense", denseFfns),
-                    new EngineBench.Variant(name + " " + pct(moe), moeFfns)));
+            List<EngineBench.Variant> variants = new ArrayList<>(List.of(new EngineBench.Variant("dense", denseFfns),
+                    new EngineBench.Variant(name, moeFfns)));
+            if (perExpert) {
+                variants.add(perExpert(name, m.manager(), TensorSource.of(ckpt), c.hiddenSize(), moe, m.kernels(),
+                        moeFfns));
+            }
+            run(out, label, m, c.hiddenSize(), variants);
             EngineBench.install(m, new EngineBench.Variant("dense", denseFfns));
-            moeFfns.forEach(FeedForward::close);
+            variants.subList(1, variants.size()).forEach(v -> v.ffns().forEach(FeedForward::close));
         }
     }
 
@@ -200,7 +219,11 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 for (int l = 0; l < layers; l++) {
                     f.add(MoeFeedForward.load(m.manager(), source, l, c, moe, true, kernels));
                 }
-                variants.add(new EngineBench.Variant("S" + shared + "A" + k + "E" + experts + " " + pct(moe), f));
+                String name = "S" + shared + "A" + k + "E" + experts + " " + pct(moe);
+                variants.add(new EngineBench.Variant(name, f));
+                if (perExpert) {
+                    variants.add(perExpert(name, m.manager(), source, hidden, moe, kernels, f));
+                }
             }
             String label = String.format(Locale.ROOT, "synthetic 7B-shaped (%d layers, d %d, d_h %d)", layers, hidden,
                     intermediate);
@@ -262,6 +285,54 @@ public final class BenchEngineCommand implements Callable<Integer> {
         }
     }
 
+    /** Dense decode with each of {@code --compare-threads}, steps interleaved, on the shipped and synthetic models. */
+    private void threads(PrintStream out) throws Exception {
+        if (!skipShipped) {
+            try (ModelDir dir = ModelDir.open(model != null ? model : Paths.shippedModel(),
+                    dtype.apply(LoadSpec.full()))) {
+                threadTable(out, "shipped " + dir.model().config().numLayers() + "-layer model", dir.model());
+            }
+        }
+        if (!skipSynthetic) {
+            ModelConfig c = SyntheticModel.config(hidden, intermediate, layers, heads, heads, vocab, prompt + steps + 8);
+            WeightKernels kernels = WeightKernels.of(LoadSpec.parseDtype(dtype.dtype).orElse(DType.F32));
+            try (LlamaModel m = LlamaModel.create(c, DecoderWeights.frozen(NDManager.newBaseManager(),
+                    new SyntheticModel(42), kernels), LlamaModel.denseFeedForwards(c))) {
+                threadTable(out, String.format(Locale.ROOT, "synthetic %d layers, d %d, d_h %d, %s", layers, hidden,
+                        intermediate, kernels.dtype().shortName()), m);
+            }
+        }
+    }
+
+    private void threadTable(PrintStream out, String label, LlamaModel m) {
+        List<EngineBench.Variant> variants = new ArrayList<>();
+        for (int t : compareThreads) {
+            if (t < 1) {
+                throw new IllegalArgumentException("--compare-threads takes positive thread counts, not " + t);
+            }
+            variants.add(EngineBench.Variant.withThreads(t + " thread" + (t == 1 ? "" : "s"), m, t));
+        }
+        List<EngineBench.Decode> decode;
+        try (ProgressBar bar = Progress.bar("decode", (long) batches.length * repeats, "run")) {
+            decode = EngineBench.decode(m, variants, batches, prompt, steps, repeats, bar::step);
+        }
+        String base = variants.getFirst().name();
+        out.printf(Locale.ROOT, "%n== dense decode by intra-op threads, %s: tokens/s (median of %d), ratio to %s"
+                + " [min-max]%n", label, repeats, base);
+        StringBuilder head = new StringBuilder(String.format(Locale.ROOT, "%6s", "batch"));
+        variants.forEach(v -> head.append(String.format(Locale.ROOT, " %14s %18s", v.name(), "ratio")));
+        out.println(head);
+        for (EngineBench.Decode r : decode) {
+            StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d", r.batch()));
+            for (EngineBench.Variant v : variants) {
+                double[] range = r.range(v.name(), base);
+                row.append(String.format(Locale.ROOT, " %14.1f %7.2fx [%.2f-%.2f]", r.median(v.name()),
+                        r.ratio(v.name(), base), range[0], range[1]));
+            }
+            out.println(row);
+        }
+    }
+
     private void run(PrintStream out, String label, LlamaModel m, int d, List<EngineBench.Variant> variants) {
         List<EngineBench.Decode> decode;
         try (ProgressBar bar = Progress.bar("decode", (long) batches.length * repeats, "run")) {
@@ -283,6 +354,37 @@ public final class BenchEngineCommand implements Callable<Integer> {
                         r.ratio(v.name(), base), range[0], range[1]));
             }
             out.println(row);
+        }
+        for (int i = 1; i < variants.size(); i++) {
+            String name = variants.get(i).name();
+            if (name.endsWith(" per-expert")) {
+                String grouped = variants.get(i - 1).name();
+                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "grouped / per-expert, %s:", grouped));
+                for (EngineBench.Decode r : decode) {
+                    double[] range = r.range(grouped, name);
+                    row.append(String.format(Locale.ROOT, "  batch %d %.2fx [%.2f-%.2f]", r.batch(),
+                            r.ratio(grouped, name), range[0], range[1]));
+                }
+                out.println(row);
+            }
+        }
+        if (m.kernels().dtype() == DType.F32) {
+            Map<String, long[]> calls = EngineBench.engineCalls(variants, d, batches);
+            out.printf(Locale.ROOT, "%n== engine calls per layer, FFN (layer 0), %s: calls of one forward, counted%n",
+                    label);
+            StringBuilder h = new StringBuilder(String.format(Locale.ROOT, "%6s", "batch"));
+            variants.forEach(v -> h.append(String.format(Locale.ROOT, " %22s", v.name())));
+            out.println(h);
+            for (int b = 0; b < batches.length; b++) {
+                StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d", batches[b]));
+                for (EngineBench.Variant v : variants) {
+                    row.append(String.format(Locale.ROOT, " %22d", calls.get(v.name())[b]));
+                }
+                out.println(row);
+            }
+        } else {
+            out.printf(Locale.ROOT, "%n(engine calls are counted on float32 models only: %s holds %s)%n", label,
+                    m.kernels().dtype().shortName());
         }
         out.printf(Locale.ROOT, "%n== FFN only (layer 0), %s: microseconds per token (median of %d), MoE/dense time%n",
                 label, repeats);
@@ -326,6 +428,16 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
         }
+    }
+
+    /** The variant that runs {@code grouped}'s layers the previous way, on a second copy of their experts. */
+    private static EngineBench.Variant perExpert(String name, NDManager manager, TensorSource source, int hidden,
+                                                 MoeConfig moe, WeightKernels kernels, List<FeedForward> grouped) {
+        List<FeedForward> f = new ArrayList<>();
+        for (int l = 0; l < grouped.size(); l++) {
+            f.add(PerExpertMoe.load(manager, source, l, hidden, moe, kernels, (MoeFeedForward) grouped.get(l)));
+        }
+        return new EngineBench.Variant(name.substring(0, name.indexOf(' ')) + " per-expert", f);
     }
 
     private static List<FeedForward> ffns(LlamaModel m) {

@@ -56,6 +56,10 @@ final class Bf16Script {
                 table: Tensor,
                 ids: Tensor) -> Tensor:
                 return torch.to(torch.index_select(table, 0, ids), F32)
+              def cat(self: __torch__.CmoeBf16,
+                xs: List[Tensor],
+                dim: int) -> Tensor:
+                return torch.cat(xs, dim)
             """.replace("BF16", Integer.toString(BF16)).replace("F32", Integer.toString(F32));
 
     private static volatile Bf16Script instance;
@@ -158,12 +162,35 @@ final class Bf16Script {
         return run("rows", ids.getManager(), table, ids);
     }
 
+    /** {@code parts} (bfloat16, equal but for {@code axis}) joined along {@code axis}, owned by the first part's manager. */
+    NDArray cat(NDArray[] parts, int axis) {
+        PtNDArray[] pt = new PtNDArray[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            pt[i] = (PtNDArray) parts[i];
+        }
+        return run("cat", parts[0].getManager(), IValue.listFrom(pt), IValue.from((long) axis));
+    }
+
     private NDArray run(String method, NDManager owner, NDArray... args) {
         IValue[] in = new IValue[args.length];
         try {
             for (int i = 0; i < args.length; i++) {
                 in[i] = IValue.from((PtNDArray) args[i]);
             }
+        } catch (RuntimeException e) {
+            for (IValue v : in) {
+                if (v != null) {
+                    v.close();
+                }
+            }
+            throw e;
+        }
+        return run(method, owner, in);
+    }
+
+    /** Runs {@code method} on {@code in}, which it closes. */
+    private NDArray run(String method, NDManager owner, IValue... in) {
+        try {
             try (IValue out = IValueUtils.runMethod(module, method, in)) {
                 return out.toTensor((PtNDManager) owner);
             }

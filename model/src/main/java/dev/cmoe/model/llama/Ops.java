@@ -2,6 +2,7 @@ package dev.cmoe.model.llama;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -42,6 +43,20 @@ public final class Ops {
     /** {@link #swiglu} with weights held by {@code kernels} (in its dtype); x and the result are float32. */
     public static NDArray swiglu(NDArray x, NDArray wGateT, NDArray wUpT, NDArray wDownT, WeightKernels kernels) {
         return kernels.project(silu(kernels.project(x, wGateT)).mul(kernels.project(x, wUpT)), wDownT);
+    }
+
+    /**
+     * The SwiGLU activation of a fused gate/up projection: {@code SiLU(g) ⊙ u} where g and u are
+     * the first and second halves of the last axis, so one product of the concatenated weights
+     * replaces the two projections.
+     *
+     * @param gateUp (…, 2·inter)
+     * @return (…, inter)
+     */
+    public static NDArray gatedSilu(NDArray gateUp) {
+        long[] dims = gateUp.getShape().getShape();
+        NDList halves = gateUp.split(new long[] {dims[dims.length - 1] / 2}, dims.length - 1);
+        return silu(halves.get(0)).mul(halves.get(1));
     }
 
     /**

@@ -1,6 +1,8 @@
 package dev.cmoe.model.llama;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -180,6 +182,20 @@ public final class WeightKernels {
                     yield Bf16Script.get().rows(table, longs);
                 }
             }
+        };
+    }
+
+    /**
+     * Weights {@code parts} held in this dtype, joined along {@code axis} into one engine-owned
+     * tensor (for stacking experts or fusing projections at load); the parts stay open.
+     */
+    public NDArray concat(NDArray[] parts, int axis) {
+        if (parts.length == 0) {
+            throw new IllegalArgumentException("nothing to concatenate");
+        }
+        return switch (dtype) {
+            case F32, F16 -> NDArrays.concat(new NDList(parts), axis);
+            case BF16 -> Bf16Script.get().cat(parts, axis);
         };
     }
 

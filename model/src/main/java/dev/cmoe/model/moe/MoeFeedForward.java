@@ -4,7 +4,6 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.config.ModelConfig;
@@ -20,11 +19,13 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * A carved FFN: an always-on shared expert plus N_k of N_r routed SwiGLU experts per token,
  * chosen by CMoE's analytical router. This in-process forward is the reference that the
  * distributed server reproduces, so it is split the same way: {@link #route}, {@link #expert},
- * {@link #shared} and {@link #combine} are each usable on their own.
+ * {@link #shared} and {@link #combine} are each usable on their own. In process, a step's routed
+ * experts run grouped ({@link GroupedExperts}): a few engine calls for all of them, whatever the
+ * number selected.
  *
  * <pre>
  * s  = |(x·classifierᵀ) ⊙ SiLU(x·gateᵀ)|          (T, N_r)
- * s' = softmax(s) over experts                    float32
+ * s' = softmax(s) over experts                    in Java, double precision
  * selected = top-N_k of (s' + b)                  b changes selection only
  * out = shared(x) + Σ_selected (1 + s'_j·u_j) · expert_j(x)
  * </pre>
@@ -32,41 +33,25 @@ import java.util.concurrent.atomic.AtomicLongArray;
 public final class MoeFeedForward implements FeedForward {
     private final MoeConfig moe;
     private final WeightKernels kernels; // the experts' dtype; the router is float32
-    private final NDArray sharedGateT;  // (hidden, N_s·m), null when N_s = 0
-    private final NDArray sharedUpT;    // (hidden, N_s·m)
-    private final NDArray sharedDownT;  // (N_s·m, hidden)
-    private final NDArray[] gateT;      // per routed expert (hidden, m)
-    private final NDArray[] upT;        // per routed expert (hidden, m)
-    private final NDArray[] downT;      // per routed expert (m, hidden)
-    private final NDArray classifierT;  // (hidden, N_r)
-    private final NDArray routerGateT;  // (hidden, N_r)
+    private final NDArray sharedGateUpT; // (hidden, 2·N_s·m): gate and up fused, null when N_s = 0
+    private final NDArray sharedDownT;   // (N_s·m, hidden)
+    private volatile GroupedExperts experts; // the routed experts, null once released or when served elsewhere
+    private final NDArray routerT;       // (hidden, 2·N_r): classifier and router gate fused
     private final float[] scale;        // (N_r) u
     private volatile float[] bias;      // (N_r) b, replaced whole by setBias
     private final AtomicLongArray loads; // (N_r) tokens routed to each expert since the last reset
 
-    private MoeFeedForward(MoeConfig moe, WeightKernels kernels, NDArray[] shared, NDArray[] gate, NDArray[] up,
-                           NDArray[] down, NDArray classifier, NDArray routerGate, float[] scale, float[] bias) {
+    private MoeFeedForward(MoeConfig moe, WeightKernels kernels, NDArray[] shared, GroupedExperts experts,
+                           NDArray router, float[] scale, float[] bias) {
         this.moe = moe;
         this.kernels = kernels;
-        this.sharedGateT = shared == null ? null : Tensors.transposedView(shared[0]);
-        this.sharedUpT = shared == null ? null : Tensors.transposedView(shared[1]);
-        this.sharedDownT = shared == null ? null : Tensors.transposedView(shared[2]);
-        int nRouted = moe.routed();
-        this.gateT = new NDArray[nRouted];
-        this.upT = new NDArray[nRouted];
-        this.downT = new NDArray[nRouted];
-        for (int j = 0; j < nRouted; j++) {
-            if (gate[j] != null) {
-                gateT[j] = Tensors.transposedView(gate[j]);
-                upT[j] = Tensors.transposedView(up[j]);
-                downT[j] = Tensors.transposedView(down[j]);
-            }
-        }
-        this.classifierT = Tensors.transposedView(classifier);
-        this.routerGateT = Tensors.transposedView(routerGate);
+        this.sharedGateUpT = shared == null ? null : Tensors.transposedView(shared[0]);
+        this.sharedDownT = shared == null ? null : Tensors.transposedView(shared[1]);
+        this.experts = experts;
+        this.routerT = Tensors.transposedView(router);
         this.scale = scale.clone();
         this.bias = bias.clone();
-        this.loads = new AtomicLongArray(nRouted);
+        this.loads = new AtomicLongArray(moe.routed());
     }
 
     /**
@@ -81,42 +66,41 @@ public final class MoeFeedForward implements FeedForward {
     /**
      * As {@link #load}, the experts held by {@code kernels}; without {@code routedExperts} no
      * routed expert tensor is read: the layer routes, runs its shared expert and combines, for a
-     * server whose expert actors hold the rest.
+     * server whose expert actors hold the rest. The routed experts are stacked per layer (see
+     * {@link GroupedExperts}); the shared expert's gate and up, and the router's two matrices,
+     * are each fused into one projection.
      */
     public static MoeFeedForward load(NDManager manager, TensorSource source, int layer, ModelConfig config,
                                       MoeConfig moe, boolean routedExperts, WeightKernels kernels) {
         int d = config.hiddenSize();
-        int m = moe.expertSize();
         int nRouted = moe.routed();
         NDArray[] shared = null;
         if (moe.shared() > 0) {
             int s = moe.sharedSize();
             shared = new NDArray[] {
-                kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.GATE), s, d),
-                kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.UP), s, d),
+                fused(kernels,
+                        kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.GATE), s, d),
+                        kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.UP), s, d)),
                 kernels.load(manager, source, MoeWeightNames.shared(layer, MoeWeightNames.DOWN), d, s)};
         }
-        NDArray[] gate = new NDArray[nRouted];
-        NDArray[] up = new NDArray[nRouted];
-        NDArray[] down = new NDArray[nRouted];
-        for (int j = 0; routedExperts && j < nRouted; j++) {
-            gate[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.GATE), m, d);
-            up[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.UP), m, d);
-            down[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.DOWN), d, m);
-        }
-        NDArray classifier = Tensors.load(manager, source, MoeWeightNames.routerClassifier(layer), nRouted, d);
-        NDArray routerGate = Tensors.load(manager, source, MoeWeightNames.routerGate(layer), nRouted, d);
+        GroupedExperts experts = routedExperts ? GroupedExperts.load(manager, source, layer, d, moe, kernels) : null;
+        WeightKernels f32 = WeightKernels.f32();
+        NDArray router = fused(f32,
+                Tensors.load(manager, source, MoeWeightNames.routerClassifier(layer), nRouted, d),
+                Tensors.load(manager, source, MoeWeightNames.routerGate(layer), nRouted, d));
         float[] scale = floats(source.read(MoeWeightNames.routerScale(layer), nRouted));
         float[] bias = floats(source.read(MoeWeightNames.routerBias(layer), nRouted));
-        return new MoeFeedForward(moe, kernels, shared, gate, up, down, classifier, routerGate, scale, bias);
+        return new MoeFeedForward(moe, kernels, shared, experts, router, scale, bias);
     }
 
-    private static long[] longs(int[] v) {
-        long[] out = new long[v.length];
-        for (int i = 0; i < v.length; i++) {
-            out[i] = v[i];
+    /** Weights {@code a} (p, in) over {@code b} (q, in) in one (p + q, in) tensor; closes both. */
+    private static NDArray fused(WeightKernels kernels, NDArray a, NDArray b) {
+        try {
+            return kernels.concat(new NDArray[] {a, b}, 0);
+        } finally {
+            a.close();
+            b.close();
         }
-        return out;
     }
 
     private static float[] floats(FloatBuffer b) {
@@ -127,34 +111,42 @@ public final class MoeFeedForward implements FeedForward {
 
     @Override
     public NDArray forward(NDArray x) {
+        return forward(x, GroupedExperts.Strategy.AUTO);
+    }
+
+    /** {@link #forward} with the experts multiplied as {@code strategy} says: tests and benchmarks compare them. */
+    NDArray forward(NDArray x, GroupedExperts.Strategy strategy) {
+        GroupedExperts e = requireExperts();
         Routing routing = route(x);
-        NDArray[] outputs = new NDArray[moe.routed()];
-        // one batched SwiGLU per expert over the rows routed to it, not a loop over tokens
-        for (int j = 0; j < outputs.length; j++) {
-            int[] rows = routing.rows(j);
-            if (rows.length > 0) {
-                outputs[j] = expert(j, x.get(new NDIndex("{}", x.getManager().create(longs(rows)))));
-            }
+        NDArray routed = e.forward(x, routing, strategy);
+        return sharedGateUpT == null ? routed : shared(x).add(routed);
+    }
+
+    private GroupedExperts requireExperts() {
+        GroupedExperts e = experts;
+        if (e == null) {
+            throw new IllegalStateException("the routed experts of this layer are not loaded in this process: they"
+                    + " are served by expert actors");
         }
-        NDArray routed = combine(routing, outputs);
-        return sharedGateT == null ? routed : shared(x).add(routed);
+        return e;
     }
 
     /**
-     * The router's decision for {@code x}: probabilities on the engine, selection in Java. Counts
-     * each selection in {@link #loads()}. Releases its own temporaries.
+     * The router's decision for {@code x}: its two score products in one engine call, their
+     * (tokens, 2·N_r) result copied to Java, where the rest of the router's formula and the
+     * selection take a few operations per score, fewer than the engine calls they would cost.
+     * Counts each selection in {@link #loads()}. Releases its own temporaries.
      *
      * @param x (tokens, hidden)
      */
     public Routing route(NDArray x) {
-        long tokens = x.getShape().get(0);
-        float[] probs;
-        try (NDScope scope = new NDScope()) {
-            scope.suppressNotUsedWarning();
-            NDArray s = x.matMul(classifierT).mul(Ops.silu(x.matMul(routerGateT))).abs(); // (T, N_r)
-            probs = s.softmax(-1).toFloatArray();
+        int tokens = Math.toIntExact(x.getShape().get(0));
+        float[] scores;
+        try (NDArray cg = x.matMul(routerT)) { // (T, 2·N_r): classifier scores, then gate scores
+            scores = cg.toFloatArray();
         }
-        Routing routing = Routing.select(probs, Math.toIntExact(tokens), moe.active(), bias, scale);
+        float[] probs = probabilities(scores, tokens, moe.routed());
+        Routing routing = Routing.select(probs, tokens, moe.active(), bias, scale);
         for (int j = 0; j < moe.routed(); j++) {
             int n = routing.rows(j).length;
             if (n > 0) {
@@ -165,16 +157,39 @@ public final class MoeFeedForward implements FeedForward {
     }
 
     /**
+     * s' = softmax(|c ⊙ SiLU(g)|) per token, in double precision, from the rows [c | g] of
+     * {@code scores} (tokens, 2·N_r).
+     */
+    static float[] probabilities(float[] scores, int tokens, int routed) {
+        float[] probs = new float[tokens * routed];
+        double[] s = new double[routed];
+        for (int t = 0; t < tokens; t++) {
+            int row = 2 * t * routed;
+            double max = Double.NEGATIVE_INFINITY;
+            for (int j = 0; j < routed; j++) {
+                double g = scores[row + routed + j];
+                s[j] = Math.abs(scores[row + j] * g / (1 + Math.exp(-g)));
+                max = Math.max(max, s[j]);
+            }
+            double sum = 0;
+            for (int j = 0; j < routed; j++) {
+                s[j] = Math.exp(s[j] - max);
+                sum += s[j];
+            }
+            for (int j = 0; j < routed; j++) {
+                probs[t * routed + j] = (float) (s[j] / sum);
+            }
+        }
+        return probs;
+    }
+
+    /**
      * Routed expert {@code j}'s SwiGLU, unweighted. rows: (n, hidden) → (n, hidden).
      *
      * @throws IllegalStateException after {@link #releaseRoutedExperts()}
      */
     public NDArray expert(int j, NDArray rows) {
-        if (gateT[j] == null) {
-            throw new IllegalStateException("routed expert " + j + " is not loaded in this process: it is served by "
-                    + "expert actors");
-        }
-        return Ops.swiglu(rows, gateT[j], upT[j], downT[j], kernels);
+        return requireExperts().expert(j, rows);
     }
 
     /**
@@ -184,24 +199,19 @@ public final class MoeFeedForward implements FeedForward {
      * afterwards. Idempotent.
      */
     public synchronized void releaseRoutedExperts() {
-        for (int j = 0; j < gateT.length; j++) {
-            if (gateT[j] != null) {
-                gateT[j].close();
-                upT[j].close();
-                downT[j].close();
-                gateT[j] = null;
-                upT[j] = null;
-                downT[j] = null;
-            }
+        GroupedExperts e = experts;
+        if (e != null) {
+            experts = null;
+            e.close();
         }
     }
 
     /** The shared expert's output (weight 1), zeros when the model has none. x: (T, hidden) → (T, hidden). */
     public NDArray shared(NDArray x) {
-        if (sharedGateT == null) {
+        if (sharedGateUpT == null) {
             return x.getManager().zeros(x.getShape(), x.getDataType());
         }
-        return Ops.swiglu(x, sharedGateT, sharedUpT, sharedDownT, kernels);
+        return kernels.project(Ops.gatedSilu(kernels.project(x, sharedGateUpT)), sharedDownT);
     }
 
     /**
@@ -276,13 +286,11 @@ public final class MoeFeedForward implements FeedForward {
 
     @Override
     public synchronized void close() {
-        if (sharedGateT != null) {
-            sharedGateT.close();
-            sharedUpT.close();
+        if (sharedGateUpT != null) {
+            sharedGateUpT.close();
             sharedDownT.close();
         }
         releaseRoutedExperts();
-        classifierT.close();
-        routerGateT.close();
+        routerT.close();
     }
 }

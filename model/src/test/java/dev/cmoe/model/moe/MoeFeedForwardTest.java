@@ -2,14 +2,20 @@ package dev.cmoe.model.moe;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.Tensors;
+import dev.cmoe.model.llama.WeightKernels;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.ReferenceMoe;
 import java.nio.FloatBuffer;
@@ -24,6 +30,10 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 class MoeFeedForwardTest {
     static final int HIDDEN = 24;
+    /** Grouped vs per-expert products in float32: the engine's rounding, relative to the largest output. */
+    static final double F32_TOLERANCE = 1e-6;
+    /** In bfloat16 each product's output is rounded to 8 bits, so one rounding step may differ. */
+    static final double BF16_TOLERANCE = 1.0 / 64;
 
     /** A one-layer MoE of the given shape with random weights, its reference, and a source to load it. */
     record Fixture(MoeConfig moe, ModelConfig config, Map<String, RandomModel.Tensor> tensors, ReferenceMoe reference) {
@@ -79,13 +89,20 @@ class MoeFeedForwardTest {
         "5, 2, 3, 4, 6",  // every routed expert active
         "12, 1, 4, 2, 17"})
     void matchesTheDoublePrecisionFormula(int experts, int shared, int active, int m, int tokens) {
+        for (GroupedExperts.Strategy strategy : GroupedExperts.Strategy.values()) {
+            matchesTheDoublePrecisionFormula(experts, shared, active, m, tokens, strategy);
+        }
+    }
+
+    private static void matchesTheDoublePrecisionFormula(int experts, int shared, int active, int m, int tokens,
+                                                         GroupedExperts.Strategy strategy) {
         Fixture f = Fixture.of(experts, shared, active, m, 31L * experts + shared);
         double[][] x = inputs(tokens, experts + 100L * active);
         try (NDManager manager = NDManager.newBaseManager(); MoeFeedForward ffn = f.load(manager)) {
             float[] got;
             try (NDScope scope = new NDScope()) {
                 scope.suppressNotUsedWarning();
-                NDArray out = ffn.forward(toArray(manager, x));
+                NDArray out = ffn.forward(toArray(manager, x), strategy);
                 assertEquals(new Shape(tokens, HIDDEN), out.getShape());
                 got = out.toFloatArray();
             }
@@ -100,7 +117,7 @@ class MoeFeedForwardTest {
                     maxRef = Math.max(maxRef, Math.abs(want[i]));
                 }
             }
-            assertTrue(maxDiff / maxRef < 1e-5, "relative error " + maxDiff / maxRef);
+            assertTrue(maxDiff / maxRef < 1e-5, strategy + ": relative error " + maxDiff / maxRef);
         }
     }
 
@@ -186,7 +203,7 @@ class MoeFeedForwardTest {
                     outs[j] = ffn.expert(j, in.get(new ai.djl.ndarray.index.NDIndex("{}", manager.create(rows))));
                 }
             }
-            assertArrayEquals(ffn.forward(in).toFloatArray(), ffn.combine(r, outs).toFloatArray(), 0f);
+            assertClose(ffn.combine(r, outs).toFloatArray(), ffn.forward(in).toFloatArray(), F32_TOLERANCE);
         }
     }
 
@@ -209,8 +226,94 @@ class MoeFeedForwardTest {
             ffn.releaseRoutedExperts(); // idempotent
             Routing after = ffn.route(in);
             assertArrayEquals(before.probs(), after.probs(), 0f);
-            assertArrayEquals(want, ffn.shared(in).add(ffn.combine(after, outs)).toFloatArray(), 0f);
+            assertClose(want, ffn.shared(in).add(ffn.combine(after, outs)).toFloatArray(), F32_TOLERANCE);
             org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> ffn.forward(in));
         }
+    }
+
+    /** Every |want − got| within {@code tolerance} × max |want|. */
+    static void assertClose(float[] want, float[] got, double tolerance) {
+        assertEquals(want.length, got.length);
+        double maxDiff = 0;
+        double maxRef = 0;
+        for (int i = 0; i < want.length; i++) {
+            maxDiff = Math.max(maxDiff, Math.abs(want[i] - got[i]));
+            maxRef = Math.max(maxRef, Math.abs(want[i]));
+        }
+        assertTrue(maxRef > 0, "reference output is all zeros");
+        assertTrue(maxDiff <= tolerance * maxRef, "max difference " + maxDiff + " exceeds " + tolerance + " × " + maxRef);
+    }
+
+    /**
+     * The previous in-process forward, kept here as the yardstick: a gather and a separate-weight
+     * SwiGLU ({@link Ops#swiglu}) per selected expert, the shared expert likewise, then
+     * {@link MoeFeedForward#combine}.
+     */
+    static float[] perExpert(NDManager m, Fixture f, WeightKernels kernels, MoeFeedForward ffn, NDArray in) {
+        TensorSource src = f.source();
+        int d = HIDDEN;
+        int size = f.moe().expertSize();
+        try (NDScope scope = new NDScope()) {
+            scope.suppressNotUsedWarning();
+            Routing r = ffn.route(in);
+            NDArray[] outs = new NDArray[f.moe().routed()];
+            for (int j = 0; j < outs.length; j++) {
+                if (r.rows(j).length > 0) {
+                    long[] rows = Arrays.stream(r.rows(j)).asLongStream().toArray();
+                    outs[j] = Ops.swiglu(in.get(new NDIndex("{}", m.create(rows))),
+                            weightT(m, kernels, src, MoeWeightNames.expert(0, j, MoeWeightNames.GATE), size, d),
+                            weightT(m, kernels, src, MoeWeightNames.expert(0, j, MoeWeightNames.UP), size, d),
+                            weightT(m, kernels, src, MoeWeightNames.expert(0, j, MoeWeightNames.DOWN), d, size),
+                            kernels);
+                }
+            }
+            NDArray routed = ffn.combine(r, outs);
+            if (f.moe().shared() > 0) {
+                int s = f.moe().sharedSize();
+                routed = Ops.swiglu(in, weightT(m, kernels, src, MoeWeightNames.shared(0, MoeWeightNames.GATE), s, d),
+                        weightT(m, kernels, src, MoeWeightNames.shared(0, MoeWeightNames.UP), s, d),
+                        weightT(m, kernels, src, MoeWeightNames.shared(0, MoeWeightNames.DOWN), d, s), kernels)
+                        .add(routed);
+            }
+            return routed.toFloatArray();
+        }
+    }
+
+    private static NDArray weightT(NDManager m, WeightKernels kernels, TensorSource src, String name, long... shape) {
+        return Tensors.transposedView(kernels.load(m, src, name, shape));
+    }
+
+    @ParameterizedTest(name = "{0}, {1} tokens")
+    @CsvSource({"F32, 1", "F32, 3", "F32, 40", "BF16, 1", "BF16, 3", "BF16, 40", "F16, 5"})
+    void groupedExpertsMatchThePerExpertPathInEachDtype(DType dtype, int tokens) {
+        Fixture f = Fixture.of(10, 2, 3, 4, 77);
+        WeightKernels kernels = WeightKernels.of(dtype);
+        double tolerance = dtype == DType.F32 ? F32_TOLERANCE : BF16_TOLERANCE;
+        try (NDManager manager = NDManager.newBaseManager();
+             MoeFeedForward ffn = MoeFeedForward.load(manager, f.source(), 0, f.config(), f.moe(), true, kernels)) {
+            NDArray in = toArray(manager, inputs(tokens, tokens));
+            float[] want = perExpert(manager, f, kernels, ffn, in);
+            for (GroupedExperts.Strategy s : GroupedExperts.Strategy.values()) {
+                try (NDScope scope = new NDScope()) {
+                    scope.suppressNotUsedWarning();
+                    assertClose(want, ffn.forward(in, s).toFloatArray(), tolerance);
+                }
+            }
+        }
+    }
+
+    @Test
+    void batchesAllExpertsOnlyWhenLittleWeightIsReadInVainAndPaddingIsCheap() {
+        // small experts, every one used, few rows each: one product over all
+        assertTrue(GroupedExperts.batched(0, 14, 4, 32));
+        // small experts, most unused (batch 1 of the shipped model): the used ones only
+        assertFalse(GroupedExperts.batched(12 * 196_608L, 14, 1, 2));
+        // small experts, about half unused (batch 4): one product, the bytes read in vain are few
+        assertTrue(GroupedExperts.batched(8 * 196_608L, 14, 2, 8));
+        // large experts (a 7B model's), two unused: only the used ones
+        assertFalse(GroupedExperts.batched(2 * 33_816_576L, 14, 4, 32));
+        // every expert used but one takes most rows (a skewed prefill): padding would multiply the work
+        assertFalse(GroupedExperts.batched(0, 14, 200, 256));
+        assertTrue(GroupedExperts.batched(0, 14, 30, 256));
     }
 }

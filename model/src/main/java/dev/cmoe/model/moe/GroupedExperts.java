@@ -1,0 +1,253 @@
+package dev.cmoe.model.moe;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.llama.Ops;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.WeightKernels;
+
+/**
+ * One layer's routed experts stacked into two tensors, so that a step runs all of its routed
+ * experts in a few engine calls instead of about eight per selected expert: the gate and up
+ * projections of expert j are fused into one (hidden, 2m) block of {@code gateUpT}, its down
+ * projection is block j of {@code downT}, and {@link #forward} either multiplies every expert
+ * at once (one batched product over all blocks, rows padded per expert) or, when that would read
+ * much weight no row needs, only the used experts' blocks, sharing one activation and one
+ * combine either way.
+ */
+final class GroupedExperts implements AutoCloseable {
+    /**
+     * Unused experts' weight bytes that a batched product may read in vain: below this, a
+     * layer's experts are small enough that engine calls, not memory traffic, decide its time
+     * (the shipped model's are 0.2 MB each, so a one-token step, which leaves 12 of 14 unused,
+     * still runs only its used experts), above it (a 7B model's are 34 MB each) the step reads
+     * only the experts it uses.
+     */
+    static final long SLACK_BYTES = 2L << 20;
+
+    /**
+     * Rows per expert that a batched product may pad to without regard to the arithmetic: a
+     * product over this few rows is bound by reading the weights, so padding costs nothing;
+     * beyond it padding may at most double the rows.
+     */
+    static final int FREE_ROWS = 16;
+
+    /**
+     * Steps of up to this many tokens combine with one product of a (tokens, rows) matrix of
+     * gates instead of a gather, a product and a sum over slots: two engine calls instead of
+     * six, while the product's arithmetic (tokens × rows × hidden) stays below a gather's cost.
+     */
+    static final int MATMUL_COMBINE_TOKENS = 8;
+
+    /** How a step's experts are multiplied; {@link #AUTO} picks by the rules above. */
+    enum Strategy { AUTO, BATCHED, USED }
+
+    private final WeightKernels kernels;
+    private final int routed;
+    private final long expertBytes;  // one expert's weights
+    private final NDArray gateUpT;   // (N_r, hidden, 2m): [gate_j; up_j] transposed
+    private final NDArray downT;     // (N_r, m, hidden)
+    private final NDArray[] gateUpOf; // block j of gateUpT: (hidden, 2m)
+    private final NDArray[] downOf;   // block j of downT: (m, hidden)
+
+    private GroupedExperts(WeightKernels kernels, int routed, long expertBytes, NDArray gateUpT, NDArray downT) {
+        this.kernels = kernels;
+        this.routed = routed;
+        this.expertBytes = expertBytes;
+        this.gateUpT = gateUpT;
+        this.downT = downT;
+        this.gateUpOf = new NDArray[routed];
+        this.downOf = new NDArray[routed];
+        for (int j = 0; j < routed; j++) {
+            gateUpOf[j] = gateUpT.get(j);
+            downOf[j] = downT.get(j);
+        }
+    }
+
+    /** Reads layer {@code layer}'s routed experts into {@code manager}, held by {@code kernels}, and stacks them. */
+    static GroupedExperts load(NDManager manager, TensorSource source, int layer, int hidden, MoeConfig moe,
+                               WeightKernels kernels) {
+        int m = moe.expertSize();
+        int n = moe.routed();
+        NDArray[] gateUp = new NDArray[2 * n];
+        NDArray[] down = new NDArray[n];
+        try {
+            for (int j = 0; j < n; j++) {
+                gateUp[2 * j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.GATE),
+                        m, hidden);
+                gateUp[2 * j + 1] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.UP),
+                        m, hidden);
+                down[j] = kernels.load(manager, source, MoeWeightNames.expert(layer, j, MoeWeightNames.DOWN),
+                        hidden, m);
+            }
+            NDArray gu = stack(kernels, gateUp, new Shape(n, 2L * m, hidden));
+            NDArray dn = stack(kernels, down, new Shape(n, hidden, m));
+            long bytes = 3L * m * hidden * kernels.dtype().byteSize();
+            return new GroupedExperts(kernels, n, bytes, transposed(gu), transposed(dn));
+        } finally {
+            closeAll(gateUp);
+            closeAll(down);
+        }
+    }
+
+    /** {@code parts} joined along their first axis and viewed as {@code shape}. */
+    private static NDArray stack(WeightKernels kernels, NDArray[] parts, Shape shape) {
+        try (NDArray flat = kernels.concat(parts, 0)) {
+            return flat.reshape(shape);
+        }
+    }
+
+    /** The (n, a, b) → (n, b, a) view; BLAS reads the transposed strides in place. */
+    private static NDArray transposed(NDArray stacked) {
+        NDArray t = stacked.transpose(0, 2, 1);
+        stacked.close();
+        return t;
+    }
+
+    private static void closeAll(NDArray[] arrays) {
+        for (NDArray a : arrays) {
+            if (a != null) {
+                a.close();
+            }
+        }
+    }
+
+    /** Expert {@code j}'s SwiGLU, unweighted. rows: (n, hidden) → (n, hidden). */
+    NDArray expert(int j, NDArray rows) {
+        return kernels.project(Ops.gatedSilu(kernels.project(rows, gateUpOf[j])), downOf[j]);
+    }
+
+    /**
+     * Σ over each token's selected experts of g · expert(x): summed in slot order as
+     * {@link MoeFeedForward#combine} does, or for a few tokens as one product with the gates.
+     *
+     * @param x (tokens, hidden)
+     * @return (tokens, hidden)
+     */
+    NDArray forward(NDArray x, Routing routing, Strategy strategy) {
+        int tokens = routing.tokens();
+        int nActive = routing.nActive();
+        int used = 0;
+        int widest = 0;
+        for (int j = 0; j < routed; j++) {
+            int n = routing.rows(j).length;
+            used += n > 0 ? 1 : 0;
+            widest = Math.max(widest, n);
+        }
+        Strategy s = strategy != Strategy.AUTO ? strategy
+                : batched((routed - used) * expertBytes, routed, widest, tokens * nActive) ? Strategy.BATCHED
+                : Strategy.USED;
+        NDManager manager = x.getManager();
+        long[] position = new long[tokens * nActive]; // slot t·N_k + k → its row among the experts' outputs
+        NDArray outputs = s == Strategy.BATCHED ? batched(x, routing, widest, position)
+                : used(x, routing, used, position);
+        if (tokens <= MATMUL_COMBINE_TOKENS) {
+            long rows = outputs.getShape().get(0);
+            float[] weights = new float[Math.toIntExact(tokens * rows)]; // row r of token t weighs g, others 0
+            for (int t = 0; t < tokens; t++) {
+                for (int k = 0; k < nActive; k++) {
+                    weights[Math.toIntExact(t * rows + position[t * nActive + k])] = routing.gate(t, k);
+                }
+            }
+            return manager.create(weights, new Shape(tokens, rows)).matMul(outputs);
+        }
+        long hidden = outputs.getShape().get(1);
+        float[] gates = new float[tokens * nActive];
+        for (int t = 0; t < tokens; t++) {
+            for (int k = 0; k < nActive; k++) {
+                gates[t * nActive + k] = routing.gate(t, k);
+            }
+        }
+        return outputs.get(new NDIndex("{}", manager.create(position)))
+                .mul(manager.create(gates, new Shape(tokens * nActive, 1)))
+                .reshape(tokens, nActive, hidden).sum(new int[] {1});
+    }
+
+    /**
+     * Whether one product over all {@code routed} experts, each padded to {@code widest} rows,
+     * beats one product per used expert, when the unused experts weigh {@code unusedBytes} and
+     * the step routes {@code rows} rows in all.
+     */
+    static boolean batched(long unusedBytes, int routed, int widest, int rows) {
+        return unusedBytes <= SLACK_BYTES && (widest <= FREE_ROWS || (long) routed * widest <= 2L * rows);
+    }
+
+    /** Every expert in one batched product, expert j's rows padded to {@code widest}: (N_r·widest, hidden). */
+    private NDArray batched(NDArray x, Routing routing, int widest, long[] position) {
+        long[] take = new long[routed * widest]; // padding takes row 0; no slot reads its output
+        for (int j = 0; j < routed; j++) {
+            int[] rows = routing.rows(j);
+            int[] slots = routing.slots(j);
+            for (int i = 0; i < rows.length; i++) {
+                take[j * widest + i] = rows[i];
+                position[slots[i]] = (long) j * widest + i;
+            }
+        }
+        long hidden = x.getShape().get(1);
+        NDArray padded = x.get(new NDIndex("{}", x.getManager().create(take))).reshape(routed, widest, hidden);
+        NDArray out = kernels.project(Ops.gatedSilu(kernels.project(padded, gateUpT)), downT);
+        return out.reshape((long) routed * widest, hidden);
+    }
+
+    /**
+     * The used experts only: one product per used expert and projection, one activation over all
+     * their rows, which are gathered once, sorted by expert. (rows routed, hidden).
+     */
+    private NDArray used(NDArray x, Routing routing, int used, long[] position) {
+        int tokens = routing.tokens();
+        int[] experts = new int[used];
+        int[] from = new int[used];
+        long[] take = new long[tokens * routing.nActive()];
+        boolean everyToken = true; // each used expert takes all tokens: x itself is every expert's input
+        int u = 0;
+        int at = 0;
+        for (int j = 0; j < routed; j++) {
+            int[] rows = routing.rows(j);
+            if (rows.length == 0) {
+                continue;
+            }
+            everyToken &= rows.length == tokens;
+            experts[u] = j;
+            from[u++] = at;
+            int[] slots = routing.slots(j);
+            for (int i = 0; i < rows.length; i++) {
+                take[at] = rows[i];
+                position[slots[i]] = at++;
+            }
+        }
+        long[] cuts = new long[used - 1]; // where each used expert's rows start, but the first
+        for (int i = 1; i < used; i++) {
+            cuts[i - 1] = from[i];
+        }
+        NDList inputs = null;
+        if (!everyToken) {
+            NDArray sorted = x.get(new NDIndex("{}", x.getManager().create(take)));
+            inputs = used == 1 ? new NDList(sorted) : sorted.split(cuts, 0);
+        }
+        NDList gateUp = new NDList(used);
+        for (int i = 0; i < used; i++) {
+            gateUp.add(kernels.project(everyToken ? x : inputs.get(i), gateUpOf[experts[i]]));
+        }
+        NDArray act = Ops.gatedSilu(used == 1 ? gateUp.head() : NDArrays.concat(gateUp));
+        NDList acts = used == 1 ? new NDList(act) : act.split(cuts, 0);
+        NDList out = new NDList(used);
+        for (int i = 0; i < used; i++) {
+            out.add(kernels.project(acts.get(i), downOf[experts[i]]));
+        }
+        return used == 1 ? out.head() : NDArrays.concat(out);
+    }
+
+    @Override
+    public void close() {
+        for (int j = 0; j < routed; j++) {
+            gateUpOf[j].close();
+            downOf[j].close();
+        }
+        gateUpT.close();
+        downT.close();
+    }
+}
