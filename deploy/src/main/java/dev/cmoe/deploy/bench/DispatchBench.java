@@ -41,6 +41,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -80,6 +81,9 @@ public final class DispatchBench {
                 pekko.remote.artery.canonical.port = 0
                 pekko.remote.artery.advanced.maximum-frame-size = %d b
                 pekko.loglevel = WARNING
+                pekko.remote.warn-about-direct-use = off
+                pekko.remote.use-unsafe-remote-features-outside-cluster = off
+                pekko.remote.warn-unsafe-watch-outside-cluster = off
                 """.formatted(FRAME_BYTES)).withFallback(ConfigFactory.load());
     }
 
@@ -133,7 +137,7 @@ public final class DispatchBench {
     }
 
     private static Worker startWorker(ActorSystem<Void> head, String name, int hidden, DType dtype,
-                                      List<Integer> experts) throws IOException {
+                                      List<Integer> experts) throws Exception {
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin",
                 "java").toString()));
@@ -167,12 +171,12 @@ public final class DispatchBench {
             throw new IOException("worker " + name + " did not start (exit " + (p.isAlive() ? "none yet"
                     : p.exitValue()) + "); see its output above");
         }
-        awaitServed(head, compute, experts.size(), name);
         return new Worker(p, compute, hosted, echo);
     }
 
-    private static void awaitServed(ActorSystem<Void> head, ActorRef<DeviceCompute.Command> compute, int experts,
-                                    String name) throws Exception {
+    /** Waits (bounded) until {@code compute}, local to {@code head}, holds {@code experts} kernels. */
+    static void awaitServed(ActorSystem<Void> head, ActorRef<DeviceCompute.Command> compute, int experts,
+                            String name) throws Exception {
         long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
         while (System.nanoTime() < deadline) {
             DeviceCompute.Stats s = AskPattern.<DeviceCompute.Command, DeviceCompute.Stats>ask(compute,
@@ -188,12 +192,12 @@ public final class DispatchBench {
     private static void measure(Options o, PrintStream out, ActorSystem<Void> head, List<Worker> workers,
                                 MoeFeedForward ffn, MoeConfig moe, int hidden, DType dtype) throws Exception {
         // the same layer over no-op experts in this JVM, for the in-process baseline
-        ActorRef<DeviceCompute.Command> localCompute = Adapter.spawn(head, DeviceCompute.create("local/cpu",
+        ActorRef<DeviceCompute.Command> localCompute = head.systemActorOf(DeviceCompute.create("local/cpu",
                 Device.cpu(), hidden, dtype), "local-compute", DispatcherSelector.fromConfig(ExpertActor.DISPATCHER));
         List<List<Replica>> local = new ArrayList<>();
         List<List<Replica>> remote = new ArrayList<>();
         for (int j = 0; j < moe.routed(); j++) {
-            ActorRef<ExpertActor.Command> e = Adapter.spawn(head, ExpertActor.create(new ExpertId(0, j),
+            ActorRef<ExpertActor.Command> e = head.systemActorOf(ExpertActor.create(new ExpertId(0, j),
                     NoOpExpert::new, localCompute), "local-expert-" + j,
                     DispatcherSelector.fromConfig(ExpertActor.DISPATCHER));
             local.add(List.of(new Replica("local/cpu", e, localCompute)));
@@ -203,10 +207,10 @@ public final class DispatchBench {
         }
         awaitServed(head, localCompute, moe.routed(), "local");
         RouterActor.Limits limits = new RouterActor.Limits(ASK, ASK, FRAME_BYTES);
-        ActorRef<RouterActor.Command> localRouter = Adapter.spawn(head, RouterActor.create(0, hidden, dtype, ffn,
+        ActorRef<RouterActor.Command> localRouter = head.systemActorOf(RouterActor.create(0, hidden, dtype, ffn,
                 new LayerReplicas(0, local), limits, ServerMetrics.discarding()), "router-local",
                 DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
-        ActorRef<RouterActor.Command> remoteRouter = Adapter.spawn(head, RouterActor.create(0, hidden, dtype, ffn,
+        ActorRef<RouterActor.Command> remoteRouter = head.systemActorOf(RouterActor.create(0, hidden, dtype, ffn,
                 new LayerReplicas(0, remote), limits, ServerMetrics.discarding()), "router-remote",
                 DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
 
@@ -226,7 +230,8 @@ public final class DispatchBench {
         Arrays.fill(ones, 1);
         int payload = rows * hidden * dtype.byteSize();
         Serialization serialization = SerializationExtension.get(Adapter.toClassic(head));
-        ActorRef<DeviceCompute.BatchReply> sink = Adapter.spawn(head, Behaviors.ignore(), "serialise-only");
+        ActorRef<DeviceCompute.BatchReply> sink = head.systemActorOf(Behaviors.<DeviceCompute.BatchReply>ignore(), "serialise-only",
+                Props.empty());
 
         int n = o.iterations();
         long[] ping = new long[n];

@@ -5,10 +5,11 @@ import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.model.safetensors.DType;
-import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -27,7 +28,8 @@ public final class DispatchWorker {
 
     /** Serves {@code experts} of layer 0 as device {@code name} until {@code stdin} ends. */
     public static void run(String name, int hidden, DType dtype, List<Integer> experts, InputStream stdin,
-                           PrintStream out) throws IOException {
+                           PrintStream out) throws Exception {
+        CompletableFuture<ActorRef<DeviceCompute.Command>> started = new CompletableFuture<>();
         ActorSystem<Void> system = ActorSystem.create(Behaviors.setup(ctx -> {
             ActorRefResolver refs = ActorRefResolver.get(ctx.getSystem());
             DispatcherSelector blocking = DispatcherSelector.fromConfig(ExpertActor.DISPATCHER);
@@ -41,11 +43,14 @@ public final class DispatchWorker {
             }
             out.println("ECHO " + refs.toSerializationFormat(Adapter.toTyped(
                     Adapter.actorOf(ctx, EchoActor.props(), "echo"))));
-            out.println("READY");
-            out.flush();
+            started.complete(compute);
             return Behaviors.empty();
         }), "cmoe", DispatchBench.config());
         try {
+            // READY once every kernel is with the compute: the parent's first batch then finds them
+            DispatchBench.awaitServed(system, started.get(60, TimeUnit.SECONDS), experts.size(), name);
+            out.println("READY");
+            out.flush();
             while (stdin.read() >= 0) {
                 // the parent holds the pipe open while it measures
             }
