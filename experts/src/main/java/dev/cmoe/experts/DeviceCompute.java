@@ -59,6 +59,8 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
     }
 
     /**
+     * The experts' answer to a {@link ComputeBatch}.
+     *
      * @param outputs (Σ counts, hidden), the experts' unweighted outputs in the order of their rows
      * @param computeNanos time spent computing on the device (profiling: the rest of a round trip is dispatch)
      */
@@ -83,6 +85,8 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
     }
 
     /**
+     * What a device has computed since it started (tests and benchmarks count messages with it).
+     *
      * @param batches {@link ComputeBatch} messages received
      * @param rows expert rows computed
      * @param experts experts served now

@@ -64,6 +64,8 @@ public final class DispatchBench {
     private static final int FRAME_BYTES = 1 << 20;
 
     /**
+     * What to measure.
+     *
      * @param model a carved checkpoint (its layer 0 routes; its routed experts are not loaded)
      * @param workers worker JVMs; experts of layer 0 are dealt round-robin over them
      */
@@ -92,6 +94,7 @@ public final class DispatchBench {
                           Map<Integer, ActorRef<ExpertActor.Command>> experts, org.apache.pekko.actor.ActorRef echo) {
     }
 
+    /** Starts the workers, measures, prints the table to {@code out} and stops the workers. */
     public static void run(Options o, PrintStream out) throws Exception {
         double loadStart = ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage();
         try (ModelDir dir = ModelDir.open(o.model(), LoadSpec.withoutRoutedExperts().withDtype(o.dtype()))) {
