@@ -4,6 +4,7 @@ import dev.cmoe.deploy.cli.AdaptCommand;
 import dev.cmoe.deploy.cli.BaselinesCommand;
 import dev.cmoe.deploy.cli.BenchCommand;
 import dev.cmoe.deploy.cli.BenchDecodeCommand;
+import dev.cmoe.deploy.cli.BenchDispatchCommand;
 import dev.cmoe.deploy.cli.BenchEngineCommand;
 import dev.cmoe.deploy.cli.ClientCommand;
 import dev.cmoe.deploy.cli.CarveCommand;
@@ -29,7 +30,8 @@ import picocli.CommandLine.Command;
         subcommands = {DemoCommand.class, DataCommand.class, TrainCommand.class, CarveCommand.class,
             AdaptCommand.class, InfoCommand.class, SynthCommand.class, GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
             WorkerCommand.class, RebalanceCommand.class, ClientCommand.class, PlanCommand.class,
-            HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, BenchDecodeCommand.class, GgufCommand.class,
+            HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, BenchDecodeCommand.class, BenchDispatchCommand.class,
+            GgufCommand.class,
             CommandLine.HelpCommand.class})
 public final class Cli {
 

@@ -27,10 +27,11 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.actor.typed.receptionist.ServiceKey;
 
 /**
- * The experts of one device: spawns an {@link ExpertActor} per hosted expert and restarts any
- * that fails, so one device's faults are contained there and routers keep the same refs. In a
- * cluster the head tells it which experts to {@link Load} and {@link Unload} (placement and
- * rebalancing); it loads only those, within its memory budget, from the shared checkpoint.
+ * The experts of one device: spawns an {@link ExpertActor} per hosted expert, restarts any
+ * that fails, and the device's {@link DeviceCompute} that computes their rows step by step, so
+ * one device's faults are contained there and routers keep the same refs. In a cluster the head
+ * tells it which experts to {@link Load} and {@link Unload} (placement and rebalancing); it loads
+ * only those, within its memory budget, from the shared checkpoint.
  */
 public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     /** The key under which expert-worker nodes register each device's worker with the receptionist. */
@@ -43,7 +44,10 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
             LoadTimedOut {
     }
 
-    /** Asks which experts this worker hosts, and their refs (in-process use). */
+    /**
+     * Asks which experts this worker hosts, and their refs (in-process use); answered once every
+     * expert spawned so far serves, so that a router may send its first step at once.
+     */
     public record GetHosted(ActorRef<Hosted> replyTo) implements Command {
     }
 
@@ -51,8 +55,10 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
      * The experts of one worker.
      *
      * @param experts expert → its actor, in spawn order (stable across restarts)
+     * @param compute where a router sends each step's rows for these experts
      */
-    public record Hosted(String worker, Device device, Map<ExpertId, ActorRef<ExpertActor.Command>> experts) {
+    public record Hosted(String worker, Device device, Map<ExpertId, ActorRef<ExpertActor.Command>> experts,
+                         ActorRef<DeviceCompute.Command> compute) {
     }
 
     /**
@@ -71,9 +77,11 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
      * @param maxFrameBytes the largest message its node accepts (Artery's maximum-frame-size); 0 = in-process
      * @param hosted the experts it serves now
      * @param proof the cluster secret's answer to the challenge, for this device at this node's address
+     * @param compute where a router sends each step's rows for the experts of this device
      */
     public record Description(String deviceId, ExpertShape shape, long memoryBytes, int maxFrameBytes,
-                              List<ExpertId> hosted, String proof) implements ClusterMessage {
+                              List<ExpertId> hosted, String proof, ActorRef<DeviceCompute.Command> compute)
+            implements ClusterMessage {
     }
 
     /** Host these experts (those already hosted are kept); answered once all serve, or with a failure. */
@@ -129,6 +137,8 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     private final Set<ExpertId> ready = new HashSet<>();             // weights loaded, serving
     private final Map<Long, PendingLoad> loads = new LinkedHashMap<>(); // opId -> load in progress
     private final ActorRef<ExpertActor.Ready> readyAdapter;
+    private final ActorRef<DeviceCompute.Command> compute;
+    private final List<ActorRef<Hosted>> hostedWaiting = new ArrayList<>(); // GetHosted before all served
     private long incarnations;
 
     private ExpertWorker(ActorContext<Command> context, TimerScheduler<Command> timers, String name, Device device,
@@ -145,6 +155,8 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
         this.timers = timers;
         this.loadTimeout = context.getSystem().settings().config().getDuration(LOAD_TIMEOUT);
         this.readyAdapter = context.messageAdapter(ExpertActor.Ready.class, ExpertReady::new);
+        this.compute = context.spawn(DeviceCompute.create(name, device, shape.hidden(), shape.dtype()), "compute",
+                DispatcherSelector.fromConfig(ExpertActor.DISPATCHER));
         for (ExpertId id : hosted) {
             spawn(id);
         }
@@ -196,15 +208,25 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     }
 
     private Behavior<Command> onGetHosted(GetHosted g) {
-        g.replyTo().tell(new Hosted(name, device, Collections.unmodifiableMap(new LinkedHashMap<>(experts))));
+        hostedWaiting.add(g.replyTo());
+        answerHosted();
         return this;
+    }
+
+    private void answerHosted() {
+        if (hostedWaiting.isEmpty() || !ready.containsAll(experts.keySet())) {
+            return;
+        }
+        Hosted h = new Hosted(name, device, Collections.unmodifiableMap(new LinkedHashMap<>(experts)), compute);
+        hostedWaiting.forEach(r -> r.tell(h));
+        hostedWaiting.clear();
     }
 
     private Behavior<Command> onDescribe(Describe d) {
         // bound to this node's address: a member relaying another's answer is caught by the head
         String address = getContext().getSystem().address().toString();
         d.replyTo().tell(new Description(name, shape, memoryBytes, maxFrameBytes, readyList(),
-                secret.prove(d.challenge(), name, address)));
+                secret.prove(d.challenge(), name, address), compute));
         return this;
     }
 
@@ -251,6 +273,7 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
             return this; // unloaded meanwhile
         }
         ready.add(id);
+        answerHosted();
         for (PendingLoad p : List.copyOf(loads.values())) {
             if (p.waiting().remove(id) && p.waiting().isEmpty()) {
                 loads.remove(p.load().opId());
@@ -268,6 +291,7 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
         // Supervision gave up (repeated faults, or weights that cannot be loaded): it is gone.
         experts.remove(m.id());
         ready.remove(m.id());
+        answerHosted();
         for (PendingLoad p : List.copyOf(loads.values())) {
             if (p.waiting().contains(m.id())) {
                 loads.remove(p.load().opId());
@@ -307,7 +331,7 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
         // so routers need not learn about the fault. Repeated faults still end it (limit).
         Behavior<ExpertActor.Command> supervised = Behaviors.supervise(
                         ExpertActor.create(id, shape.hidden(), shape.expertSize(), source, device,
-                                WeightKernels.of(shape.dtype())))
+                                WeightKernels.of(shape.dtype()), compute))
                 .onFailure(SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)));
         // An unloaded expert's name stays taken until it has stopped; a quick reload gets a fresh one.
         String actorName = getContext().getChild(id.actorName()).isEmpty() ? id.actorName()

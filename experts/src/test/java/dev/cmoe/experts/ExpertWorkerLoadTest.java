@@ -7,6 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
 import dev.cmoe.experts.cluster.ClusterSecret;
+import dev.cmoe.experts.cluster.WireTensor;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeWeightNames;
 import java.nio.FloatBuffer;
@@ -66,15 +68,17 @@ class ExpertWorkerLoadTest {
                 MoeWeightNames.expert(0, 1, MoeWeightNames.GATE), MoeWeightNames.expert(0, 1, MoeWeightNames.UP),
                 MoeWeightNames.expert(0, 1, MoeWeightNames.DOWN)), source.read, "exactly the placed experts' tensors");
 
-        TestProbe<ExpertActor.Reply> replies = KIT.createTestProbe();
-        r.ready().get(new ExpertId(1, 2)).tell(new ExpertActor.Compute(3, new float[2 * 8], 2, replies.getRef()));
-        ExpertActor.Computed c = assertInstanceOf(ExpertActor.Computed.class,
-                replies.receiveMessage(Duration.ofSeconds(10)));
-        assertArrayEquals(new float[2 * 8], c.outputs(), "SwiGLU of zero rows is zero");
-
         TestProbe<ExpertWorker.Description> describe = KIT.createTestProbe();
         worker.tell(new ExpertWorker.Describe(ClusterSecret.challenge(), describe.getRef()));
         ExpertWorker.Description d = describe.receiveMessage(Duration.ofSeconds(10));
+        TestProbe<DeviceCompute.BatchReply> replies = KIT.createTestProbe();
+        d.compute().tell(new DeviceCompute.ComputeBatch(3, 1, new int[] {2}, new int[] {2},
+                WireTensor.writer(DType.F32, 2, 8).put(new float[2 * 8], 0, 2 * 8).done(), replies.getRef()));
+        DeviceCompute.BatchComputed c = assertInstanceOf(DeviceCompute.BatchComputed.class,
+                replies.receiveMessage(Duration.ofSeconds(10)));
+        float[] out = new float[2 * 8];
+        c.outputs().read(0, 2, out, 0);
+        assertArrayEquals(new float[2 * 8], out, "SwiGLU of zero rows is zero");
         assertEquals(SHAPE, d.shape());
         assertEquals(Set.of(new ExpertId(1, 2), new ExpertId(0, 1)), Set.copyOf(d.hosted()));
 

@@ -3,6 +3,7 @@ package dev.cmoe.experts.cluster;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
+import dev.cmoe.model.safetensors.DType;
 import java.util.List;
 import java.util.Map;
 
@@ -51,23 +52,24 @@ public record ClusterSettings(String host, int port, List<String> seeds, List<St
     }
 
     /**
-     * The frame size that carries one expert's rows of the largest step: a step has at most
-     * {@code maxBatchTokens} tokens, each sent to an expert at most once, as {@code hidden} float32
-     * values; the expert's answer has the same size. Plus headroom for the envelope (paths,
-     * manifest) — and never below Artery's default.
+     * The frame size that carries one device's rows of the largest step: a step has at most
+     * {@code maxBatchTokens} tokens, each sent to {@code active} experts, which may all be on one
+     * device, in one message, as at most {@code hidden} float32 values a row; the answer has the
+     * same size. Plus headroom for the envelope (paths, manifest) — and never below Artery's default.
      */
-    public static int frameBytesFor(int maxBatchTokens, int hidden) {
-        long need = (long) maxBatchTokens * hidden * Float.BYTES + FRAME_HEADROOM;
+    public static int frameBytesFor(int maxBatchTokens, int active, int hidden) {
+        long need = (long) maxBatchTokens * active * hidden * Float.BYTES + FRAME_HEADROOM;
         if (need > Integer.MAX_VALUE / 2) {
-            throw new IllegalArgumentException("a batch of " + maxBatchTokens + " tokens × hidden " + hidden
-                    + " needs frames of " + need + " bytes; lower --max-batch-tokens");
+            throw new IllegalArgumentException("a batch of " + maxBatchTokens + " tokens × " + active
+                    + " active experts × hidden " + hidden + " needs frames of " + need
+                    + " bytes; lower --max-batch-tokens");
         }
         return (int) Math.max(DEFAULT_FRAME_BYTES, need);
     }
 
-    /** The payload bytes of a tensor message of {@code rows} rows of {@code hidden} values, with its overhead. */
-    public static long tensorMessageBytes(int rows, int hidden) {
-        return (long) rows * hidden * Float.BYTES + TensorSerializer.TENSOR_MESSAGE_OVERHEAD;
+    /** The bytes of a tensor message of {@code rows} rows of {@code hidden} values of {@code dtype} for {@code experts} experts. */
+    public static long tensorMessageBytes(int rows, int experts, int hidden, DType dtype) {
+        return (long) rows * hidden * dtype.byteSize() + 8L * experts + TensorSerializer.TENSOR_MESSAGE_OVERHEAD;
     }
 
     /** Parses {@code HOST:PORT} (an IPv6 host in brackets), naming what is wrong. */

@@ -1,9 +1,11 @@
 package dev.cmoe.experts.cluster;
 
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.model.safetensors.DType;
 import java.io.NotSerializableException;
 import java.nio.BufferUnderflowException;
 import java.nio.ByteBuffer;
@@ -23,34 +25,36 @@ import org.apache.pekko.serialization.ByteBufferSerializer;
 import org.apache.pekko.serialization.SerializerWithStringManifest;
 
 /**
- * The wire format of every {@link ClusterMessage}: compact little-endian binary, float32 tensors
- * as raw bytes written in bulk. Artery hands it its frame buffer directly
- * ({@link ByteBufferSerializer}), so a step's rows are copied once, from the Java array into the
- * frame. Layout per manifest (strings are an int byte length + UTF-8; refs are strings from
- * {@link ActorRefResolver}; float arrays an int count + the values):
+ * The wire format of every {@link ClusterMessage}: compact little-endian binary, tensors as raw
+ * bytes in the model's dtype ({@link WireTensor}) written in bulk. Artery hands it its frame
+ * buffer directly ({@link ByteBufferSerializer}), so a step's rows are copied once, from the
+ * message into the frame. Layout per manifest (strings are an int byte length + UTF-8; refs are
+ * strings from {@link ActorRefResolver}; a tensor is dtype:byte rows:int cols:int and the
+ * rows × cols values of that dtype):
  *
  * <pre>
- * C Compute     stepId:long count:int rows:floats replyTo:ref
- * D Computed    stepId:long layer:int expert:int outputs:floats
- * F Failed      stepId:long layer:int expert:int reason:string
+ * B ComputeBatch  stepId:long layer:int n:int n×(expert:int count:int) rows:tensor replyTo:ref
+ * O BatchComputed stepId:long computeNanos:long outputs:tensor
+ * X BatchFailed   stepId:long reason:string
  * I InjectFault reason:string
  * Q Describe    challenge:string replyTo:ref
  * P Description deviceId:string layers,routed,hidden,expertSize:int dtype:byte memoryBytes:long maxFrameBytes:int
- *               hosted:ids proof:string
+ *               hosted:ids proof:string compute:ref
  * L Load        opId:long experts:ids replyTo:ref
  * R LoadResult  opId:long deviceId:string n:int n×(layer:int expert:int ref) failure:string
  * U Unload      opId:long experts:ids replyTo:ref
  * V Unloaded    opId:long deviceId:string hosted:ids
  * </pre>
  *
- * ids are an int count + (layer:int, expert:int) pairs. Tensors stay float32 rather than bf16:
- * the experts' outputs must be bit-identical to the single-node forward, so that greedy tokens
- * do not depend on where an expert runs.
+ * ids are an int count + (layer:int, expert:int) pairs. A bf16 model's tensors travel as bf16:
+ * its experts narrow their input to bf16 first and produce bf16 values, so the outputs stay
+ * bit-identical to the single-node forward ({@link WireTensor}) and greedy tokens do not depend
+ * on where an expert runs.
  */
 public final class TensorSerializer extends SerializerWithStringManifest implements ByteBufferSerializer {
     /** Pekko reserves 0–40; this one is the project's. */
     public static final int IDENTIFIER = 7_301;
-    /** Bytes a {@link ExpertActor.Compute} or {@link ExpertActor.Computed} adds to its float payload, at most. */
+    /** Bytes a {@link DeviceCompute.ComputeBatch} or {@link DeviceCompute.BatchComputed} adds to its tensor, beyond 8 per expert. */
     public static final int TENSOR_MESSAGE_OVERHEAD = 4 * 1024;
 
     private final ExtendedActorSystem system;
@@ -68,9 +72,9 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
     @Override
     public String manifest(Object o) {
         return switch (o) {
-            case ExpertActor.Compute m -> "C";
-            case ExpertActor.Computed m -> "D";
-            case ExpertActor.Failed m -> "F";
+            case DeviceCompute.ComputeBatch m -> "B";
+            case DeviceCompute.BatchComputed m -> "O";
+            case DeviceCompute.BatchFailed m -> "X";
             case ExpertActor.InjectFault m -> "I";
             case ExpertWorker.Describe m -> "Q";
             case ExpertWorker.Description m -> "P";
@@ -107,17 +111,20 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
         // A little-endian view of the rest of Artery's buffer; its position moves on by what was written.
         ByteBuffer out = buf.slice().order(ByteOrder.LITTLE_ENDIAN);
         switch (o) {
-            case ExpertActor.Compute m -> {
-                out.putLong(m.stepId()).putInt(m.count());
-                floats(out, m.rows());
+            case DeviceCompute.ComputeBatch m -> {
+                out.putLong(m.stepId()).putInt(m.layer()).putInt(m.experts().length);
+                for (int i = 0; i < m.experts().length; i++) {
+                    out.putInt(m.experts()[i]).putInt(m.counts()[i]);
+                }
+                tensor(out, m.rows());
                 string(out, ref(m.replyTo()));
             }
-            case ExpertActor.Computed m -> {
-                out.putLong(m.stepId()).putInt(m.expert().layer()).putInt(m.expert().expert());
-                floats(out, m.outputs());
+            case DeviceCompute.BatchComputed m -> {
+                out.putLong(m.stepId()).putLong(m.computeNanos());
+                tensor(out, m.outputs());
             }
-            case ExpertActor.Failed m -> {
-                out.putLong(m.stepId()).putInt(m.expert().layer()).putInt(m.expert().expert());
+            case DeviceCompute.BatchFailed m -> {
+                out.putLong(m.stepId());
                 string(out, m.reason());
             }
             case ExpertActor.InjectFault m -> string(out, m.reason());
@@ -133,6 +140,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
                 out.putLong(m.memoryBytes()).putInt(m.maxFrameBytes());
                 ids(out, m.hosted());
                 string(out, m.proof());
+                string(out, ref(m.compute()));
             }
             case ExpertWorker.Load m -> {
                 out.putLong(m.opId());
@@ -190,18 +198,35 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
 
     private Object decode(ByteBuffer in, String manifest) throws NotSerializableException {
         return switch (manifest) {
-            case "C" -> {
+            case "B" -> {
                 long step = in.getLong();
-                int count = in.getInt();
-                float[] rows = floats(in);
-                if (count < 0 || (count == 0 ? rows.length != 0 : rows.length % count != 0)) {
-                    throw new IllegalArgumentException("Compute of step " + step + " claims " + count
-                            + " rows but carries " + rows.length + " floats");
+                int layer = in.getInt();
+                int n = in.getInt();
+                if (n < 0 || (long) n * 8 > in.remaining()) {
+                    throw new IllegalArgumentException("ComputeBatch of step " + step + " claims " + n
+                            + " experts but holds " + in.remaining() + " bytes");
                 }
-                yield new ExpertActor.Compute(step, rows, count, resolve(string(in)));
+                int[] experts = new int[n];
+                int[] counts = new int[n];
+                long rows = 0;
+                for (int i = 0; i < n; i++) {
+                    experts[i] = in.getInt();
+                    counts[i] = in.getInt();
+                    rows += counts[i];
+                }
+                WireTensor t = tensor(in);
+                if (rows != t.rows()) {
+                    throw new IllegalArgumentException("ComputeBatch of step " + step + " counts " + rows
+                            + " rows but carries " + t.rows());
+                }
+                yield new DeviceCompute.ComputeBatch(step, layer, experts, counts, t, resolve(string(in)));
             }
-            case "D" -> new ExpertActor.Computed(in.getLong(), new ExpertId(in.getInt(), in.getInt()), floats(in));
-            case "F" -> new ExpertActor.Failed(in.getLong(), new ExpertId(in.getInt(), in.getInt()), string(in));
+            case "O" -> {
+                long step = in.getLong();
+                long nanos = in.getLong();
+                yield new DeviceCompute.BatchComputed(step, tensor(in), nanos);
+            }
+            case "X" -> new DeviceCompute.BatchFailed(in.getLong(), string(in));
             case "I" -> new ExpertActor.InjectFault(string(in));
             case "Q" -> new ExpertWorker.Describe(string(in), resolve(string(in)));
             case "P" -> {
@@ -210,7 +235,8 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
                 long memory = in.getLong();
                 int frame = in.getInt();
                 List<ExpertId> hosted = ids(in);
-                yield new ExpertWorker.Description(device, shape, memory, frame, hosted, string(in));
+                String proof = string(in);
+                yield new ExpertWorker.Description(device, shape, memory, frame, hosted, proof, resolve(string(in)));
             }
             case "L" -> {
                 long op = in.getLong();
@@ -245,13 +271,14 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
     /** The encoded size of {@code o}, for the byte-array path. */
     private int size(Object o) {
         return switch (o) {
-            case ExpertActor.Compute m -> 12 + 4 + 4 * m.rows().length + stringSize(ref(m.replyTo()));
-            case ExpertActor.Computed m -> 16 + 4 + 4 * m.outputs().length;
-            case ExpertActor.Failed m -> 16 + stringSize(m.reason());
+            case DeviceCompute.ComputeBatch m -> 16 + 8 * m.experts().length + tensorSize(m.rows())
+                    + stringSize(ref(m.replyTo()));
+            case DeviceCompute.BatchComputed m -> 16 + tensorSize(m.outputs());
+            case DeviceCompute.BatchFailed m -> 8 + stringSize(m.reason());
             case ExpertActor.InjectFault m -> stringSize(m.reason());
             case ExpertWorker.Describe m -> stringSize(m.challenge()) + stringSize(ref(m.replyTo()));
             case ExpertWorker.Description m -> stringSize(m.deviceId()) + 29 + 4 + 8 * m.hosted().size()
-                    + stringSize(m.proof());
+                    + stringSize(m.proof()) + stringSize(ref(m.compute()));
             case ExpertWorker.Load m -> 8 + 4 + 8 * m.experts().size() + stringSize(ref(m.replyTo()));
             case ExpertWorker.LoadResult m -> {
                 int n = 8 + stringSize(m.deviceId()) + 4 + stringSize(m.failure());
@@ -266,22 +293,27 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
         };
     }
 
-    private static void floats(ByteBuffer out, float[] values) {
-        out.putInt(values.length);
-        out.asFloatBuffer().put(values); // one bulk copy; the view shares out's little-endian order
-        out.position(out.position() + values.length * Float.BYTES);
+    private static void tensor(ByteBuffer out, WireTensor t) {
+        out.put((byte) t.dtype().ordinal()).putInt(t.rows()).putInt(t.cols());
+        out.put(t.bytes()); // one bulk copy, already little-endian
     }
 
-    private static float[] floats(ByteBuffer in) {
-        int n = in.getInt();
-        if (n < 0 || (long) n * Float.BYTES > in.remaining()) {
-            throw new IllegalArgumentException("cluster message claims " + n + " floats but holds " + in.remaining()
-                    + " bytes");
+    private static WireTensor tensor(ByteBuffer in) {
+        DType dtype = dtype(in.get());
+        int rows = in.getInt();
+        int cols = in.getInt();
+        long n = (long) rows * cols * dtype.byteSize();
+        if (rows < 0 || cols <= 0 || n > in.remaining()) {
+            throw new IllegalArgumentException("cluster message claims a (" + rows + ", " + cols + ") "
+                    + dtype.shortName() + " tensor but holds " + in.remaining() + " bytes");
         }
-        float[] values = new float[n];
-        in.asFloatBuffer().get(values);
-        in.position(in.position() + n * Float.BYTES);
-        return values;
+        byte[] bytes = new byte[(int) n];
+        in.get(bytes);
+        return new WireTensor(dtype, rows, cols, bytes);
+    }
+
+    private static int tensorSize(WireTensor t) {
+        return 9 + t.byteSize();
     }
 
     private static void ids(ByteBuffer out, List<ExpertId> ids) {
@@ -347,10 +379,10 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
         return r;
     }
 
-    private static dev.cmoe.model.safetensors.DType dtype(byte ordinal) {
-        dev.cmoe.model.safetensors.DType[] all = dev.cmoe.model.safetensors.DType.values();
+    private static DType dtype(byte ordinal) {
+        DType[] all = DType.values();
         if (ordinal < 0 || ordinal >= all.length) {
-            throw new IllegalArgumentException("unknown dtype " + ordinal + " in an expert shape");
+            throw new IllegalArgumentException("unknown dtype " + ordinal);
         }
         return all[ordinal];
     }

@@ -21,7 +21,7 @@ class TensorSerializerFuzzTest {
     private static final ActorTestKit KIT = ActorTestKit.create();
     private static final TensorSerializer SERIALIZER =
             new TensorSerializer((ExtendedActorSystem) Adapter.toClassic(KIT.system()));
-    private static final String MANIFESTS = "CDFIQPLRUVZ";
+    private static final String MANIFESTS = "BOXIQPLRUVZ";
 
     @AfterAll
     static void stop() {
@@ -42,7 +42,7 @@ class TensorSerializerFuzzTest {
             throw new AssertionError(manifest + " decoded to a " + SERIALIZER.manifest(message));
         }
         // Refs re-encode to their canonical form, so compare only messages without one exactly.
-        if ("DFIPV".contains(manifest)) {
+        if ("OXIV".contains(manifest)) {
             byte[] again = SERIALIZER.toBinary(message);
             if (!Arrays.equals(bytes, again)) {
                 throw new AssertionError(manifest + " re-encodes to different bytes: " + message);

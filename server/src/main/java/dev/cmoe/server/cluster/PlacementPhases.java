@@ -354,7 +354,7 @@ final class PlacementPhases {
             // start it empty so that what it hosts is what this head placed
             m.ref().tell(new ExpertWorker.Unload(++ids, d.hosted(), unloaded));
         }
-        state.add(new PlacementState.Device(d.deviceId(), m.ref(), d.memoryBytes()));
+        state.add(new PlacementState.Device(d.deviceId(), m.ref(), d.memoryBytes(), d.compute()));
         ctx.getLog().info("device {} joined ({} devices; memory budget {} bytes)", d.deviceId(),
                 state.devices().size(), d.memoryBytes() == 0 ? "unlimited" : d.memoryBytes());
         Phase next = phase;

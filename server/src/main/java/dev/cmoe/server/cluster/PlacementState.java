@@ -1,5 +1,6 @@
 package dev.cmoe.server.cluster;
 
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertShape;
@@ -29,12 +30,14 @@ final class PlacementState {
         final String id;
         final ActorRef<ExpertWorker.Command> ref;
         final long memoryBytes;
+        final ActorRef<DeviceCompute.Command> compute; // where routers send its rows
         final Map<ExpertId, ActorRef<ExpertActor.Command>> loaded = new LinkedHashMap<>(); // serving on it
 
-        Device(String id, ActorRef<ExpertWorker.Command> ref, long memoryBytes) {
+        Device(String id, ActorRef<ExpertWorker.Command> ref, long memoryBytes, ActorRef<DeviceCompute.Command> compute) {
             this.id = id;
             this.ref = ref;
             this.memoryBytes = memoryBytes;
+            this.compute = compute;
         }
     }
 
@@ -151,13 +154,13 @@ final class PlacementState {
             for (String d : desired.getOrDefault(id, List.of())) {
                 Device dev = devices.get(d);
                 if (dev != null && dev.loaded.containsKey(id)) {
-                    rs.add(new Replica(d, dev.loaded.get(id)));
+                    rs.add(new Replica(d, dev.loaded.get(id), dev.compute));
                 }
             }
             if (rs.isEmpty()) {
                 for (Device dev : devices.values()) {
                     if (dev.loaded.containsKey(id)) {
-                        rs.add(new Replica(dev.id, dev.loaded.get(id)));
+                        rs.add(new Replica(dev.id, dev.loaded.get(id), dev.compute));
                     }
                 }
             }

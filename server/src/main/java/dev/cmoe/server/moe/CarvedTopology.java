@@ -63,7 +63,7 @@ public final class CarvedTopology {
             for (int j = 0; j < moe.routed(); j++) {
                 experts.add(hosted.experts().get(new ExpertId(l, j)));
             }
-            return LayerReplicas.single(l, "local/" + name, experts);
+            return LayerReplicas.single(l, "local/" + name, experts, hosted.compute());
         }, RouterActor.Limits.local(timeout), metrics);
         return "actors: worker " + hosted.worker() + " (" + hosted.device() + ") hosts " + hosted.experts().size()
                 + " routed experts (" + layers + " layers × " + moe.routed() + "); one router per layer runs the "
@@ -91,7 +91,8 @@ public final class CarvedTopology {
                         + ", not an in-process MoeFeedForward to serve through actors");
             }
             ActorRef<RouterActor.Command> router = system.systemActorOf(
-                    RouterActor.create(l, hidden, local, replicas.apply(l), limits, metrics), "router-layer-" + l,
+                    RouterActor.create(l, hidden, model.kernels().dtype(), local, replicas.apply(l), limits,
+                            metrics), "router-layer-" + l,
                     DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
             // the model's wait outlasts the router's own, so the router's precise failure comes first
             Duration wait = (limits.expert().compareTo(limits.unavailable()) > 0 ? limits.expert()

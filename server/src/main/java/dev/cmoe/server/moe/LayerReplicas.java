@@ -1,5 +1,6 @@
 package dev.cmoe.server.moe;
 
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,10 +19,11 @@ public record LayerReplicas(int layer, List<List<Replica>> experts) {
     }
 
     /** One replica per expert, all on {@code device} (single-node serving). */
-    public static LayerReplicas single(int layer, String device, List<ActorRef<ExpertActor.Command>> refs) {
+    public static LayerReplicas single(int layer, String device, List<ActorRef<ExpertActor.Command>> refs,
+                                       ActorRef<DeviceCompute.Command> compute) {
         List<List<Replica>> out = new ArrayList<>();
         for (ActorRef<ExpertActor.Command> r : refs) {
-            out.add(List.of(new Replica(device, r)));
+            out.add(List.of(new Replica(device, r, compute)));
         }
         return new LayerReplicas(layer, out);
     }

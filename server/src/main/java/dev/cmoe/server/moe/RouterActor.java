@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.moe.Routing;
 import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.core.instrument.Counter;
@@ -32,7 +33,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * ({@link MoeFeedForward#route}), shares each selected expert's rows among its replicas by the
  * outstanding work of their devices (rows sent and not yet answered; {@link RowSplit}: a hot
  * expert's rows are split over its replicas), and hands the step to a
- * {@link StepGather}, which sends each part one message with all of its rows,
+ * {@link StepGather}, which sends each device one message with all of its rows of the step,
  * computes the shared expert meanwhile and combines as {@link MoeFeedForward#combine} does.
  * Spawn it on {@link #DISPATCHER}.
  *
@@ -78,8 +79,8 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     public record Drained(int layer) {
     }
 
-    /** A step's replica answered {@code rows} rows (from {@link StepGather}). */
-    record WorkDone(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> replica, int rows)
+    /** A step's device answered: replica → the rows of it answered (from {@link StepGather}). */
+    record WorkDone(ActorRef<StepGather.Command> gather, Map<ActorRef<ExpertActor.Command>, Integer> rows)
             implements Command {
     }
 
@@ -127,6 +128,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
 
     private final int layer;
     private final int hidden;
+    private final DType dtype;
     private final MoeFeedForward ffn;
     private final Limits limits;
     private final ServerMetrics metrics;
@@ -140,7 +142,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     private LayerReplicas replicas;
     private long picks; // rotates ties between equally idle replicas
 
-    private RouterActor(ActorContext<Command> context, int layer, int hidden, MoeFeedForward ffn,
+    private RouterActor(ActorContext<Command> context, int layer, int hidden, DType dtype, MoeFeedForward ffn,
                         LayerReplicas replicas, Limits limits, ServerMetrics metrics) {
         super(context);
         if (replicas.routed() != ffn.config().routed()) {
@@ -149,6 +151,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         }
         this.layer = layer;
         this.hidden = hidden;
+        this.dtype = dtype;
         this.ffn = ffn;
         this.replicas = replicas;
         this.limits = limits;
@@ -161,23 +164,16 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
 
     /**
      * Routes layer {@code layer} with {@code ffn}'s router, shared expert and combine; the routed
-     * experts are those of {@code replicas}. {@code ffn} stays the caller's to close.
+     * experts are those of {@code replicas}, their rows sent in {@code dtype} (the experts' own).
+     * {@code ffn} stays the caller's to close.
      */
-    public static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn, LayerReplicas replicas,
-                                           Limits limits, ServerMetrics metrics) {
+    public static Behavior<Command> create(int layer, int hidden, DType dtype, MoeFeedForward ffn,
+                                           LayerReplicas replicas, Limits limits, ServerMetrics metrics) {
         // Resume on a bug rather than restart: a restart would forget the current replica table
         // and the outstanding work; a stopped router would fail every later step by timeout.
         return Behaviors.supervise(Behaviors.<Command>setup(ctx ->
-                        new RouterActor(ctx, layer, hidden, ffn, replicas, limits, metrics)))
+                        new RouterActor(ctx, layer, hidden, dtype, ffn, replicas, limits, metrics)))
                 .onFailure(SupervisorStrategy.resume());
-    }
-
-    /** A router over a fixed single-device table (single-node serving, tests). */
-    public static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn,
-                                           List<ActorRef<ExpertActor.Command>> experts, Duration timeout,
-                                           ServerMetrics metrics) {
-        return create(layer, hidden, ffn, LayerReplicas.single(layer, "local/cpu", experts), Limits.local(timeout),
-                metrics);
     }
 
     @Override
@@ -243,7 +239,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
                 deviceTokens.computeIfAbsent(replica.device(), this::deviceCounter).increment(share.rows());
             }
         }
-        ActorRef<StepGather.Command> gather = getContext().spawnAnonymous(StepGather.create(layer, hidden, ffn,
+        ActorRef<StepGather.Command> gather = getContext().spawnAnonymous(StepGather.create(layer, hidden, dtype, ffn,
                 routing, r, parts, replicas, limits, getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
         getContext().watchWith(gather, new GatherStopped(gather));
         inFlight.put(gather, work);
@@ -285,7 +281,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     }
 
     private Behavior<Command> onWorkDone(WorkDone w) {
-        settle(w.gather(), w.replica(), w.rows());
+        w.rows().forEach((replica, rows) -> settle(w.gather(), replica, rows));
         checkDrains();
         return this;
     }

@@ -3,13 +3,19 @@ package dev.cmoe.server.moe;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.cluster.ClusterSettings;
+import dev.cmoe.experts.cluster.WireTensor;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.Routing;
-import java.util.Arrays;
+import dev.cmoe.model.safetensors.DType;
+import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
@@ -24,21 +30,21 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 
 /**
- * The scatter–gather of one routed step of one layer: one {@code Compute} per part (a selected
- * expert's rows, all at once and never per token, or a slice of them when the router split a hot
- * expert over its replicas) to the replica its router chose, the shared expert
- * computed concurrently, an expected reply count, and timeouts that answer
- * {@link RouterActor.Failed} instead of hanging. When the router reports a lost device, the rows
- * sent there are sent again to a surviving replica (the expert is deterministic, so the step's
- * result is the same); an expert left without any replica fails the step as unavailable after
- * {@link RouterActor.Limits#unavailable()}. It answers exactly once and stops; late or duplicate
- * replies are ignored.
+ * The scatter–gather of one routed step of one layer: one {@link DeviceCompute.ComputeBatch} per
+ * device, carrying the rows of every part that device's replicas compute (a part is a selected
+ * expert's rows, or a slice of them when the router split a hot expert over its replicas), in the
+ * model's dtype; the shared expert computed concurrently; an expected reply count, and timeouts
+ * that answer {@link RouterActor.Failed} instead of hanging. When the router reports a lost device,
+ * the rows sent there are sent again, one batch per surviving device (the experts are
+ * deterministic, so the step's result is the same); an expert left without any replica fails the
+ * step as unavailable after {@link RouterActor.Limits#unavailable()}. It answers exactly once and
+ * stops; late or duplicate replies are ignored.
  */
 final class StepGather extends AbstractBehavior<StepGather.Command> {
-    private static final int PART_BITS = 16;
-    private static final long PART_MASK = (1L << PART_BITS) - 1;
+    private static final int BATCH_BITS = 16;
+    private static final long BATCH_MASK = (1L << BATCH_BITS) - 1;
 
-    sealed interface Command permits ExpertReply, SharedDone, TableChanged, TimedOut, Homeless {
+    sealed interface Command permits BatchReply, SharedDone, TableChanged, TimedOut, Homeless {
     }
 
     /**
@@ -55,7 +61,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     record TableChanged(LayerReplicas replicas, Set<String> lostDevices) implements Command {
     }
 
-    private record ExpertReply(ExpertActor.Reply reply) implements Command {
+    private record BatchReply(DeviceCompute.BatchReply reply) implements Command {
     }
 
     /** @param output (tokens, hidden) row-major, or null with {@code failure} */
@@ -72,30 +78,32 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
 
     private final int layer;
     private final int hidden;
+    private final DType dtype;
     private final MoeFeedForward ffn;
     private final Routing routing;
     private final RouterActor.Route route;
     private final RouterActor.Limits limits;
     private final ActorRef<RouterActor.Command> router;
     private final TimerScheduler<Command> timers;
-    private final ActorRef<ExpertActor.Reply> replies;
+    private final ActorRef<DeviceCompute.BatchReply> replies;
     private final Part[] parts;
-    private final float[][] inputs;           // per part: its rows (rows, hidden), kept for re-sends
     private final float[][] outputs;          // per routed expert: (rows, hidden) row-major, filled part by part
     private final Replica[] sentTo;           // per part: the replica computing it, null while homeless
+    private final List<int[]> batches = new ArrayList<>(); // batch index (in the tag) -> its parts, in row order
     private final TreeSet<Integer> waiting = new TreeSet<>(); // parts yet to answer
     private final Set<String> lost = new HashSet<>();         // devices lost during this step
     private final boolean hasShared;
     private LayerReplicas replicas;
     private float[] shared;                    // (tokens, hidden), null until computed (or without one)
-    private int expected;                      // replies still expected: experts + shared
+    private int expected;                      // parts and shared expert still to answer
 
     private StepGather(ActorContext<Command> context, TimerScheduler<Command> timers, int layer, int hidden,
-                       MoeFeedForward ffn, Routing routing, RouterActor.Route route, List<Part> parts,
+                       DType dtype, MoeFeedForward ffn, Routing routing, RouterActor.Route route, List<Part> parts,
                        LayerReplicas replicas, RouterActor.Limits limits, ActorRef<RouterActor.Command> router) {
         super(context);
         this.layer = layer;
         this.hidden = hidden;
+        this.dtype = dtype;
         this.ffn = ffn;
         this.routing = routing;
         this.route = route;
@@ -103,23 +111,19 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         this.router = router;
         this.timers = timers;
         this.replicas = replicas;
-        if (parts.size() > PART_MASK + 1) {
-            throw new IllegalArgumentException(parts.size() + " parts in one step; at most " + (PART_MASK + 1));
-        }
         this.parts = parts.toArray(Part[]::new);
-        this.inputs = new float[this.parts.length][];
         this.outputs = new float[routing.nRouted()][];
         this.sentTo = new Replica[this.parts.length];
         this.hasShared = ffn.config().shared() > 0;
-        this.replies = context.messageAdapter(ExpertActor.Reply.class, ExpertReply::new);
+        this.replies = context.messageAdapter(DeviceCompute.BatchReply.class, BatchReply::new);
+        List<Integer> all = new ArrayList<>();
         for (int p = 0; p < this.parts.length; p++) {
             Part part = this.parts[p];
-            int[] rows = routing.rows(part.expert());
             waiting.add(p);
+            all.add(p);
             sentTo[p] = part.replica();
-            inputs[p] = gather(route.x(), Arrays.copyOfRange(rows, part.from(), part.to()));
             if (outputs[part.expert()] == null) {
-                outputs[part.expert()] = new float[rows.length * hidden];
+                outputs[part.expert()] = new float[routing.rows(part.expert()).length * hidden];
             }
         }
         expected = waiting.size();
@@ -132,38 +136,34 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
             CompletableFuture<float[]> done = CompletableFuture.supplyAsync(this::computeShared, executor);
             context.pipeToSelf(done, SharedDone::new);
         }
-        for (int p : waiting) {
-            if (sentTo[p] != null) {
-                send(p);
-            }
-        }
+        sendByDevice(all);
         armHomeless();
     }
 
-    static Behavior<Command> create(int layer, int hidden, MoeFeedForward ffn, Routing routing,
+    static Behavior<Command> create(int layer, int hidden, DType dtype, MoeFeedForward ffn, Routing routing,
                                     RouterActor.Route route, List<Part> parts, LayerReplicas replicas,
                                     RouterActor.Limits limits, ActorRef<RouterActor.Command> router) {
-        return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-                new StepGather(ctx, timers, layer, hidden, ffn, routing, route, parts, replicas, limits, router)));
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new StepGather(ctx, timers, layer, hidden, dtype,
+                ffn, routing, route, parts, replicas, limits, router)));
     }
 
     /**
-     * The id a part's {@code Compute} carries and its answer echoes: the step in the high bits,
-     * the part in the low ones, so that two parts of one expert are told apart.
+     * The id a batch carries and its answer echoes: the step in the high bits, the batch in the
+     * low ones, so that a re-sent batch's answer is told from the first one's.
      */
-    private long tag(int part) {
-        return route.stepId() << PART_BITS | part;
+    private long tag(int batch) {
+        return route.stepId() << BATCH_BITS | batch;
     }
 
-    /** The step a {@code Compute}'s id belongs to. */
+    /** The step a batch's id belongs to. */
     static long stepOf(long tag) {
-        return tag >>> PART_BITS;
+        return tag >>> BATCH_BITS;
     }
 
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
-                .onMessage(ExpertReply.class, this::onExpertReply)
+                .onMessage(BatchReply.class, this::onBatchReply)
                 .onMessage(SharedDone.class, this::onSharedDone)
                 .onMessage(TableChanged.class, this::onTableChanged)
                 .onMessage(Homeless.class, h -> homeless().isEmpty() ? this
@@ -174,31 +174,45 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
                 .build();
     }
 
-    private Behavior<Command> onExpertReply(ExpertReply m) {
+    private Behavior<Command> onBatchReply(BatchReply m) {
+        int b = batch(m.reply().stepId());
+        if (b < 0) {
+            return this; // not ours
+        }
+        int[] ps = batches.get(b);
         switch (m.reply()) {
-            case ExpertActor.Computed c -> {
-                int p = part(c);
-                if (p < 0 || !waiting.contains(p)) {
-                    return this; // not ours, or a duplicate (an answer from a replica we moved away from)
+            case DeviceCompute.BatchComputed c -> {
+                int rows = 0;
+                for (int p : ps) {
+                    rows += parts[p].rows();
                 }
-                if (c.outputs().length != parts[p].rows() * hidden) {
-                    return fail("expert " + c.expert() + " answered " + c.outputs().length + " values for "
-                            + parts[p].rows() + " rows × " + hidden, false);
+                if (c.outputs().rows() != rows || c.outputs().cols() != hidden) {
+                    return fail("device answered (" + c.outputs().rows() + ", " + c.outputs().cols() + ") for "
+                            + rows + " rows × " + hidden, false);
                 }
-                waiting.remove(p);
-                System.arraycopy(c.outputs(), 0, outputs[parts[p].expert()], parts[p].from() * hidden,
-                        c.outputs().length);
-                expected--;
-                if (sentTo[p] != null) {
-                    router.tell(new RouterActor.WorkDone(getContext().getSelf(), sentTo[p].ref(), parts[p].rows()));
+                Map<ActorRef<ExpertActor.Command>, Integer> done = new HashMap<>();
+                int at = 0;
+                for (int p : ps) {
+                    Part part = parts[p];
+                    if (waiting.remove(p)) { // else a duplicate: answered by the replica it was moved to
+                        c.outputs().read(at, part.rows(), outputs[part.expert()], part.from() * hidden);
+                        expected--;
+                        if (sentTo[p] != null) {
+                            done.merge(sentTo[p].ref(), part.rows(), Integer::sum);
+                        }
+                    }
+                    at += part.rows();
+                }
+                if (!done.isEmpty()) {
+                    router.tell(new RouterActor.WorkDone(getContext().getSelf(), done));
                 }
             }
-            case ExpertActor.Failed f -> {
-                int p = part(f);
-                if (p < 0 || !waiting.contains(p)) {
-                    return this;
+            case DeviceCompute.BatchFailed f -> {
+                for (int p : ps) {
+                    if (waiting.contains(p)) {
+                        return fail(f.reason(), false);
+                    }
                 }
-                return fail("expert " + f.expert() + ": " + f.reason(), false);
             }
         }
         return expected == 0 ? finish() : this;
@@ -213,18 +227,17 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         return expected == 0 ? finish() : this;
     }
 
-    /** The part {@code reply} answers, or -1 when it is not one of this step's. */
-    private int part(ExpertActor.Reply reply) {
-        int p = (int) (reply.stepId() & PART_MASK);
-        boolean ours = stepOf(reply.stepId()) == route.stepId() && p < parts.length
-                && reply.expert().layer() == layer && reply.expert().expert() == parts[p].expert();
-        return ours ? p : -1;
+    /** The batch {@code tag} answers, or -1 when it is not one of this step's. */
+    private int batch(long tag) {
+        int b = (int) (tag & BATCH_MASK);
+        return stepOf(tag) == route.stepId() && b < batches.size() ? b : -1;
     }
 
     /** Re-sends the rows of parts whose replica was lost, or that had none, to a live replica. */
     private Behavior<Command> onTableChanged(TableChanged t) {
         replicas = t.replicas();
         lost.addAll(t.lostDevices());
+        List<Integer> moved = new ArrayList<>();
         for (int p : waiting) {
             Replica was = sentTo[p];
             if (was != null && !lost.contains(was.device())) {
@@ -239,26 +252,58 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
                 getContext().getLog().info("layer {} step {}: expert {} rows {}..{} re-sent from {} to {}", layer,
                         route.stepId(), j, parts[p].from(), parts[p].to(), was == null ? "nowhere" : was.device(),
                         next.device());
-                send(p);
+                moved.add(p);
             }
         }
+        sendByDevice(moved);
         armHomeless();
         return this;
     }
 
-    private void send(int p) {
-        Replica r = sentTo[p];
-        int j = parts[p].expert();
-        int n = parts[p].rows();
-        if (limits.maxMessageBytes() > 0 && r.ref().path().address().hasGlobalScope()
-                && ClusterSettings.tensorMessageBytes(n, hidden) > limits.maxMessageBytes()) {
+    /** Sends {@code ps} (parts with a replica; the others wait for one), one batch per device. */
+    private void sendByDevice(List<Integer> ps) {
+        Map<ActorRef<DeviceCompute.Command>, List<Integer>> byDevice = new LinkedHashMap<>();
+        for (int p : ps) {
+            if (sentTo[p] != null) {
+                byDevice.computeIfAbsent(sentTo[p].compute(), k -> new ArrayList<>()).add(p);
+            }
+        }
+        byDevice.forEach(this::send);
+    }
+
+    private void send(ActorRef<DeviceCompute.Command> compute, List<Integer> ps) {
+        int b = batches.size();
+        if (b > BATCH_MASK) {
+            throw new IllegalStateException("layer " + layer + " step " + route.stepId() + " sent " + b + " batches");
+        }
+        int[] ids = ps.stream().mapToInt(Integer::intValue).toArray();
+        batches.add(ids);
+        int[] experts = new int[ids.length];
+        int[] counts = new int[ids.length];
+        int total = 0;
+        for (int i = 0; i < ids.length; i++) {
+            experts[i] = parts[ids[i]].expert();
+            counts[i] = parts[ids[i]].rows();
+            total += counts[i];
+        }
+        if (limits.maxMessageBytes() > 0 && compute.path().address().hasGlobalScope()
+                && ClusterSettings.tensorMessageBytes(total, ids.length, hidden, dtype) > limits.maxMessageBytes()) {
             // Artery would drop it silently; say why instead of waiting for the timeout.
-            getContext().getSelf().tell(new ExpertReply(new ExpertActor.Failed(tag(p),
-                    new dev.cmoe.experts.ExpertId(layer, j), n + " rows × " + hidden + " floats exceed the cluster's "
-                    + "frame size of " + limits.maxMessageBytes() + " bytes (size frames for --max-batch-tokens)")));
+            getContext().getSelf().tell(new BatchReply(new DeviceCompute.BatchFailed(tag(b), total + " rows × "
+                    + hidden + " " + dtype.shortName() + " values for " + sentTo[ids[0]].device() + " exceed the "
+                    + "cluster's frame size of " + limits.maxMessageBytes() + " bytes (size frames for "
+                    + "--max-batch-tokens)")));
             return;
         }
-        r.ref().tell(new ExpertActor.Compute(tag(p), inputs[p], n, replies));
+        // the rows go straight from the step's input into the message, narrowed to the model's dtype
+        WireTensor.Writer rows = WireTensor.writer(dtype, total, hidden);
+        for (int p : ids) {
+            int[] tokens = routing.rows(parts[p].expert());
+            for (int i = parts[p].from(); i < parts[p].to(); i++) {
+                rows.putRow(route.x(), tokens[i]);
+            }
+        }
+        compute.tell(new DeviceCompute.ComputeBatch(tag(b), layer, experts, counts, rows.done(), replies));
     }
 
     /** The experts of parts without a live replica. */
@@ -317,14 +362,5 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         try (NDManager m = NDManager.newBaseManager()) {
             return ffn.shared(m.create(route.x(), new Shape(route.tokens(), hidden))).toFloatArray();
         }
-    }
-
-    /** The given token rows of x, (rows, hidden) row-major: a plain copy, so values are bit-identical. */
-    private float[] gather(float[] x, int[] rows) {
-        float[] out = new float[rows.length * hidden];
-        for (int i = 0; i < rows.length; i++) {
-            System.arraycopy(x, rows[i] * hidden, out, i * hidden, hidden);
-        }
-        return out;
     }
 }

@@ -11,18 +11,21 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import com.typesafe.config.ConfigFactory;
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
 import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.experts.cluster.ClusterSettings;
 import dev.cmoe.experts.cluster.DeviceSpec;
+import dev.cmoe.experts.cluster.WireTensor;
 import dev.cmoe.experts.cluster.WorkerNode;
 import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.generate.Generator;
 import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.sample.SamplingParams;
 import dev.cmoe.model.testing.TinyCheckpoint;
 import dev.cmoe.proto.v1.AdminGrpc;
@@ -156,6 +159,16 @@ class ClusterGenerateServiceTest {
                 }).tokens();
     }
 
+    /** What a worker's (only) device computed so far, asked on its own node. */
+    private static DeviceCompute.Stats stats(WorkerNode w) throws Exception {
+        ExpertWorker.Hosted hosted = AskPattern.<ExpertWorker.Command, ExpertWorker.Hosted>ask(
+                w.devices().getFirst(), ExpertWorker.GetHosted::new, Duration.ofSeconds(10), w.system().scheduler())
+                .toCompletableFuture().get(15, TimeUnit.SECONDS);
+        return AskPattern.<DeviceCompute.Command, DeviceCompute.Stats>ask(hosted.compute(),
+                DeviceCompute.GetStats::new, Duration.ofSeconds(10), w.system().scheduler())
+                .toCompletableFuture().get(15, TimeUnit.SECONDS);
+    }
+
     private static String prompt(int i) {
         String[] words = TinyCheckpoint.TEXT.strip().split("\\s+");
         return String.join(" ", List.of(words).subList(i, i + 1 + 2 * i));
@@ -214,6 +227,19 @@ class ClusterGenerateServiceTest {
         assertEquals(Set.of("worker-1/cpu", "worker-2/cpu", "worker-3/cpu"),
                 new TreeSet<>(perDevice.entrySet().stream().filter(e -> e.getValue() > 0).map(Map.Entry::getKey)
                         .toList()), "rows per device: " + perDevice);
+        // counted at the workers: one message per device and layer-step (never one per expert),
+        // carrying exactly the rows the head sent there
+        long steps = METRICS.registry().find("cmoe.step.time").timer().count();
+        int layers = reference.config().numLayers();
+        long batches = 0;
+        for (WorkerNode w : workers) {
+            DeviceCompute.Stats st = stats(w);
+            assertTrue(st.batches() <= steps * layers, st.device() + " got " + st.batches() + " messages in " + steps
+                    + " steps × " + layers + " layers");
+            assertEquals(perDevice.get(st.device()), (double) st.rows(), st.device() + " rows");
+            batches += st.batches();
+        }
+        assertTrue(batches >= steps * layers, batches + " messages for " + steps + " steps × " + layers + " layers");
         String info = GenerationGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
                 .getModelInfo(GetModelInfoRequest.getDefaultInstance()).getPlacement();
         assertTrue(info.contains("3 expert-worker device(s)") && info.contains("every expert has a live host"), info);
@@ -223,7 +249,11 @@ class ClusterGenerateServiceTest {
     @Order(2)
     void theLargestConfiguredBatchCrossesNodesIntact() throws Exception {
         int hidden = reference.config().hiddenSize();
-        long bytes = ClusterSettings.tensorMessageBytes(MAX_BATCH_TOKENS, hidden);
+        int active = reference.moe().orElseThrow().active();
+        // the largest batch one device can get: every token of the largest step chose `active`
+        // experts, all of them there
+        int rowsIn = MAX_BATCH_TOKENS * active;
+        long bytes = ClusterSettings.tensorMessageBytes(rowsIn, active, hidden, DType.F32);
         assertTrue(bytes > ClusterSettings.DEFAULT_FRAME_BYTES, "the test message exceeds Artery's default frame: "
                 + bytes);
         WorkerNode worker = workers.get(1);
@@ -235,29 +265,33 @@ class ClusterGenerateServiceTest {
                 r -> new ExpertWorker.Describe(ClusterSecret.challenge(), r), Duration.ofSeconds(20), head.system().scheduler())
                 .toCompletableFuture().get(30, TimeUnit.SECONDS);
         ExpertId id = d.hosted().getFirst();
-        ExpertWorker.LoadResult loaded = AskPattern.<ExpertWorker.Command, ExpertWorker.LoadResult>ask(remote,
-                r -> new ExpertWorker.Load(1, List.of(id), r), Duration.ofSeconds(20), head.system().scheduler())
-                .toCompletableFuture().get(30, TimeUnit.SECONDS);
-        ActorRef<ExpertActor.Command> expert = loaded.ready().get(id);
-        float[] rows = new float[MAX_BATCH_TOKENS * hidden];
+        assertTrue(d.compute().path().address().hasGlobalScope(), "a remote compute ref: " + d.compute());
+        float[] rows = new float[rowsIn * hidden];
         Random r = new Random(8);
         for (int i = 0; i < rows.length; i++) {
             rows[i] = (float) r.nextGaussian();
         }
-        ExpertActor.Reply reply = AskPattern.<ExpertActor.Command, ExpertActor.Reply>ask(expert,
-                replyTo -> new ExpertActor.Compute(77, rows, MAX_BATCH_TOKENS, replyTo), Duration.ofSeconds(60),
-                head.system().scheduler()).toCompletableFuture().get(70, TimeUnit.SECONDS);
-        ExpertActor.Computed got = assertInstanceOf(ExpertActor.Computed.class, reply, String.valueOf(reply));
+        int[] experts = new int[active];
+        int[] counts = new int[active];
+        java.util.Arrays.fill(experts, id.expert());
+        java.util.Arrays.fill(counts, MAX_BATCH_TOKENS);
+        WireTensor tensor = WireTensor.writer(DType.F32, rowsIn, hidden).put(rows, 0, rows.length).done();
+        DeviceCompute.BatchReply reply = AskPattern.<DeviceCompute.Command, DeviceCompute.BatchReply>ask(d.compute(),
+                replyTo -> new DeviceCompute.ComputeBatch(77, id.layer(), experts, counts, tensor, replyTo),
+                Duration.ofSeconds(60), head.system().scheduler()).toCompletableFuture().get(70, TimeUnit.SECONDS);
+        DeviceCompute.BatchComputed got = assertInstanceOf(DeviceCompute.BatchComputed.class, reply,
+                String.valueOf(reply));
         assertEquals(77, got.stepId());
-        assertEquals(id, got.expert());
         float[] want;
         try (NDManager m = NDManager.newBaseManager()) {
             MoeFeedForward ffn = (MoeFeedForward) reference.model().feedForward(id.layer());
-            want = ffn.expert(id.expert(), m.create(rows, new Shape(MAX_BATCH_TOKENS, hidden))).toFloatArray();
+            want = ffn.expert(id.expert(), m.create(rows, new Shape(rowsIn, hidden))).toFloatArray();
         }
-        assertEquals(want.length, got.outputs().length);
+        float[] out = new float[got.outputs().rows() * hidden];
+        assertEquals(want.length, out.length);
+        got.outputs().read(0, got.outputs().rows(), out, 0);
         for (int i = 0; i < want.length; i++) {
-            assertEquals(want[i], got.outputs()[i], 1e-5f * Math.max(1, Math.abs(want[i])), "value " + i);
+            assertEquals(want[i], out[i], 1e-5f * Math.max(1, Math.abs(want[i])), "value " + i);
         }
     }
 

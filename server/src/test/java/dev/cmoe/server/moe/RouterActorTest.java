@@ -7,14 +7,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.Device;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.cluster.WireTensor;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.Routing;
 import dev.cmoe.model.safetensors.Checkpoint;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
@@ -72,9 +75,30 @@ class RouterActorTest {
     }
 
     private static ActorRef<RouterActor.Command> router(int layer, List<ActorRef<ExpertActor.Command>> experts,
-                                                        Duration timeout, ServerMetrics metrics) {
-        return kit.spawn(RouterActor.create(layer, HIDDEN, local(layer), experts, timeout, metrics),
-                DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
+                                                        ActorRef<DeviceCompute.Command> compute, Duration timeout,
+                                                        ServerMetrics metrics) {
+        return router(layer, LayerReplicas.single(layer, "local/cpu", experts, compute), timeout, metrics);
+    }
+
+    private static ActorRef<RouterActor.Command> router(int layer, LayerReplicas table, Duration timeout,
+                                                        ServerMetrics metrics) {
+        return kit.spawn(RouterActor.create(layer, HIDDEN, DType.F32, local(layer), table,
+                RouterActor.Limits.local(timeout), metrics), DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
+    }
+
+    /** Probes standing in for the experts' actors: they name the replicas and never get a message. */
+    private static List<ActorRef<ExpertActor.Command>> expertRefs() {
+        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+        for (int j = 0; j < routed; j++) {
+            experts.add(kit.<ExpertActor.Command>createTestProbe().getRef());
+        }
+        return experts;
+    }
+
+    private static float[] floats(WireTensor t) {
+        float[] out = new float[t.rows() * t.cols()];
+        t.read(0, t.rows(), out, 0);
+        return out;
     }
 
     private static float[] random(Random r, int n) {
@@ -101,7 +125,8 @@ class RouterActorTest {
             for (int j = 0; j < routed; j++) {
                 experts.add(hosted.experts().get(new ExpertId(l, j)));
             }
-            ActorRef<RouterActor.Command> router = router(l, experts, Duration.ofSeconds(15), metrics);
+            ActorRef<RouterActor.Command> router = router(l, experts, hosted.compute(), Duration.ofSeconds(15),
+                    metrics);
             for (int tokens : new int[] {1, 2, 3, 7, 16, 33}) {
                 float[] x = random(r, tokens * HIDDEN);
                 float[] want;
@@ -128,15 +153,20 @@ class RouterActorTest {
     }
 
     @Test
-    void eachSelectedExpertGetsOneMessageAndSilenceFailsTheStepWithinTheTimeout() {
-        List<TestProbe<ExpertActor.Command>> probes = new ArrayList<>();
-        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
+    void eachDeviceGetsOneMessageWithAllRowsOfItsExpertsAndSilenceFailsTheStepWithinTheTimeout() {
+        // experts alternate between two devices; each must get one batch for the step, whatever
+        // the number of its experts the step selected
+        TestProbe<DeviceCompute.Command> even = kit.createTestProbe();
+        TestProbe<DeviceCompute.Command> odd = kit.createTestProbe();
+        List<ActorRef<ExpertActor.Command>> refs = expertRefs();
+        List<List<Replica>> table = new ArrayList<>();
         for (int j = 0; j < routed; j++) {
-            probes.add(kit.createTestProbe());
-            experts.add(probes.get(j).getRef());
+            table.add(List.of(j % 2 == 0 ? new Replica("w0/cpu", refs.get(j), even.getRef())
+                    : new Replica("w1/cpu", refs.get(j), odd.getRef())));
         }
         Duration timeout = Duration.ofMillis(500);
-        ActorRef<RouterActor.Command> router = router(0, experts, timeout, ServerMetrics.discarding());
+        ActorRef<RouterActor.Command> router = router(0, new LayerReplicas(0, table), timeout,
+                ServerMetrics.discarding());
         int tokens = 9;
         float[] x = random(new Random(3), tokens * HIDDEN);
         Routing routing;
@@ -151,39 +181,55 @@ class RouterActorTest {
         assertEquals(42, failed.stepId());
         assertTrue(failed.reason().contains("did not answer within"), failed.reason());
         assertTrue(seconds >= 0.4 && seconds < 3, "failed after " + seconds + " s with a 0.5 s timeout");
-        for (int j = 0; j < routed; j++) {
-            int[] rows = routing.rows(j);
-            if (rows.length == 0) {
-                probes.get(j).expectNoMessage(Duration.ofMillis(20));
+        int devicesUsed = 0;
+        for (int parity = 0; parity < 2; parity++) {
+            TestProbe<DeviceCompute.Command> device = parity == 0 ? even : odd;
+            java.util.Set<Integer> selected = new java.util.TreeSet<>();
+            for (int j = parity; j < routed; j += 2) {
+                if (routing.rows(j).length > 0) {
+                    selected.add(j);
+                }
+            }
+            if (selected.isEmpty()) {
+                device.expectNoMessage(Duration.ofMillis(20));
                 continue;
             }
-            ExpertActor.Compute c = probes.get(j).expectMessageClass(ExpertActor.Compute.class);
-            assertEquals(rows.length, c.count(), "expert " + j + " gets all of its rows in one message");
-            for (int i = 0; i < rows.length; i++) {
-                assertEquals(x[rows[i] * HIDDEN], c.rows()[i * HIDDEN], "expert " + j + ", row " + i);
+            devicesUsed++;
+            DeviceCompute.ComputeBatch c = device.expectMessageClass(DeviceCompute.ComputeBatch.class);
+            assertEquals(0, c.layer());
+            assertEquals(DType.F32, c.rows().dtype());
+            java.util.Set<Integer> got = new java.util.TreeSet<>();
+            float[] rows = floats(c.rows());
+            int at = 0;
+            for (int i = 0; i < c.experts().length; i++) {
+                int j = c.experts()[i];
+                got.add(j);
+                int[] want = routing.rows(j);
+                assertEquals(want.length, c.counts()[i], "expert " + j + " gets all of its rows in the batch");
+                for (int k = 0; k < want.length; k++) {
+                    for (int v = 0; v < HIDDEN; v++) {
+                        assertEquals(x[want[k] * HIDDEN + v], rows[(at + k) * HIDDEN + v], "expert " + j + " row " + k);
+                    }
+                }
+                at += want.length;
             }
-            probes.get(j).expectNoMessage(Duration.ofMillis(20));
+            assertEquals(selected, got, "the device's batch holds exactly its selected experts");
+            device.expectNoMessage(Duration.ofMillis(20));
         }
+        assertTrue(devicesUsed >= 1);
     }
 
     @Test
-    void anExpertsFailedReplyFailsTheStepAtOnce() {
-        List<TestProbe<ExpertActor.Command>> probes = new ArrayList<>();
-        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
-        for (int j = 0; j < routed; j++) {
-            probes.add(kit.createTestProbe());
-            experts.add(probes.get(j).getRef());
-        }
-        ActorRef<RouterActor.Command> router = router(1, experts, Duration.ofSeconds(30), ServerMetrics.discarding());
+    void aDevicesFailedReplyFailsTheStepAtOnce() {
+        TestProbe<DeviceCompute.Command> device = kit.createTestProbe();
+        ActorRef<RouterActor.Command> router = router(1, expertRefs(), device.getRef(), Duration.ofSeconds(30),
+                ServerMetrics.discarding());
         float[] x = random(new Random(4), HIDDEN);
-        int best;
-        try (NDManager m = NDManager.newBaseManager()) {
-            best = local(1).route(m.create(x, new Shape(1, HIDDEN))).expert(0, 0);
-        }
         TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
         router.tell(new RouterActor.Route(5, x, 1, reply.getRef()));
-        ExpertActor.Compute c = probes.get(best).expectMessageClass(ExpertActor.Compute.class, Duration.ofSeconds(5));
-        c.replyTo().tell(new ExpertActor.Failed(c.stepId(), new ExpertId(1, best), "device lost"));
+        DeviceCompute.ComputeBatch c = device.expectMessageClass(DeviceCompute.ComputeBatch.class,
+                Duration.ofSeconds(5));
+        c.replyTo().tell(new DeviceCompute.BatchFailed(c.stepId(), "device lost"));
         RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
         assertTrue(failed.reason().contains("device lost"), failed.reason());
     }
@@ -194,7 +240,8 @@ class RouterActorTest {
         for (int j = 0; j < routed; j++) {
             layer0.add(hosted.experts().get(new ExpertId(0, j)));
         }
-        ActorRef<RouterActor.Command> router = router(0, layer0, Duration.ofSeconds(30), ServerMetrics.discarding());
+        ActorRef<RouterActor.Command> router = router(0, layer0, hosted.compute(), Duration.ofSeconds(30),
+                ServerMetrics.discarding());
         RouterActor.Reply r = ask(router, 9, new float[HIDDEN + 1], 1);
         RouterActor.Failed failed = assertInstanceOf(RouterActor.Failed.class, r);
         assertEquals(9, failed.stepId());
@@ -207,25 +254,20 @@ class RouterActorTest {
     }
 
     @Test
-    void anExpertAnsweringTheWrongNumberOfValuesFailsTheCombineNotTheProcess() {
-        List<TestProbe<ExpertActor.Command>> probes = new ArrayList<>();
-        List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
-        for (int j = 0; j < routed; j++) {
-            probes.add(kit.createTestProbe());
-            experts.add(probes.get(j).getRef());
-        }
-        ActorRef<RouterActor.Command> router = router(1, experts, Duration.ofSeconds(30), ServerMetrics.discarding());
+    void aDeviceAnsweringTheWrongNumberOfValuesFailsTheStepNotTheProcess() {
+        TestProbe<DeviceCompute.Command> device = kit.createTestProbe();
+        ActorRef<RouterActor.Command> router = router(1, expertRefs(), device.getRef(), Duration.ofSeconds(30),
+                ServerMetrics.discarding());
         float[] x = random(new Random(6), HIDDEN);
-        int best;
-        try (NDManager m = NDManager.newBaseManager()) {
-            best = local(1).route(m.create(x, new Shape(1, HIDDEN))).expert(0, 0);
-        }
         TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
         router.tell(new RouterActor.Route(12, x, 1, reply.getRef()));
-        ExpertActor.Compute c = probes.get(best).expectMessageClass(ExpertActor.Compute.class, Duration.ofSeconds(5));
-        c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(1, best), new float[3]));
+        DeviceCompute.ComputeBatch c = device.expectMessageClass(DeviceCompute.ComputeBatch.class,
+                Duration.ofSeconds(5));
+        int rows = c.rows().rows();
+        c.replyTo().tell(new DeviceCompute.BatchComputed(c.stepId(),
+                WireTensor.writer(DType.F32, rows, 3).put(new float[rows * 3], 0, rows * 3).done(), 0));
         RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
-        assertTrue(failed.reason().startsWith("layer 1, step 12: expert (1, " + best
-                + ") answered 3 values for 1 rows × " + HIDDEN), failed.reason());
+        assertTrue(failed.reason().startsWith("layer 1, step 12: device answered (" + rows + ", 3) for " + rows
+                + " rows × " + HIDDEN), failed.reason());
     }
 }

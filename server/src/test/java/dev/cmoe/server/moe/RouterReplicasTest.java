@@ -6,15 +6,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
-import dev.cmoe.experts.ExpertId;
+import dev.cmoe.experts.cluster.WireTensor;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.Routing;
+import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Random;
 import java.util.Set;
@@ -31,7 +34,8 @@ import org.junit.jupiter.api.Timeout;
 /**
  * Routers over replicas: least outstanding work chooses the copy, a lost device's rows are sent
  * again to a survivor (same result), no replica at all fails as unavailable within the bound, and
- * a drain waits for the last answer. The replicas are probes answered with the in-process experts.
+ * a drain waits for the last answer. The devices are probes answered with the in-process experts;
+ * each gets one batch per step with the rows of all its experts that the step chose.
  */
 @Timeout(120)
 class RouterReplicasTest {
@@ -58,13 +62,19 @@ class RouterReplicasTest {
         return (MoeFeedForward) carved.model().feedForward(0);
     }
 
-    /** One probe per routed expert, standing in for one replica of it. */
-    private static List<TestProbe<ExpertActor.Command>> probes() {
-        List<TestProbe<ExpertActor.Command>> out = new ArrayList<>();
-        for (int j = 0; j < routed; j++) {
-            out.add(kit.createTestProbe());
+    /** A device standing in for a worker's: a probe for its compute, and one for each expert's actor. */
+    private record Dev(String id, TestProbe<DeviceCompute.Command> compute, List<ActorRef<ExpertActor.Command>> experts) {
+        Replica replica(int j) {
+            return new Replica(id, experts.get(j), compute.getRef());
         }
-        return out;
+    }
+
+    private static Dev device(String id) {
+        List<ActorRef<ExpertActor.Command>> refs = new ArrayList<>();
+        for (int j = 0; j < routed; j++) {
+            refs.add(kit.<ExpertActor.Command>createTestProbe().getRef());
+        }
+        return new Dev(id, kit.createTestProbe(), refs);
     }
 
     private static LayerReplicas table(Function<Integer, List<Replica>> replicas) {
@@ -76,20 +86,42 @@ class RouterReplicasTest {
     }
 
     private static ActorRef<RouterActor.Command> router(LayerReplicas table, Duration unavailable) {
-        return kit.spawn(RouterActor.create(0, HIDDEN, local(), table,
+        return kit.spawn(RouterActor.create(0, HIDDEN, DType.F32, local(), table,
                         new RouterActor.Limits(Duration.ofSeconds(30), unavailable, 0),
                         new ServerMetrics(new SimpleMeterRegistry())),
                 DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
     }
 
-    /** Receives expert j's Compute on {@code probe} and answers it with the in-process expert. */
-    private static void answer(TestProbe<ExpertActor.Command> probe, int j) {
-        ExpertActor.Compute c = assertInstanceOf(ExpertActor.Compute.class, probe.receiveMessage(WAIT));
-        float[] out;
+    /** Receives one batch on {@code device} and answers it with the in-process experts; returns it. */
+    private static DeviceCompute.ComputeBatch answer(Dev device) {
+        return reply(assertInstanceOf(DeviceCompute.ComputeBatch.class, device.compute().receiveMessage(WAIT)));
+    }
+
+    /** Answers {@code c} with the in-process experts. */
+    private static DeviceCompute.ComputeBatch reply(DeviceCompute.ComputeBatch c) {
+        float[] rows = new float[c.rows().rows() * HIDDEN];
+        c.rows().read(0, c.rows().rows(), rows, 0);
+        WireTensor.Writer out = WireTensor.writer(DType.F32, c.rows().rows(), HIDDEN);
+        int at = 0;
         try (NDManager m = NDManager.newBaseManager()) {
-            out = local().expert(j, m.create(c.rows(), new Shape(c.count(), HIDDEN))).toFloatArray();
+            for (int i = 0; i < c.experts().length; i++) {
+                int n = c.counts()[i];
+                float[] o = local().expert(c.experts()[i], m.create(java.util.Arrays.copyOfRange(rows, at * HIDDEN,
+                        (at + n) * HIDDEN), new Shape(n, HIDDEN))).toFloatArray();
+                out.put(o, 0, o.length);
+                at += n;
+            }
         }
-        c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(0, j), out));
+        c.replyTo().tell(new DeviceCompute.BatchComputed(c.stepId(), out.done(), 0));
+        return c;
+    }
+
+    private static Set<Integer> experts(DeviceCompute.ComputeBatch c) {
+        Set<Integer> out = new HashSet<>();
+        for (int j : c.experts()) {
+            out.add(j);
+        }
+        return out;
     }
 
     private static float[] x(int tokens, long seed) {
@@ -127,28 +159,32 @@ class RouterReplicasTest {
 
     @Test
     void eachStepGoesToTheReplicaWithTheLeastOutstandingWork() {
-        List<TestProbe<ExpertActor.Command>> a = probes();
-        List<TestProbe<ExpertActor.Command>> b = probes();
-        ActorRef<RouterActor.Command> router = router(table(j -> List.of(new Replica("w1/cpu", a.get(j).getRef()),
-                new Replica("w2/cpu", b.get(j).getRef()))), Duration.ofSeconds(10));
+        Dev a = device("w1/cpu");
+        Dev b = device("w2/cpu");
+        ActorRef<RouterActor.Command> router = router(table(j -> List.of(a.replica(j), b.replica(j))),
+                Duration.ofSeconds(10));
         float[] x = x(1, 3);
         List<Integer> sel = selected(x, 1);
         TestProbe<RouterActor.Reply> first = kit.createTestProbe();
         TestProbe<RouterActor.Reply> second = kit.createTestProbe();
         router.tell(new RouterActor.Route(1, x, 1, first.getRef()));
         router.tell(new RouterActor.Route(2, x, 1, second.getRef()));
-        for (int j : sel) {
-            // the first step's copy is busy when the second arrives: the second goes to the other copy
-            ExpertActor.Compute ca = assertInstanceOf(ExpertActor.Compute.class, a.get(j).receiveMessage(WAIT));
-            ExpertActor.Compute cb = assertInstanceOf(ExpertActor.Compute.class, b.get(j).receiveMessage(WAIT));
-            assertEquals(Set.of(1L, 2L), Set.of(StepGather.stepOf(ca.stepId()), StepGather.stepOf(cb.stepId())),
-                    "expert " + j);
-            for (ExpertActor.Compute c : List.of(ca, cb)) {
-                try (NDManager m = NDManager.newBaseManager()) {
-                    c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(0, j),
-                            local().expert(j, m.create(c.rows(), new Shape(c.count(), HIDDEN))).toFloatArray()));
-                }
+        // within a step its two experts go to different devices (the first one is busy with the
+        // other), and the second step sends each expert to the copy the first step left idle:
+        // one batch per device and step, each with one expert
+        java.util.Map<Integer, Set<String>> devicesOf = new java.util.HashMap<>(); // expert -> devices over both steps
+        for (Dev d : List.of(a, b)) {
+            Set<Long> steps = new HashSet<>();
+            for (int i = 0; i < 2; i++) {
+                DeviceCompute.ComputeBatch c = answer(d);
+                assertEquals(1, c.experts().length, d.id() + ": " + java.util.Arrays.toString(c.experts()));
+                steps.add(StepGather.stepOf(c.stepId()));
+                devicesOf.computeIfAbsent(c.experts()[0], k -> new HashSet<>()).add(d.id());
             }
+            assertEquals(Set.of(1L, 2L), steps, d.id() + " gets one batch of each step");
+        }
+        for (int j : sel) {
+            assertEquals(Set.of("w1/cpu", "w2/cpu"), devicesOf.get(j), "expert " + j + " alternates");
         }
         assertForward(x, 1, first.receiveMessage(WAIT));
         assertForward(x, 1, second.receiveMessage(WAIT));
@@ -158,29 +194,27 @@ class RouterReplicasTest {
     void aReplicatedExpertGoesToTheDeviceThatTheStepsOtherExpertsLeaveIdle() {
         // every expert lives on w1; only the second selected expert also has a copy on w2 (listed
         // first or second): each step must send it to w2, since w1 is busy with the first expert
-        List<TestProbe<ExpertActor.Command>> a = probes();
-        List<TestProbe<ExpertActor.Command>> b = probes();
+        Dev a = device("w1/cpu");
+        Dev b = device("w2/cpu");
         float[] x = x(1, 3);
         List<Integer> sel = selected(x, 1);
         assertEquals(2, sel.size(), "top-2 routing of one token");
         int replicated = sel.get(1);
         for (boolean w2First : List.of(true, false, true, false)) {
             ActorRef<RouterActor.Command> router = router(table(j -> {
-                Replica one = new Replica("w1/cpu", a.get(j).getRef());
                 if (j != replicated) {
-                    return List.of(one);
+                    return List.of(a.replica(j));
                 }
-                Replica two = new Replica("w2/cpu", b.get(j).getRef());
-                return w2First ? List.of(two, one) : List.of(one, two);
+                return w2First ? List.of(b.replica(j), a.replica(j)) : List.of(a.replica(j), b.replica(j));
             }), Duration.ofSeconds(10));
             for (int step = 1; step <= 2; step++) {
                 TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
                 router.tell(new RouterActor.Route(step, x, 1, reply.getRef()));
-                answer(a.get(sel.get(0)), sel.get(0));
-                answer(b.get(replicated), replicated);
+                assertEquals(Set.of(sel.get(0)), experts(answer(a)));
+                assertEquals(Set.of(replicated), experts(answer(b)));
                 assertForward(x, 1, reply.receiveMessage(WAIT));
             }
-            a.get(replicated).expectNoMessage(Duration.ofMillis(50));
+            a.compute().expectNoMessage(Duration.ofMillis(50));
             kit.stop(router);
         }
     }
@@ -188,10 +222,10 @@ class RouterReplicasTest {
     @Test
     void aHotExpertsRowsAreSplitOverItsReplicasAndCombineToTheSameResult() {
         // 16 copies of one token: every row goes to the same two experts, each replicated on w1 and w2
-        List<TestProbe<ExpertActor.Command>> a = probes();
-        List<TestProbe<ExpertActor.Command>> b = probes();
-        ActorRef<RouterActor.Command> router = router(table(j -> List.of(new Replica("w1/cpu", a.get(j).getRef()),
-                new Replica("w2/cpu", b.get(j).getRef()))), Duration.ofSeconds(10));
+        Dev a = device("w1/cpu");
+        Dev b = device("w2/cpu");
+        ActorRef<RouterActor.Command> router = router(table(j -> List.of(a.replica(j), b.replica(j))),
+                Duration.ofSeconds(10));
         int tokens = 16;
         float[] one = x(1, 9);
         float[] x = new float[tokens * HIDDEN];
@@ -202,46 +236,39 @@ class RouterReplicasTest {
         assertEquals(2, sel.size(), "identical tokens choose the same two experts");
         TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
         router.tell(new RouterActor.Route(7, x, tokens, reply.getRef()));
-        for (int j : sel) {
-            // each device gets half of each expert's 16 rows: 8 + 8, one part each
-            for (TestProbe<ExpertActor.Command> probe : List.of(a.get(j), b.get(j))) {
-                ExpertActor.Compute c = assertInstanceOf(ExpertActor.Compute.class, probe.receiveMessage(WAIT));
-                assertEquals(tokens / 2, c.count(), "expert " + j);
-                try (NDManager m = NDManager.newBaseManager()) {
-                    c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(0, j),
-                            local().expert(j, m.create(c.rows(), new Shape(c.count(), HIDDEN))).toFloatArray()));
-                }
-            }
+        // each device gets half of each expert's 16 rows, both experts in its one batch
+        for (Dev d : List.of(a, b)) {
+            DeviceCompute.ComputeBatch c = answer(d);
+            assertEquals(Set.copyOf(sel), experts(c), d.id());
+            assertEquals(List.of(tokens / 2, tokens / 2), java.util.Arrays.stream(c.counts()).boxed().toList());
+            d.compute().expectNoMessage(Duration.ofMillis(20));
         }
         assertForward(x, tokens, reply.receiveMessage(WAIT));
     }
 
     @Test
     void aLostDevicesRowsAreSentAgainAndAStepWithoutAnyReplicaWaitsForOne() {
-        List<TestProbe<ExpertActor.Command>> dead = probes();
-        List<TestProbe<ExpertActor.Command>> live = probes();
-        ActorRef<RouterActor.Command> router = router(table(j -> List.of(new Replica("dead/cpu",
-                dead.get(j).getRef()))), Duration.ofSeconds(20));
+        Dev dead = device("dead/cpu");
+        Dev live = device("live/cpu");
+        ActorRef<RouterActor.Command> router = router(table(j -> List.of(dead.replica(j))), Duration.ofSeconds(20));
         float[] x = x(5, 4);
         List<Integer> sel = selected(x, 5);
         TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
         router.tell(new RouterActor.Route(1, x, 5, reply.getRef()));
-        for (int j : sel) {
-            assertInstanceOf(ExpertActor.Compute.class, dead.get(j).receiveMessage(WAIT)); // never answered
-        }
+        DeviceCompute.ComputeBatch lost = assertInstanceOf(DeviceCompute.ComputeBatch.class,
+                dead.compute().receiveMessage(WAIT)); // never answered
+        assertEquals(Set.copyOf(sel), experts(lost));
         TestProbe<RouterActor.Updated> updated = kit.createTestProbe();
         // the device is lost and nothing replaces it yet: the step waits ...
         router.tell(new RouterActor.UpdateReplicas(table(j -> List.of()), Set.of("dead/cpu"), updated.getRef()));
         updated.receiveMessage(WAIT);
         reply.expectNoMessage(Duration.ofMillis(300));
-        // ... until a new replica is placed: the rows go there, and the result is the same
-        router.tell(new RouterActor.UpdateReplicas(table(j -> List.of(new Replica("live/cpu", live.get(j).getRef()))),
-                Set.of(), updated.getRef()));
+        // ... until a new replica is placed: the rows go there, in one batch, and the result is the same
+        router.tell(new RouterActor.UpdateReplicas(table(j -> List.of(live.replica(j))), Set.of(), updated.getRef()));
         updated.receiveMessage(WAIT);
-        for (int j : sel) {
-            answer(live.get(j), j);
-        }
+        assertEquals(Set.copyOf(sel), experts(answer(live)));
         assertForward(x, 5, reply.receiveMessage(WAIT));
+        live.compute().expectNoMessage(Duration.ofMillis(20));
     }
 
     @Test
@@ -258,30 +285,17 @@ class RouterReplicasTest {
 
     @Test
     void aDrainIsAnsweredOnceTheDrainedReplicasHaveNoWorkLeft() {
-        List<TestProbe<ExpertActor.Command>> a = probes();
-        ActorRef<RouterActor.Command> router = router(table(j -> List.of(new Replica("w1/cpu", a.get(j).getRef()))),
-                Duration.ofSeconds(10));
+        Dev a = device("w1/cpu");
+        ActorRef<RouterActor.Command> router = router(table(j -> List.of(a.replica(j))), Duration.ofSeconds(10));
         float[] x = x(2, 6);
-        List<Integer> sel = selected(x, 2);
         TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
         router.tell(new RouterActor.Route(1, x, 2, reply.getRef()));
         TestProbe<RouterActor.Drained> drained = kit.createTestProbe();
-        java.util.Set<ActorRef<ExpertActor.Command>> all = new java.util.HashSet<>();
-        a.forEach(p -> all.add(p.getRef()));
-        List<ExpertActor.Compute> pending = new ArrayList<>();
-        for (int j : sel) {
-            pending.add(assertInstanceOf(ExpertActor.Compute.class, a.get(j).receiveMessage(WAIT)));
-        }
-        router.tell(new RouterActor.Drain(all, drained.getRef()));
+        DeviceCompute.ComputeBatch pending = assertInstanceOf(DeviceCompute.ComputeBatch.class,
+                a.compute().receiveMessage(WAIT));
+        router.tell(new RouterActor.Drain(Set.copyOf(a.experts()), drained.getRef()));
         drained.expectNoMessage(Duration.ofMillis(300));
-        for (int i = 0; i < sel.size(); i++) {
-            ExpertActor.Compute c = pending.get(i);
-            int j = sel.get(i);
-            try (NDManager m = NDManager.newBaseManager()) {
-                c.replyTo().tell(new ExpertActor.Computed(c.stepId(), new ExpertId(0, j),
-                        local().expert(j, m.create(c.rows(), new Shape(c.count(), HIDDEN))).toFloatArray()));
-            }
-        }
+        reply(pending);
         assertForward(x, 2, reply.receiveMessage(WAIT));
         assertEquals(0, drained.receiveMessage(WAIT).layer());
     }

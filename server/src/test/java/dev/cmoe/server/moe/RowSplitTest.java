@@ -10,9 +10,9 @@ import org.junit.jupiter.api.Test;
 
 /** Water-filling one expert's rows over its replicas' devices. */
 class RowSplitTest {
-    private static final Replica A = new Replica("w1/cpu", null);
-    private static final Replica B = new Replica("w2/cpu", null);
-    private static final Replica C = new Replica("w3/cpu", null);
+    private static final Replica A = new Replica("w1/cpu", null, null);
+    private static final Replica B = new Replica("w2/cpu", null, null);
+    private static final Replica C = new Replica("w3/cpu", null, null);
     private static final Map<Object, Integer> NONE = new HashMap<>(); // no replica has work of its own
 
     private static Map<String, Integer> rowsOf(List<RowSplit.Share> shares) {

@@ -1,0 +1,66 @@
+package dev.cmoe.experts;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import dev.cmoe.model.llama.Ops;
+import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.Tensors;
+import dev.cmoe.model.llama.WeightKernels;
+import dev.cmoe.model.moe.MoeWeightNames;
+
+/**
+ * A carved routed expert's SwiGLU, its gate/up/down weights read from the checkpoint onto one
+ * device in the kernels' dtype: the same {@link Ops#swiglu} as the single-node forward, so its
+ * outputs are bit-identical wherever it runs.
+ */
+public final class SwigluExpert implements ExpertKernel {
+    private final NDManager manager;
+    private final NDArray gateT; // (hidden, m)
+    private final NDArray upT;   // (hidden, m)
+    private final NDArray downT; // (m, hidden)
+    private final WeightKernels kernels;
+
+    private SwigluExpert(NDManager manager, NDArray gateT, NDArray upT, NDArray downT, WeightKernels kernels) {
+        this.manager = manager;
+        this.gateT = gateT;
+        this.upT = upT;
+        this.downT = downT;
+        this.kernels = kernels;
+    }
+
+    /**
+     * Loads expert {@code id}'s weights from {@code source}; nothing half-loaded survives a failure.
+     *
+     * @param hidden d, the model's hidden size
+     * @param expertSize m, neurons per expert
+     */
+    public static SwigluExpert load(ExpertId id, int hidden, int expertSize, TensorSource source, Device device,
+                                    WeightKernels kernels) {
+        NDManager manager = NDManager.newBaseManager(device);
+        try {
+            int l = id.layer();
+            int j = id.expert();
+            NDArray gateT = Tensors.transposedView(kernels.load(manager, source,
+                    MoeWeightNames.expert(l, j, MoeWeightNames.GATE), expertSize, hidden));
+            NDArray upT = Tensors.transposedView(kernels.load(manager, source,
+                    MoeWeightNames.expert(l, j, MoeWeightNames.UP), expertSize, hidden));
+            NDArray downT = Tensors.transposedView(kernels.load(manager, source,
+                    MoeWeightNames.expert(l, j, MoeWeightNames.DOWN), hidden, expertSize));
+            return new SwigluExpert(manager, gateT, upT, downT, kernels);
+        } catch (RuntimeException e) {
+            manager.close();
+            throw e;
+        }
+    }
+
+    @Override
+    public NDArray apply(NDArray x) {
+        return Ops.swiglu(x, gateT, upT, downT, kernels);
+    }
+
+    @Override
+    public void close() {
+        manager.close();
+    }
+}
