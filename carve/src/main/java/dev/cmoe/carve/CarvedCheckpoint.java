@@ -9,7 +9,6 @@ import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.safetensors.CheckpointWriter;
 import dev.cmoe.model.safetensors.RawTensor;
-import dev.cmoe.model.safetensors.SafetensorsWriter;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -74,8 +73,8 @@ final class CarvedCheckpoint implements AutoCloseable {
 
     /** Writes one carved layer's tensors, rounded to the checkpoint's dtype. */
     void layer(TensorMap tensors) {
-        for (Map.Entry<String, SafetensorsWriter.Tensor> e : tensors.tensors().entrySet()) {
-            writer.write(e.getKey(), e.getValue().data());
+        for (String name : tensors.names()) {
+            writer.write(name, tensors.read(name));
         }
     }
 

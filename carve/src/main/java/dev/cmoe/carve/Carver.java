@@ -123,6 +123,7 @@ public final class Carver {
         ModelConfig config = ModelConfig.load(modelDir);
         opts.validate(config);
         Recipe recipe = Recipe.of(opts.method());
+        requireHeap(config, opts, recipe, Runtime.getRuntime().maxMemory());
         CarveReport[] report = new CarveReport[1];
         AtomicDir.write(outDir, opts.force(), staging -> {
             try (Checkpoint checkpoint = Checkpoint.open(modelDir);
@@ -157,6 +158,34 @@ public final class Carver {
         });
         listener.finished(report[0]);
         return report[0];
+    }
+
+    /**
+     * The Java heap a streamed carve of one layer needs: the dense FFN in float32, the calibration
+     * activations (the residual stream, its FFN input and the layer's output), with clustering on
+     * profiles the (intermediate, tokens) matrix, and a margin for the rest.
+     */
+    static long heapNeeded(ModelConfig config, CarveOptions opts, Recipe recipe) {
+        long d = config.hiddenSize();
+        long inter = config.intermediateSize();
+        long tokens = (long) opts.calibSamples() * opts.seqlen(config);
+        long profiles = recipe.grouping() == Grouping.PROFILES ? 4 * inter * tokens : 0;
+        return 12 * d * inter + 3 * 4 * tokens * d + profiles + HEAP_MARGIN;
+    }
+
+    /** Heap beyond {@link #heapNeeded}'s tensors: clustering, the router fit, the JVM's own. */
+    static final long HEAP_MARGIN = 256L << 20;
+
+    /** Fails before any work when the heap is smaller than {@link #heapNeeded}, naming the setting to raise. */
+    static void requireHeap(ModelConfig config, CarveOptions opts, Recipe recipe, long maxHeap) {
+        long need = heapNeeded(config, opts, recipe);
+        if (maxHeap < need) {
+            throw new IllegalStateException(String.format(java.util.Locale.ROOT, "carving a layer of this model"
+                    + " (hidden %d, intermediate %d, %d calibration tokens) needs about %d MiB of Java heap, the JVM"
+                    + " has %d MiB: raise it, e.g. CMOE_JAVA_OPTS=-Xmx%dm", config.hiddenSize(),
+                    config.intermediateSize(), opts.calibSamples() * opts.seqlen(config), need >> 20, maxHeap >> 20,
+                    (need >> 20) + 256));
+        }
     }
 
     /** Carves {@code modelDir} and keeps the result in memory, not yet saved. */

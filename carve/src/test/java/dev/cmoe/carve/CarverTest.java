@@ -121,6 +121,25 @@ class CarverTest {
     }
 
     @Test
+    void aHeapTooSmallForOneLayerFailsBeforeAnyWorkNamingTheSetting() throws Exception {
+        Path dense = Fixtures.denseModel(tmp.resolve("dense"), 3, 1);
+        ModelConfig config = ModelConfig.load(dense);
+        CarveOptions opts = Fixtures.options(1, 1, 4).withCalibration(8, 64, 1);
+        Carver.Recipe recipe = Carver.Recipe.of(opts.method());
+        long need = Carver.heapNeeded(config, opts, recipe);
+        long tensors = 12L * config.hiddenSize() * config.intermediateSize() + 3L * 4 * 8 * 64 * config.hiddenSize();
+        assertEquals(tensors + Carver.HEAP_MARGIN, need);
+        Carver.requireHeap(config, opts, recipe, need); // exactly enough passes
+        IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> Carver.requireHeap(config, opts, recipe, need - 1));
+        assertTrue(e.getMessage().contains("CMOE_JAVA_OPTS=-Xmx"), e.getMessage());
+        assertTrue(e.getMessage().contains("512 calibration tokens"), e.getMessage());
+        // clustering on profiles keeps the (intermediate, tokens) matrix as well
+        Carver.Recipe profiles = Carver.Recipe.of(CarveOptions.Method.PROFILES);
+        assertEquals(need + 4L * config.intermediateSize() * 8 * 64, Carver.heapNeeded(config, opts, profiles));
+    }
+
+    @Test
     void balancingMovesOnlyTheBiasAndEvensTheLoad() throws Exception {
         // one layer, so both carvings calibrate on the same inputs
         Path dense = Fixtures.denseModel(tmp.resolve("dense"), 3, 1);
@@ -135,9 +154,10 @@ class CarverTest {
             assertEquals(before.imbalanceBefore(), after.imbalanceBefore());
             assertTrue(after.imbalanceAfter() < after.imbalanceBefore(),
                     after.imbalanceBefore() + " -> " + after.imbalanceAfter());
-            for (String name : plain.layerTensors(0).tensors().keySet()) {
+            for (String name : plain.layerTensors(0).names()) {
                 if (!name.equals(MoeWeightNames.routerBias(0))) {
-                    assertArrayEquals(values(plain, name), values(balanced, name), 0f, name);
+                    assertArrayEquals(plain.layerTensors(0).read(name).array(),
+                            balanced.layerTensors(0).read(name).array(), 0f, name);
                 }
             }
             assertFalse(Arrays.equals(values(plain, MoeWeightNames.routerBias(0)),

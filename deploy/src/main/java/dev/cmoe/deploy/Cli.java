@@ -49,7 +49,15 @@ public final class Cli {
             }
             return 2;
         });
-        return cli.execute(args);
+        try {
+            return cli.execute(args);
+        } catch (OutOfMemoryError e) {
+            // picocli hands only exceptions to the handler above; a full heap is the user's to size
+            cli.getErr().println("cmoe: out of Java heap (" + e.getMessage() + ", at most "
+                    + Runtime.getRuntime().maxMemory() / (1 << 20) + " MiB): give the JVM more with"
+                    + " CMOE_JAVA_OPTS=-Xmx<size>");
+            return 3;
+        }
     }
 
     private static String message(Throwable e) {
