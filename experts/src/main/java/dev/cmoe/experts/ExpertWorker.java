@@ -275,10 +275,16 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
         ready.add(id);
         answerHosted();
         for (PendingLoad p : List.copyOf(loads.values())) {
-            if (p.waiting().remove(id) && p.waiting().isEmpty()) {
+            if (!p.waiting().remove(id)) {
+                continue;
+            }
+            if (p.waiting().isEmpty()) {
                 loads.remove(p.load().opId());
                 timers.cancel(p.load().opId());
                 answer(p.load(), "");
+            } else {
+                // the timeout bounds a load that stalls, not one that is large: it restarts with each expert
+                timers.startSingleTimer(p.load().opId(), new LoadTimedOut(p.load().opId()), loadTimeout);
             }
         }
         return this;
@@ -306,8 +312,8 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     private Behavior<Command> onLoadTimedOut(LoadTimedOut t) {
         PendingLoad p = loads.remove(t.opId());
         if (p != null) {
-            answer(p.load(), "experts " + p.waiting() + " did not finish loading on device " + name + " within "
-                    + loadTimeout);
+            answer(p.load(), "experts " + p.waiting() + " did not finish loading on device " + name + ": no expert"
+                    + " of the load became ready for " + loadTimeout);
         }
         return this;
     }

@@ -92,6 +92,55 @@ class ExpertWorkerLoadTest {
     }
 
     @Test
+    void theLoadTimeoutBoundsAStallNotTheSizeOfTheLoad() {
+        // 16 experts, each 3 reads of 0.2 s, on the dispatcher's 4 threads: about 2.4 s in all,
+        // longer than the 1.5 s timeout, with an expert ready every 0.6 s or so
+        ExpertShape shape = new ExpertShape(4, 4, 8, 4);
+        ActorTestKit kit = ActorTestKit.create(com.typesafe.config.ConfigFactory.parseString(
+                ExpertWorker.LOAD_TIMEOUT + " = 1500ms").withFallback(com.typesafe.config.ConfigFactory.load()));
+        try {
+            Set<String> stalled = ConcurrentHashMap.newKeySet();
+            Source random = new Source();
+            TensorSource slow = (name, dims) -> {
+                long nap = stalled.contains(name) ? 4_000 : 200;
+                try {
+                    Thread.sleep(nap);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                return random.read(name, dims);
+            };
+            ActorRef<ExpertWorker.Command> worker = kit.spawn(ExpertWorker.create("w3/cpu", Device.cpu(), shape, slow,
+                    0, 0, List.of(), ClusterSecret.OPEN));
+            List<ExpertId> all = new java.util.ArrayList<>();
+            for (int l = 0; l < 4; l++) {
+                for (int j = 0; j < 4; j++) {
+                    all.add(new ExpertId(l, j));
+                }
+            }
+            TestProbe<ExpertWorker.LoadResult> loads = kit.createTestProbe();
+            long start = System.nanoTime();
+            worker.tell(new ExpertWorker.Load(1, all, loads.getRef()));
+            ExpertWorker.LoadResult r = loads.receiveMessage(Duration.ofSeconds(30));
+            double seconds = (System.nanoTime() - start) / 1e9;
+            assertTrue(r.ok(), r.failure());
+            assertEquals(Set.copyOf(all), r.ready().keySet());
+            assertTrue(seconds > 1.5, "the load should outlast the timeout to show anything: " + seconds + " s");
+
+            // an expert whose weights never arrive fails its load after the timeout, naming it
+            worker.tell(new ExpertWorker.Unload(2, List.of(new ExpertId(3, 3)), kit.<ExpertWorker.Unloaded>createTestProbe()
+                    .getRef()));
+            stalled.add(MoeWeightNames.expert(3, 3, MoeWeightNames.GATE));
+            worker.tell(new ExpertWorker.Load(3, List.of(new ExpertId(3, 3)), loads.getRef()));
+            ExpertWorker.LoadResult stuck = loads.receiveMessage(Duration.ofSeconds(20));
+            assertTrue(stuck.failure().contains("(3, 3)") && stuck.failure().contains("no expert of the load became"
+                    + " ready for"), stuck.failure());
+        } finally {
+            kit.shutdownTestKit();
+        }
+    }
+
+    @Test
     void refusesWhatExceedsItsMemoryBudgetOrTheModel() {
         ActorRef<ExpertWorker.Command> worker = KIT.spawn(ExpertWorker.create("w2/cpu", Device.cpu(), SHAPE,
                 new Source(), 2 * SHAPE.expertBytes(), 0, List.of(), ClusterSecret.OPEN));

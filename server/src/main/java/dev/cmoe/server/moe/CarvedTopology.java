@@ -3,7 +3,9 @@ package dev.cmoe.server.moe;
 import ai.djl.Device;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
+import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.model.llama.FeedForward;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.TensorSource;
@@ -54,10 +56,11 @@ public final class CarvedTopology {
         }
         String name = device.getDeviceType() + "-" + Math.max(0, device.getDeviceId());
         ActorRef<ExpertWorker.Command> worker = system.systemActorOf(
-                ExpertWorker.create(name, device, hidden, moe.expertSize(), model.kernels().dtype(), ids, source),
+                ExpertWorker.create(name, device, new ExpertShape(layers, moe.routed(), hidden, moe.expertSize(),
+                        model.kernels().dtype()), source, 0, 0, List.of(), ClusterSecret.OPEN),
                 "experts-" + name,
                 Props.empty());
-        ExpertWorker.Hosted hosted = hosted(system, worker);
+        ExpertWorker.Hosted hosted = load(system, worker, ids);
         installRouters(system, model, moe, l -> {
             List<ActorRef<ExpertActor.Command>> experts = new ArrayList<>();
             for (int j = 0; j < moe.routed(); j++) {
@@ -104,11 +107,28 @@ public final class CarvedTopology {
         return routers;
     }
 
-    private static ExpertWorker.Hosted hosted(ActorSystem<?> system, ActorRef<ExpertWorker.Command> worker) {
+    /**
+     * Loads every expert of {@code ids} on {@code worker} and returns what it hosts. The worker fails
+     * the load itself when no expert has become ready for its load timeout, so a large model takes
+     * as long as its loading progresses; this side's own bound (that timeout per expert) only
+     * guards against a worker that never answers.
+     */
+    private static ExpertWorker.Hosted load(ActorSystem<?> system, ActorRef<ExpertWorker.Command> worker,
+                                            List<ExpertId> ids) {
+        Duration stall = system.settings().config().getDuration(ExpertWorker.LOAD_TIMEOUT);
+        Duration bound = stall.multipliedBy(Math.max(1, ids.size())).plusSeconds(10);
         try {
+            ExpertWorker.LoadResult r = AskPattern.<ExpertWorker.Command, ExpertWorker.LoadResult>ask(worker,
+                    reply -> new ExpertWorker.Load(1, ids, reply), bound, system.scheduler())
+                    .toCompletableFuture().get(bound.toSeconds() + 1, TimeUnit.SECONDS);
+            if (!r.ok()) {
+                throw new IllegalStateException("expert worker " + worker.path() + " could not load the model's "
+                        + ids.size() + " routed experts: " + r.failure());
+            }
             return AskPattern.<ExpertWorker.Command, ExpertWorker.Hosted>ask(worker, ExpertWorker.GetHosted::new,
                     Duration.ofSeconds(30), system.scheduler()).toCompletableFuture().get(31, TimeUnit.SECONDS);
-        } catch (Exception e) {
+        } catch (InterruptedException | java.util.concurrent.ExecutionException
+                 | java.util.concurrent.TimeoutException e) {
             if (e instanceof InterruptedException) {
                 Thread.currentThread().interrupt();
             }
