@@ -7,6 +7,7 @@ import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.safetensors.DType;
 import java.time.Duration;
+import java.util.function.Consumer;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashSet;
@@ -40,7 +41,7 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     public static final String LOAD_TIMEOUT = "cmoe.expert.load-timeout";
 
     /** What a worker understands. */
-    public sealed interface Command permits GetHosted, Describe, Load, Unload, ExpertReady, ExpertStopped,
+    public sealed interface Command permits GetHosted, Describe, Load, Unload, Refused, ExpertReady, ExpertStopped,
             LoadTimedOut {
     }
 
@@ -111,6 +112,13 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     public record Unloaded(long opId, String deviceId, List<ExpertId> hosted) implements ClusterMessage {
     }
 
+    /**
+     * The head will give this device nothing (it did not prove the cluster's secret) and downs its
+     * node: the node should stop for good rather than rejoin, and say why.
+     */
+    public record Refused(String reason) implements Command, ClusterMessage {
+    }
+
     private record ExpertReady(ExpertActor.Ready ready) implements Command {
     }
 
@@ -132,6 +140,7 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     private final int maxFrameBytes;
     private final Duration loadTimeout;
     private final ClusterSecret secret;
+    private final Consumer<String> onRefused;
     private final TimerScheduler<Command> timers;
     private final Map<ExpertId, ActorRef<ExpertActor.Command>> experts = new LinkedHashMap<>(); // id -> actor
     private final Set<ExpertId> ready = new HashSet<>();             // weights loaded, serving
@@ -143,9 +152,10 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
 
     private ExpertWorker(ActorContext<Command> context, TimerScheduler<Command> timers, String name, Device device,
                          ExpertShape shape, TensorSource source, long memoryBytes, int maxFrameBytes,
-                         List<ExpertId> hosted, ClusterSecret secret) {
+                         List<ExpertId> hosted, ClusterSecret secret, Consumer<String> onRefused) {
         super(context);
         this.secret = secret;
+        this.onRefused = onRefused;
         this.name = name;
         this.device = device;
         this.shape = shape;
@@ -174,9 +184,19 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     public static Behavior<Command> create(String name, Device device, ExpertShape shape, TensorSource source,
                                            long memoryBytes, int maxFrameBytes, List<ExpertId> hosted,
                                            ClusterSecret secret) {
+        return create(name, device, shape, source, memoryBytes, maxFrameBytes, hosted, secret, reason -> { });
+    }
+
+    /**
+     * As {@link #create(String, Device, ExpertShape, TensorSource, long, int, List, ClusterSecret)},
+     * telling {@code onRefused} when the head refuses this device ({@link Refused}).
+     */
+    public static Behavior<Command> create(String name, Device device, ExpertShape shape, TensorSource source,
+                                           long memoryBytes, int maxFrameBytes, List<ExpertId> hosted,
+                                           ClusterSecret secret, Consumer<String> onRefused) {
         List<ExpertId> initial = List.copyOf(hosted);
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new ExpertWorker(ctx, timers, name, device, shape,
-                source, memoryBytes, maxFrameBytes, initial, secret)));
+                source, memoryBytes, maxFrameBytes, initial, secret, onRefused)));
     }
 
     /** An in-process float32 worker hosting {@code hosted} (tests): no budget, no frames. */
@@ -198,6 +218,11 @@ public final class ExpertWorker extends AbstractBehavior<ExpertWorker.Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(GetHosted.class, this::onGetHosted)
+                .onMessage(Refused.class, r -> {
+                    getContext().getLog().error("the head refused device {}: {}", name, r.reason());
+                    onRefused.accept(r.reason());
+                    return this;
+                })
                 .onMessage(Describe.class, this::onDescribe)
                 .onMessage(Load.class, this::onLoad)
                 .onMessage(Unload.class, this::onUnload)

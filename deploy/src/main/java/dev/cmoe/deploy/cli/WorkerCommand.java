@@ -52,11 +52,19 @@ public final class WorkerCommand implements Callable<Integer> {
         }, "cmoe-worker-shutdown"));
         System.err.printf("cmoe worker: %s (%s) at %s, joining %s; serving %s%n", name, devices, node.address(),
                 String.join(",", clusterSeeds), node.shape());
-        node.whenTerminated().toCompletableFuture().join();
+        try {
+            // the node rejoins by itself when downed or when the head leaves; this returns when it stops for good
+            node.whenTerminated().toCompletableFuture().join();
+        } catch (java.util.concurrent.CompletionException e) {
+            System.err.println("cmoe worker: " + name + " could not rejoin the cluster: " + e.getCause());
+            return 1;
+        }
+        if (node.refusal().isPresent()) {
+            System.err.println("cmoe worker: the head refused " + name + ": " + node.refusal().get());
+            return 1;
+        }
         if (!stopping.get()) {
-            // downed by the cluster (cut off from the head), or the head left: exit non-zero so that a
-            // supervisor restarts it and it joins the (new) head
-            System.err.println("cmoe worker: " + name + " is no longer in a cluster with a head; exiting");
+            System.err.println("cmoe worker: " + name + " stopped; exiting");
             return 1;
         }
         return 0;

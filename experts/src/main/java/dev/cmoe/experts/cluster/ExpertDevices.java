@@ -5,6 +5,7 @@ import dev.cmoe.experts.ExpertWorker;
 import dev.cmoe.model.llama.TensorSource;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
@@ -31,6 +32,15 @@ public final class ExpertDevices {
                                                               List<DeviceSpec> devices, ExpertShape shape,
                                                               TensorSource source, long memoryPerDevice,
                                                               int maxFrameBytes, ClusterSecret secret) {
+        return start(system, worker, devices, shape, source, memoryPerDevice, maxFrameBytes, secret, reason -> { });
+    }
+
+    /** As {@link #start(ActorSystem, String, List, ExpertShape, TensorSource, long, int, ClusterSecret)}, telling {@code onRefused} when the head refuses a device. */
+    public static List<ActorRef<ExpertWorker.Command>> start(ActorSystem<?> system, String worker,
+                                                              List<DeviceSpec> devices, ExpertShape shape,
+                                                              TensorSource source, long memoryPerDevice,
+                                                              int maxFrameBytes, ClusterSecret secret,
+                                                              Consumer<String> onRefused) {
         if (!worker.matches("[A-Za-z0-9_.-]+")) {
             throw new IllegalArgumentException("worker name \"" + worker
                     + "\" must be letters, digits, '.', '_' or '-' (it is the WORKER of WORKER/DEVICE ids)");
@@ -41,7 +51,8 @@ public final class ExpertDevices {
         List<ActorRef<ExpertWorker.Command>> refs = new ArrayList<>();
         for (DeviceSpec d : devices) {
             ActorRef<ExpertWorker.Command> ref = system.systemActorOf(ExpertWorker.create(d.id(worker), d.device(),
-                    shape, source, memoryPerDevice, maxFrameBytes, List.of(), secret), d.actorName(), Props.empty());
+                    shape, source, memoryPerDevice, maxFrameBytes, List.of(), secret, onRefused), d.actorName(),
+                    Props.empty());
             system.receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
             refs.add(ref);
         }

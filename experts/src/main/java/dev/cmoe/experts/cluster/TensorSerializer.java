@@ -37,6 +37,7 @@ import org.apache.pekko.serialization.SerializerWithStringManifest;
  * O BatchComputed stepId:long computeNanos:long outputs:tensor
  * X BatchFailed   stepId:long reason:string
  * I InjectFault reason:string
+ * F Refused reason:string
  * Q Describe    challenge:string replyTo:ref
  * P Description deviceId:string layers,routed,hidden,expertSize:int dtype:byte memoryBytes:long maxFrameBytes:int
  *               hosted:ids proof:string compute:ref
@@ -76,6 +77,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case DeviceCompute.BatchComputed m -> "O";
             case DeviceCompute.BatchFailed m -> "X";
             case ExpertActor.InjectFault m -> "I";
+            case ExpertWorker.Refused m -> "F";
             case ExpertWorker.Describe m -> "Q";
             case ExpertWorker.Description m -> "P";
             case ExpertWorker.Load m -> "L";
@@ -128,6 +130,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
                 string(out, m.reason());
             }
             case ExpertActor.InjectFault m -> string(out, m.reason());
+            case ExpertWorker.Refused m -> string(out, m.reason());
             case ExpertWorker.Describe m -> {
                 string(out, m.challenge());
                 string(out, ref(m.replyTo()));
@@ -228,6 +231,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             }
             case "X" -> new DeviceCompute.BatchFailed(in.getLong(), string(in));
             case "I" -> new ExpertActor.InjectFault(string(in));
+            case "F" -> new ExpertWorker.Refused(string(in));
             case "Q" -> new ExpertWorker.Describe(string(in), resolve(string(in)));
             case "P" -> {
                 String device = string(in);
@@ -276,6 +280,7 @@ public final class TensorSerializer extends SerializerWithStringManifest impleme
             case DeviceCompute.BatchComputed m -> 16 + tensorSize(m.outputs());
             case DeviceCompute.BatchFailed m -> 8 + stringSize(m.reason());
             case ExpertActor.InjectFault m -> stringSize(m.reason());
+            case ExpertWorker.Refused m -> stringSize(m.reason());
             case ExpertWorker.Describe m -> stringSize(m.challenge()) + stringSize(ref(m.replyTo()));
             case ExpertWorker.Description m -> stringSize(m.deviceId()) + 29 + 4 + 8 * m.hosted().size()
                     + stringSize(m.proof()) + stringSize(ref(m.compute()));

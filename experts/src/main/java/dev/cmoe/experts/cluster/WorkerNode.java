@@ -14,13 +14,21 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletionStage;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Function;
+import org.apache.pekko.actor.CoordinatedShutdown;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import org.apache.pekko.Done;
 import dev.cmoe.experts.ExpertWorker;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.cluster.ClusterEvent;
 import org.apache.pekko.cluster.Member;
@@ -31,8 +39,16 @@ import org.apache.pekko.cluster.typed.Subscribe;
  * A running expert-worker node (the {@code cmoe worker} command, and tests): an actor system with
  * the {@code expert-worker} role in the cluster, one device worker per device, and the carved
  * checkpoint memory-mapped so that devices load only the experts the head places on them.
+ *
+ * <p>The node outlives its cluster membership. When the cluster downs it (the head crashed and
+ * the split-brain resolver took the head's side, or this node was paused past failure detection)
+ * or the last head leaves, the node starts a new actor system, an incarnation, that joins the
+ * seeds again and waits there for a head: a restarted head finds its workers without restarting
+ * them, and places experts on them afresh. It stops for good only when closed, when its system is
+ * terminated from within this JVM, or when the head refuses it ({@link ExpertWorker.Refused}).
  */
 public final class WorkerNode implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(WorkerNode.class);
     private static final Config LOGGING = ConfigFactory.parseString("""
             pekko.loggers = ["org.apache.pekko.event.slf4j.Slf4jLogger"]
             pekko.logging-filter = "org.apache.pekko.event.slf4j.Slf4jLoggingFilter"
@@ -40,18 +56,39 @@ public final class WorkerNode implements AutoCloseable {
             pekko.log-dead-letters = 0
             """);
 
-    private final ActorSystem<Void> system;
+    /** Wait before a new incarnation starts, so the old one's port and connections are released. */
+    static final Duration REJOIN_DELAY = Duration.ofSeconds(1);
+
+    /** Incarnations that fail to start in a row (say, the port stays taken) before the node gives up. */
+    static final int START_ATTEMPTS = 10;
+
+    /** Why this node's system stops when the last head leaves: a reason to rejoin, like being downed. */
+    private static final class HeadLeft implements CoordinatedShutdown.Reason {
+        static final HeadLeft INSTANCE = new HeadLeft();
+
+        @Override
+        public String toString() {
+            return "the last head left the cluster";
+        }
+    }
+
+    /** One actor system's life in the cluster, with its device workers. */
+    private record Incarnation(ActorSystem<Void> system, List<ActorRef<ExpertWorker.Command>> devices) {
+    }
+
     private final Checkpoint checkpoint;
     private final ExpertShape shape;
-    private final List<ActorRef<ExpertWorker.Command>> devices;
+    private final Function<WorkerNode, Incarnation> incarnate;
     private final AtomicBoolean closed = new AtomicBoolean();
+    private final AtomicReference<String> refusal = new AtomicReference<>();
+    private final AtomicInteger rejoins = new AtomicInteger();
+    private final CompletableFuture<Done> stopped = new CompletableFuture<>();
+    private volatile Incarnation current;
 
-    private WorkerNode(ActorSystem<Void> system, Checkpoint checkpoint, ExpertShape shape,
-                       List<ActorRef<ExpertWorker.Command>> devices) {
-        this.system = system;
+    private WorkerNode(Checkpoint checkpoint, ExpertShape shape, Function<WorkerNode, Incarnation> incarnate) {
         this.checkpoint = checkpoint;
         this.shape = shape;
-        this.devices = List.copyOf(devices);
+        this.incarnate = incarnate;
     }
 
     /**
@@ -86,7 +123,6 @@ public final class WorkerNode implements AutoCloseable {
         MoeConfig moe = MoeConfig.of(config).orElseThrow(() -> new IllegalArgumentException("model " + modelDir
                 + " is dense (its config.json has no cmoe block): expert workers host a carved model's experts"));
         Checkpoint checkpoint = Checkpoint.open(modelDir);
-        ActorSystem<Void> system = null;
         try {
             ExpertShape shape = ExpertShape.of(config, moe,
                     LoadSpec.full().withDtype(dtype).resolveDtype(config, checkpoint));
@@ -105,25 +141,86 @@ public final class WorkerNode implements AutoCloseable {
             }
             ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER),
                     frame, security.tls());
-            system = ActorSystem.create(headWatch(), ClusterSettings.SYSTEM_NAME,
-                    LOGGING.withFallback(settings.config()).resolve());
-            List<ActorRef<ExpertWorker.Command>> refs = ExpertDevices.start(system, name, devices, shape,
-                    TensorSource.of(checkpoint), memoryPerDevice, frame, security.secret());
-            return new WorkerNode(system, checkpoint, shape, refs);
+            Config systemConfig = LOGGING.withFallback(settings.config()).resolve();
+            TensorSource source = TensorSource.of(checkpoint);
+            WorkerNode node = new WorkerNode(checkpoint, shape, self -> {
+                ActorSystem<Void> system = ActorSystem.create(headWatch(), ClusterSettings.SYSTEM_NAME, systemConfig);
+                try {
+                    return new Incarnation(system, ExpertDevices.start(system, name, devices, shape, source,
+                            memoryPerDevice, frame, security.secret(), self::refused));
+                } catch (RuntimeException e) {
+                    system.terminate();
+                    throw e;
+                }
+            });
+            node.begin(node.incarnate.apply(node));
+            return node;
         } catch (RuntimeException e) {
-            if (system != null) {
-                system.terminate();
-            }
             checkpoint.close();
             throw e;
         }
     }
 
+    private void begin(Incarnation incarnation) {
+        current = incarnation;
+        incarnation.system().getWhenTerminated().whenComplete((done, err) -> ended(incarnation));
+        if (closed.get()) {
+            incarnation.system().terminate(); // closed while it started
+        }
+    }
+
+    /** The incarnation's system has stopped: rejoin if the cluster lost this node, else stop for good. */
+    private void ended(Incarnation incarnation) {
+        Optional<CoordinatedShutdown.Reason> reason = CoordinatedShutdown.get(incarnation.system()).getShutdownReason();
+        boolean lost = reason.isPresent() && (reason.get() == HeadLeft.INSTANCE
+                || reason.get().equals(CoordinatedShutdown.clusterDowningReason()));
+        if (closed.get() || refusal.get() != null || !lost) {
+            stopped.complete(Done.done());
+            return;
+        }
+        LOG.warn("this worker is out of the cluster ({}); rejoining the seeds as a new incarnation",
+                reason.get() == HeadLeft.INSTANCE ? reason.get() : "downed by the cluster");
+        Thread t = new Thread(this::rejoin, "cmoe-worker-rejoin");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    private void rejoin() {
+        RuntimeException last = null;
+        for (int attempt = 0; attempt < START_ATTEMPTS && !closed.get(); attempt++) {
+            try {
+                Thread.sleep(REJOIN_DELAY.toMillis() * (attempt + 1));
+                Incarnation next = incarnate.apply(this);
+                rejoins.incrementAndGet();
+                begin(next);
+                return;
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            } catch (RuntimeException e) {
+                last = e;
+                LOG.warn("a new incarnation of this worker did not start (attempt {} of {}): {}", attempt + 1,
+                        START_ATTEMPTS, e.toString());
+            }
+        }
+        if (last != null && !closed.get()) {
+            stopped.completeExceptionally(last);
+        } else {
+            stopped.complete(Done.done());
+        }
+    }
+
+    private void refused(String reason) {
+        if (refusal.compareAndSet(null, reason)) {
+            current.system().terminate();
+        }
+    }
+
     /**
-     * Stops this node when the last head leaves the cluster: the split-brain resolver downs a
-     * worker cut off from a crashed head, but a head that leaves gracefully (restart, rollout)
-     * would leave its workers in a cluster no new head joins. Stopped, {@code cmoe worker} exits
-     * and its supervisor starts it again, to join the new head.
+     * Stops this node's system when the last head leaves the cluster: the split-brain resolver downs
+     * a worker cut off from a crashed head, but a head that leaves gracefully (restart, rollout)
+     * would leave its workers in a cluster no new head joins. The node then rejoins as a new
+     * incarnation, to join the new head.
      */
     private static Behavior<Void> headWatch() {
         return Behaviors.setup(ctx -> {
@@ -142,35 +239,50 @@ public final class WorkerNode implements AutoCloseable {
                     otherHead |= m.hasRole(ClusterSettings.ROLE_HEAD) && !m.equals(removed.member());
                 }
                 if (removed.member().hasRole(ClusterSettings.ROLE_HEAD) && !otherHead) {
-                    ctx.getLog().warn("the head {} left the cluster; stopping this worker", removed.member().address());
-                    ctx.getSystem().terminate();
+                    ctx.getLog().warn("the head {} left the cluster; this worker leaves it too, to rejoin",
+                            removed.member().address());
+                    CoordinatedShutdown.get(ctx.getSystem()).run(HeadLeft.INSTANCE);
                 }
                 return Behaviors.same();
             });
         });
     }
 
+    /** The actor system of the current incarnation. */
     public ActorSystem<Void> system() {
-        return system;
+        return current.system();
     }
 
-    /** The device workers of this node, in {@code --devices} order. */
+    /** The device workers of this node's current incarnation, in {@code --devices} order. */
     public List<ActorRef<ExpertWorker.Command>> devices() {
-        return devices;
+        return current.devices();
     }
 
     public ExpertShape shape() {
         return shape;
     }
 
-    /** The address other nodes reach this one at. */
+    /** The address other nodes reach this one at (the current incarnation's). */
     public String address() {
-        return Cluster.get(system).selfMember().address().toString();
+        return Cluster.get(current.system()).selfMember().address().toString();
     }
 
-    /** Completes when the actor system has stopped (closed, or downed by the cluster). */
+    /** How many times this node has rejoined as a new incarnation. */
+    public int rejoins() {
+        return rejoins.get();
+    }
+
+    /** Why the head refused this node, if it did. */
+    public Optional<String> refusal() {
+        return Optional.ofNullable(refusal.get());
+    }
+
+    /**
+     * Completes when the node has stopped for good: closed, its system terminated from within this
+     * JVM, refused by the head, or unable to start a new incarnation (then exceptionally).
+     */
     public CompletionStage<Done> whenTerminated() {
-        return system.getWhenTerminated();
+        return stopped;
     }
 
     /** Leaves the cluster gracefully (the head re-places this node's experts) and stops; idempotent. */
@@ -180,6 +292,7 @@ public final class WorkerNode implements AutoCloseable {
             return;
         }
         try {
+            ActorSystem<Void> system = current.system();
             system.terminate();
             system.getWhenTerminated().toCompletableFuture().get(Duration.ofSeconds(30).toSeconds(), TimeUnit.SECONDS);
         } catch (Exception e) {

@@ -144,6 +144,7 @@ class TensorSerializerTest {
         List<Object> messages = List.of(
                 new DeviceCompute.BatchFailed(3, "bad rows: ü"),
                 new ExpertActor.InjectFault("drill"),
+                new ExpertWorker.Refused("device w/cpu did not prove the cluster's secret"),
                 new ExpertWorker.Describe("q2hallenge==", descr.getRef()),
                 new ExpertWorker.Description("worker-1/gpu:0", new ExpertShape(6, 14, 256, 64), 1L << 33, 600_000,
                         List.of(new ExpertId(0, 1), new ExpertId(5, 13)), "pr00f+/=", compute.getRef()),

@@ -332,7 +332,7 @@ final class PlacementPhases {
         }
         ExpertWorker.Description d = m.description();
         if (!settings.secret().accepts(m.challenge(), d.deviceId(), at.toString(), d.proof())) {
-            refuse(at, d.deviceId());
+            refuse(m.ref(), at, d.deviceId());
             return phase;
         }
         String refused = d.shape().equals(state.shape()) ? null
@@ -368,11 +368,14 @@ final class PlacementPhases {
     }
 
     /** A member without the cluster's secret: it gets nothing, and (unless it is this node) leaves the cluster. */
-    private void refuse(Address at, String deviceId) {
+    private void refuse(ActorRef<ExpertWorker.Command> ref, Address at, String deviceId) {
         ctx.getLog().error("refusing device {} at {}: it did not prove the cluster's secret (a node "
                 + "started without --cluster-secret-file, or with another one); downing that node", deviceId, at);
         if (!at.equals(self)) {
             discovery.refused.add(at);
+            // told first, so that it stops for good instead of rejoining once downed
+            ref.tell(new ExpertWorker.Refused("device " + deviceId + " did not prove the cluster's secret (start it"
+                    + " with the head's --cluster-secret-file)"));
             Cluster.get(ctx.getSystem()).manager().tell(new Down(at));
         }
     }

@@ -75,6 +75,8 @@ class SecuredClusterTest {
                 WorkerNode wrongSecret = start(nodes, seeds, "rogue-secret", new ClusterSecurity(
                         TestKeyStores.tls(cluster, trust), ClusterSecret.of("a guess at the cluster's secret", "t")));
                 wrongSecret.whenTerminated().toCompletableFuture().get(WAIT.toSeconds(), TimeUnit.SECONDS);
+                assertTrue(wrongSecret.refusal().orElse("").contains("did not prove the cluster's secret"),
+                        "told why, it stopped for good instead of rejoining: " + wrongSecret.refusal());
                 assertEquals(Set.of("worker-1/cpu"), placement(head).hosted().keySet(),
                         "the member without the secret was downed, given nothing");
 
