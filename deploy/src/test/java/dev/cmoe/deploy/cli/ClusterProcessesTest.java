@@ -49,10 +49,11 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A head and two expert workers as separate JVMs (the real command line) on loopback: requests
+ * A head and expert workers as separate JVMs (the real command line) on loopback: requests
  * stream while one worker is killed with SIGKILL; every request still finishes with the tokens
  * of the in-process model; the worker is started again, rejoins, and receives experts at the
- * next rebalance.
+ * next rebalance. And a head killed with SIGKILL and started again serves on the worker process
+ * that stayed.
  */
 @Timeout(420)
 class ClusterProcessesTest {
@@ -309,6 +310,75 @@ class ClusterProcessesTest {
                 }
             }
         }
+    }
+
+    @Test
+    void aHeadKilledWithSigkillAndStartedAgainServesOnTheWorkerThatStayed(@TempDir Path tmp) throws Exception {
+        phase("carving the fixture (head restart)");
+        Path model = carvedModel(tmp);
+        Path token = Files.writeString(tmp.resolve("token"), TOKEN);
+        int grpcPort = freePort();
+        int clusterPort = freePort();
+        String[] head = {"serve", "--model", model.toString(), "--port", String.valueOf(grpcPort), "--role", "head",
+            "--cluster-seed", "127.0.0.1:" + clusterPort, "--auth-token-file", token.toString(),
+            "--max-batch-tokens", "64", "--min-devices", "1"};
+        List<Process> processes = new ArrayList<>();
+        ManagedChannel channel = null;
+        try (ModelDir reference = ModelDir.open(model)) {
+            Process first = cmoe(tmp.resolve("head-1.log"), head);
+            processes.add(first);
+            Process worker = worker(tmp, model, clusterPort, "worker-1", 1);
+            processes.add(worker);
+            Metadata auth = new Metadata();
+            auth.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + TOKEN);
+            channel = NettyChannelBuilder.forAddress("127.0.0.1", grpcPort).usePlaintext()
+                    .intercept(MetadataUtils.newAttachHeadersInterceptor(auth)).build();
+            ManagedChannel ch = channel;
+            await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
+            int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(1), true), 16,
+                    SamplingParams.greedy(), Set.of(), t -> {
+                    }).tokens();
+            assertArrayEquals(want, generate(ch, prompt(1), 16), "through the first head");
+            long workerPid = worker.pid();
+
+            phase("SIGKILL the head");
+            first.destroyForcibly();
+            assertTrue(first.waitFor(20, TimeUnit.SECONDS));
+            long restart = System.nanoTime();
+            processes.add(cmoe(tmp.resolve("head-2.log"), head));
+            await("the restarted head serves on the worker that stayed",
+                    () -> serving(ch) && info(ch).contains("worker-1/cpu") && info(ch).contains("every expert"), tmp);
+            phase(String.format(java.util.Locale.ROOT, "the restarted head serves %.1f s after it was started",
+                    (System.nanoTime() - restart) / 1e9));
+            assertTrue(worker.isAlive() && worker.pid() == workerPid, "the worker's process was never restarted\n"
+                    + tails(tmp));
+            assertTrue(Files.readString(tmp.resolve("worker-1-1.log")).contains("rejoining the seeds"),
+                    "the worker rejoined as a new incarnation\n" + tails(tmp));
+            assertArrayEquals(want, generate(ch, prompt(1), 16), "through the restarted head");
+        } finally {
+            if (channel != null) {
+                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            }
+            for (Process p : processes) {
+                p.destroy();
+            }
+            for (Process p : processes) {
+                if (!p.waitFor(20, TimeUnit.SECONDS)) {
+                    p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+                }
+            }
+        }
+    }
+
+    /** The token ids of a greedy generation through {@code channel}. */
+    private static int[] generate(ManagedChannel channel, String text, int maxNew) throws Exception {
+        SlowStream s = new SlowStream();
+        GenerationGrpc.newStub(channel).generate(GenerateRequest.newBuilder().setText(text).setMaxNewTokens(maxNew)
+                .setIgnoreEos(true).build(), s);
+        s.call.request(1000);
+        List<GenerateResponse> messages = s.done.get(WAIT.toSeconds(), TimeUnit.SECONDS);
+        assertTrue(messages.stream().noneMatch(GenerateResponse::hasError), messages.toString());
+        return s.tokens();
     }
 
     private static boolean serving(ManagedChannel channel) {
