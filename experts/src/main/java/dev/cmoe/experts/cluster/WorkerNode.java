@@ -8,6 +8,7 @@ import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.TensorSource;
+import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.safetensors.Checkpoint;
 import java.nio.file.Path;
@@ -137,6 +138,7 @@ public final class WorkerNode implements AutoCloseable {
                 // device that cannot work is reported here rather than as failed loads.
                 try (NDManager m = NDManager.newBaseManager(d.device())) {
                     m.zeros(new Shape(1)).toFloatArray();
+                    WeightKernels.of(shape.dtype()).checkComputes(m); // names the device and dtype if not
                 }
             }
             ClusterSettings settings = new ClusterSettings(host, port, seeds, List.of(ClusterSettings.ROLE_WORKER),
