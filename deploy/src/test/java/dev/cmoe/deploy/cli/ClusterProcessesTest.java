@@ -298,17 +298,7 @@ class ClusterProcessesTest {
                     }
                 }
             }
-            if (channel != null) {
-                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-            }
-            for (Process p : processes) {
-                p.destroy();
-            }
-            for (Process p : processes) {
-                if (!p.waitFor(20, TimeUnit.SECONDS)) {
-                    p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                }
-            }
+            stop(channel, processes);
         }
     }
 
@@ -372,17 +362,7 @@ class ClusterProcessesTest {
             assertTrue(worker.isAlive(), "the paused worker's process stayed");
             assertArrayEquals(want, generate(ch, prompt(1), 16), "after the pause");
         } finally {
-            if (channel != null) {
-                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-            }
-            for (Process p : processes) {
-                p.destroy();
-            }
-            for (Process p : processes) {
-                if (!p.waitFor(20, TimeUnit.SECONDS)) {
-                    p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                }
-            }
+            stop(channel, processes);
         }
     }
 
@@ -402,6 +382,21 @@ class ClusterProcessesTest {
     private static void signal(long pid, String signal) throws Exception {
         Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(pid)).inheritIO().start();
         assertTrue(kill.waitFor(10, TimeUnit.SECONDS) && kill.exitValue() == 0, "kill -" + signal + " " + pid);
+    }
+
+    /** Closes the channel and stops every process, SIGTERM first, SIGKILL for any still running after 20 s. */
+    private static void stop(ManagedChannel channel, List<Process> processes) throws InterruptedException {
+        if (channel != null) {
+            channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+        }
+        for (Process p : processes) {
+            p.destroy();
+        }
+        for (Process p : processes) {
+            if (!p.waitFor(20, TimeUnit.SECONDS)) {
+                p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            }
+        }
     }
 
     /** The token ids of a greedy generation through {@code channel}. */
