@@ -13,8 +13,12 @@ import dev.cmoe.experts.cluster.WireTensor;
 import dev.cmoe.model.safetensors.DType;
 import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
@@ -76,9 +80,15 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
     public record Serve(ExpertId id, ExpertKernel kernel, ActorRef<ExpertActor.Command> owner) implements Command {
     }
 
-    /** The expert's actor restarts or stops: close {@code kernel} and stop using it. */
-    public record Retire(ExpertId id, ExpertKernel kernel) implements Command {
+    /**
+     * The expert's actor restarts or stops: close {@code kernel} and stop using it. While it
+     * restarts (it reloads and hands a new kernel over) batches for it wait here instead of failing.
+     */
+    public record Retire(ExpertId id, ExpertKernel kernel, boolean restarting) implements Command {
     }
+
+    /** Batches that may wait for experts being reloaded; beyond that they fail at once. */
+    static final int MAX_WAITING = 256;
 
     /** Asks how much this device has computed. */
     public record GetStats(ActorRef<Stats> replyTo) implements Command {
@@ -102,6 +112,8 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
     private final int hidden;
     private final DType dtype;
     private final Map<ExpertId, Served> served = new HashMap<>();
+    private final Set<ExpertId> reloading = new HashSet<>();         // restarting: its batches wait
+    private final List<ComputeBatch> waiting = new ArrayList<>();    // batches for a reloading expert
     private long batches;
     private long rows;
 
@@ -147,6 +159,9 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
         if (old != null && old.kernel() != s.kernel()) {
             old.kernel().close(); // its Retire is on the way; closing twice is harmless
         }
+        if (reloading.remove(s.id())) {
+            retry();
+        }
         return this;
     }
 
@@ -156,15 +171,38 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
             served.remove(r.id());
         }
         r.kernel().close();
+        if (r.restarting()) {
+            reloading.add(r.id());
+        } else if (reloading.remove(r.id())) {
+            retry(); // stopped for good: its waiting batches now fail, naming it
+        }
         return this;
+    }
+
+    /** Runs again the waiting batches, which wait again or run or fail as their experts now stand. */
+    private void retry() {
+        List<ComputeBatch> again = List.copyOf(waiting);
+        waiting.clear();
+        again.forEach(this::compute);
     }
 
     private Behavior<Command> onBatch(ComputeBatch b) {
         batches++;
+        compute(b);
+        return this;
+    }
+
+    private void compute(ComputeBatch b) {
+        for (int e : b.experts()) {
+            if (reloading.contains(new ExpertId(b.layer(), e)) && waiting.size() < MAX_WAITING) {
+                waiting.add(b); // the sender's step timeout still bounds the wait
+                return;
+            }
+        }
         String bad = check(b);
         if (bad != null) {
             b.replyTo().tell(new BatchFailed(b.stepId(), "device " + name + ", layer " + b.layer() + ": " + bad));
-            return this;
+            return;
         }
         long start = System.nanoTime();
         int total = b.rows().rows();
@@ -193,13 +231,12 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
                 Served suspect = served.remove(new ExpertId(b.layer(), b.experts()[at]));
                 suspect.owner().tell(new ExpertActor.InjectFault("engine fault computing its rows: " + e));
             }
-            return this;
+            return;
         } finally {
             Reference.reachabilityFence(in); // the engine may alias the buffer until the manager closes
         }
         rows += total;
         b.replyTo().tell(new BatchComputed(b.stepId(), out, System.nanoTime() - start));
-        return this;
     }
 
     /** What is wrong with {@code b}, or null. */

@@ -90,8 +90,8 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
                     a.replyTo().tell(new Ready(id, getContext().getSelf()));
                     return this;
                 })
-                .onSignal(PreRestart.class, s -> retire())
-                .onSignal(PostStop.class, s -> retire())
+                .onSignal(PreRestart.class, s -> retire(true))
+                .onSignal(PostStop.class, s -> retire(false))
                 .build();
     }
 
@@ -99,8 +99,8 @@ public final class ExpertActor extends AbstractBehavior<ExpertActor.Command> {
         throw new IllegalStateException("fault injected into expert " + id + ": " + f.reason());
     }
 
-    private Behavior<Command> retire() {
-        compute.tell(new DeviceCompute.Retire(id, kernel));
+    private Behavior<Command> retire(boolean restarting) {
+        compute.tell(new DeviceCompute.Retire(id, kernel, restarting));
         return this;
     }
 }

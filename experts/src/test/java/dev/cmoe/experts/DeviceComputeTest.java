@@ -54,8 +54,18 @@ class DeviceComputeTest {
             }
         }
 
+        volatile java.util.concurrent.CountDownLatch gate; // when set, reads wait for it (bounded)
+
         @Override
         public FloatBuffer read(String name, long... shape) {
+            java.util.concurrent.CountDownLatch g = gate;
+            if (g != null) {
+                try {
+                    g.await(10, java.util.concurrent.TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
             reads.incrementAndGet();
             return FloatBuffer.wrap(tensors.get(name));
         }
@@ -246,5 +256,22 @@ class DeviceComputeTest {
         awaitServed(hosted.compute(), EXPERTS);
         // the device computes with the reloaded kernel (the old one is closed: using it would throw)
         assertClose(w.reference(2, x, 4), outputs(batch(hosted.compute(), 2, two, four, f32(x, 4))));
+    }
+
+    @Test
+    void aBatchForAnExpertBeingReloadedWaitsForItInsteadOfFailing() throws Exception {
+        Weights w = new Weights();
+        ExpertWorker.Hosted hosted = spawn(w, DType.F32);
+        float[] x = random(new Random(5), 3 * D);
+        w.gate = new java.util.concurrent.CountDownLatch(1); // the reload waits until the batch is in
+        hosted.experts().get(new ExpertId(1, 1)).tell(new ExpertActor.InjectFault("test"));
+        Awaitility.await("the restarting expert's kernel is retired").atMost(Duration.ofSeconds(10))
+                .pollInterval(Duration.ofMillis(10)).until(() -> stats(hosted.compute()).experts() == EXPERTS - 1);
+        TestProbe<DeviceCompute.BatchReply> probe = KIT.createTestProbe();
+        hosted.compute().tell(new DeviceCompute.ComputeBatch(9, 1, new int[] {1}, new int[] {3}, f32(x, 3),
+                probe.getRef()));
+        probe.expectNoMessage(Duration.ofMillis(300)); // not failed: waiting for the reload
+        w.gate.countDown();
+        assertClose(w.reference(1, x, 3), outputs(probe.receiveMessage(Duration.ofSeconds(10))));
     }
 }
