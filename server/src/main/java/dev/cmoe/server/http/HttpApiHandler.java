@@ -252,17 +252,23 @@ final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRequest> 
 
     /** Writes a complete JSON response; closes the connection after it unless kept alive. */
     static void writeJson(Channel channel, HttpResponseStatus status, JsonObject body, boolean keepAlive) {
+        ChannelFuture f = writeJson(channel, status, body, keepAlive ? null : HttpHeaderValues.CLOSE);
+        if (!keepAlive) {
+            f.addListener(ChannelFutureListener.CLOSE);
+        }
+    }
+
+    /** Writes {@code body}, with {@code connection} as the Connection header unless null; the caller closes. */
+    static ChannelFuture writeJson(Channel channel, HttpResponseStatus status, JsonObject body,
+                                   CharSequence connection) {
         FullHttpResponse res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status,
                 Unpooled.copiedBuffer(body.toString(), StandardCharsets.UTF_8));
         res.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON)
                 .setInt(HttpHeaderNames.CONTENT_LENGTH, res.content().readableBytes());
-        if (!keepAlive) {
-            res.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+        if (connection != null) {
+            res.headers().set(HttpHeaderNames.CONNECTION, connection);
         }
-        ChannelFuture f = channel.writeAndFlush(res);
-        if (!keepAlive) {
-            f.addListener(ChannelFutureListener.CLOSE);
-        }
+        return channel.writeAndFlush(res);
     }
 
     @Override

@@ -131,6 +131,11 @@ public final class HttpApiServer implements AutoCloseable {
 
     /** The body aggregator, answering an oversized body with a 413 OpenAI error object instead of a bare status. */
     private static final class BoundedBody extends HttpObjectAggregator {
+        /** How long the rest of an oversized body may take to arrive before the connection is closed anyway. */
+        static final long DRAIN_SECONDS = 5;
+
+        private boolean draining; // the 413 is sent: the rest of the body is read and dropped, then we close
+
         BoundedBody() {
             super(MAX_BODY_BYTES);
         }
@@ -138,7 +143,31 @@ public final class HttpApiServer implements AutoCloseable {
         @Override
         protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
             ApiError e = ApiError.tooLarge("the request body is over the limit of " + MAX_BODY_BYTES + " bytes");
-            HttpApiHandler.writeJson(ctx.channel(), e.status(), e.toJson(), false); // then closes: the rest is unread
+            if (oversized instanceof io.netty.handler.codec.http.LastHttpContent) {
+                HttpApiHandler.writeJson(ctx.channel(), e.status(), e.toJson(), false); // all read: close now
+                return;
+            }
+            // Closing while the client still sends would reset the connection, and the reset can
+            // destroy the 413 before the client reads it: drop the rest of the body, then close.
+            HttpApiHandler.writeJson(ctx.channel(), e.status(), e.toJson(),
+                    io.netty.handler.codec.http.HttpHeaderValues.CLOSE);
+            draining = true;
+            ctx.executor().schedule(() -> {
+                ctx.close();
+            }, DRAIN_SECONDS, TimeUnit.SECONDS);
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) throws Exception {
+            if (draining && msg instanceof io.netty.handler.codec.http.HttpContent content) {
+                boolean last = content instanceof io.netty.handler.codec.http.LastHttpContent;
+                content.release();
+                if (last) {
+                    ctx.close();
+                }
+                return;
+            }
+            super.channelRead(ctx, msg);
         }
     }
 
