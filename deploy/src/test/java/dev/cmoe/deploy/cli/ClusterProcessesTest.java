@@ -193,10 +193,7 @@ class ClusterProcessesTest {
             Process worker2 = worker(tmp, model, clusterPort, "worker-2", 1);
             processes.add(worker1);
             processes.add(worker2);
-            Metadata auth = new Metadata();
-            auth.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + TOKEN);
-            channel = NettyChannelBuilder.forAddress("127.0.0.1", grpcPort).usePlaintext()
-                    .intercept(MetadataUtils.newAttachHeadersInterceptor(auth)).build();
+            channel = channel(grpcPort);
             ManagedChannel ch = channel;
             phase("started head and 2 workers");
             await("the head serves with both workers", () -> serving(ch), tmp);
@@ -319,10 +316,7 @@ class ClusterProcessesTest {
             processes.add(first);
             Process worker = worker(tmp, model, clusterPort, "worker-1", 1);
             processes.add(worker);
-            Metadata auth = new Metadata();
-            auth.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + TOKEN);
-            channel = NettyChannelBuilder.forAddress("127.0.0.1", grpcPort).usePlaintext()
-                    .intercept(MetadataUtils.newAttachHeadersInterceptor(auth)).build();
+            channel = channel(grpcPort);
             ManagedChannel ch = channel;
             await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
             int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(1), true), 16,
@@ -362,6 +356,14 @@ class ClusterProcessesTest {
     /** How often the worker whose log is {@code file} has rejoined as a new incarnation. */
     private static long rejoins(Path file) {
         return log(file).lines().filter(l -> l.contains("rejoining the seeds")).count();
+    }
+
+    /** A plaintext channel to the head's gRPC port that sends the test's bearer token. */
+    private static ManagedChannel channel(int grpcPort) {
+        Metadata auth = new Metadata();
+        auth.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + TOKEN);
+        return NettyChannelBuilder.forAddress("127.0.0.1", grpcPort).usePlaintext()
+                .intercept(MetadataUtils.newAttachHeadersInterceptor(auth)).build();
     }
 
     /** Closes the channel and stops every process, SIGTERM first, SIGKILL for any still running after 20 s. */

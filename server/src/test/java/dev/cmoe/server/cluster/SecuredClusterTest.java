@@ -29,7 +29,6 @@ import java.util.stream.Collectors;
 import java.util.stream.StreamSupport;
 import org.apache.pekko.cluster.MemberStatus;
 import org.apache.pekko.cluster.typed.Cluster;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -69,15 +68,15 @@ class SecuredClusterTest {
                     HeadOptions.seed("127.0.0.1", port).withSecurity(secured));
             try {
                 WorkerNode worker = start(nodes, seeds, "worker-1", secured);
-                await("the secured worker is given every expert", () -> placement(head).serving());
-                assertEquals(Set.of("worker-1/cpu"), placement(head).hosted().keySet());
+                await("the secured worker is given every expert", () -> HeadPlacement.of(head).serving());
+                assertEquals(Set.of("worker-1/cpu"), HeadPlacement.of(head).hosted().keySet());
 
                 WorkerNode wrongSecret = start(nodes, seeds, "rogue-secret", new ClusterSecurity(
                         TestKeyStores.tls(cluster, trust), ClusterSecret.of("a guess at the cluster's secret", "t")));
                 wrongSecret.whenTerminated().toCompletableFuture().get(WAIT.toSeconds(), TimeUnit.SECONDS);
                 assertTrue(wrongSecret.refusal().orElse("").contains("did not prove the cluster's secret"),
                         "told why, it stopped for good instead of rejoining: " + wrongSecret.refusal());
-                assertEquals(Set.of("worker-1/cpu"), placement(head).hosted().keySet(),
+                assertEquals(Set.of("worker-1/cpu"), HeadPlacement.of(head).hosted().keySet(),
                         "the member without the secret was downed, given nothing");
 
                 WorkerNode untrusted = start(nodes, seeds, "rogue-cert",
@@ -93,7 +92,7 @@ class SecuredClusterTest {
                     assertNotEquals(MemberStatus.up(), Cluster.get(stranger.system()).selfMember().status(),
                             stranger.address() + " joined without the cluster's certificate");
                 }
-                PlacementCoordinator.PlacementView view = placement(head);
+                PlacementCoordinator.PlacementView view = HeadPlacement.of(head);
                 assertEquals(Set.of("worker-1/cpu"), view.hosted().keySet());
                 assertTrue(view.serving(), view.summary());
             } finally {
@@ -128,13 +127,6 @@ class SecuredClusterTest {
     private static Set<String> members(Cluster cluster) {
         return StreamSupport.stream(cluster.state().getMembers().spliterator(), false)
                 .map(m -> m.address().toString()).collect(Collectors.toSet());
-    }
-
-    private static PlacementCoordinator.PlacementView placement(InferenceServer head) throws Exception {
-        return AskPattern.<PlacementCoordinator.Command, PlacementCoordinator.PlacementView>ask(
-                        head.head().coordinator(), PlacementCoordinator.GetPlacement::new, Duration.ofSeconds(10),
-                        head.system().scheduler())
-                .toCompletableFuture().get(15, TimeUnit.SECONDS);
     }
 
     private static void await(String what, java.util.concurrent.Callable<Boolean> condition) {

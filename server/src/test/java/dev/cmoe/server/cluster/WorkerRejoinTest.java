@@ -20,7 +20,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -55,8 +54,8 @@ class WorkerRejoinTest {
             }
             try {
                 try {
-                    await("the first head places every expert on the worker", () -> placement(first).serving());
-                    assertEquals(Set.of("worker-1/cpu"), placement(first).hosted().keySet());
+                    await("the first head places every expert on the worker", () -> HeadPlacement.of(first).serving());
+                    assertEquals(Set.of("worker-1/cpu"), HeadPlacement.of(first).hosted().keySet());
                     assertEquals(0, worker.rejoins());
                 } finally {
                     first.close();
@@ -67,9 +66,9 @@ class WorkerRejoinTest {
                 InferenceServer second = head(again, port);
                 try {
                     await("the restarted head places every expert on the same worker",
-                            () -> placement(second).serving()
-                                    && placement(second).hosted().keySet().equals(Set.of("worker-1/cpu")));
-                    assertTrue(placement(second).hosted().get("worker-1/cpu") > 0);
+                            () -> HeadPlacement.of(second).serving()
+                                    && HeadPlacement.of(second).hosted().keySet().equals(Set.of("worker-1/cpu")));
+                    assertTrue(HeadPlacement.of(second).hosted().get("worker-1/cpu") > 0);
                     assertEquals(1, worker.rejoins(), "one rejoin: it waited at the seeds for the new head");
                     assertTrue(worker.refusal().isEmpty());
                 } finally {
@@ -87,13 +86,6 @@ class WorkerRejoinTest {
         return InferenceServer.startHead(served, SchedulerConfig.defaults().withMaxBatchTokens(MAX_BATCH_TOKENS),
                 InProcessServerBuilder.forName(InProcessServerBuilder.generateName()),
                 new ServerMetrics(new SimpleMeterRegistry()), null, HeadOptions.seed("127.0.0.1", port));
-    }
-
-    private static PlacementCoordinator.PlacementView placement(InferenceServer head) throws Exception {
-        return AskPattern.<PlacementCoordinator.Command, PlacementCoordinator.PlacementView>ask(
-                        head.head().coordinator(), PlacementCoordinator.GetPlacement::new, Duration.ofSeconds(10),
-                        head.system().scheduler())
-                .toCompletableFuture().get(15, TimeUnit.SECONDS);
     }
 
     private static void await(String what, java.util.concurrent.Callable<Boolean> condition) {
