@@ -52,8 +52,8 @@ import org.junit.jupiter.api.io.TempDir;
  * A head and expert workers as separate JVMs (the real command line) on loopback: requests
  * stream while one worker is killed with SIGKILL; every request still finishes with the tokens
  * of the in-process model; the worker is started again, rejoins, and receives experts at the
- * next rebalance. And a head killed with SIGKILL and started again serves on the worker process
- * that stayed.
+ * next rebalance. A head killed with SIGKILL and started again serves on the worker process
+ * that stayed, and a worker paused until downed serves again once resumed, in the same process.
  */
 @Timeout(420)
 class ClusterProcessesTest {
@@ -343,6 +343,60 @@ class ClusterProcessesTest {
         } finally {
             stop(channel, processes);
         }
+    }
+
+    @Test
+    void aWorkerPausedUntilDownedRejoinsWhenResumedAndServesAgain(@TempDir Path tmp) throws Exception {
+        phase("carving the fixture (paused worker)");
+        Path model = carvedModel(tmp);
+        Path token = Files.writeString(tmp.resolve("token"), TOKEN);
+        int grpcPort = freePort();
+        int clusterPort = freePort();
+        List<Process> processes = new ArrayList<>();
+        ManagedChannel channel = null;
+        try (ModelDir reference = ModelDir.open(model)) {
+            processes.add(cmoe(tmp.resolve("head-1.log"), "serve", "--model", model.toString(), "--port",
+                    String.valueOf(grpcPort), "--role", "head", "--cluster-seed", "127.0.0.1:" + clusterPort,
+                    "--auth-token-file", token.toString(), "--max-batch-tokens", "64", "--min-devices", "1"));
+            Process worker = worker(tmp, model, clusterPort, "worker-1", 1);
+            processes.add(worker);
+            channel = channel(grpcPort);
+            ManagedChannel ch = channel;
+            await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
+            int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(1), true), 16,
+                    SamplingParams.greedy(), Set.of(), t -> {
+                    }).tokens();
+            assertArrayEquals(want, generate(ch, prompt(1), 16), "before the pause");
+
+            // paused past failure detection, the worker is downed and removed; resumed, it rejoins
+            phase("SIGSTOP the worker");
+            signal(worker.pid(), "STOP");
+            // until the head's split-brain resolver downs it, not only marks it unreachable
+            await("the head downed the paused worker", () -> log(tmp.resolve("head-1.log")).contains("is downing"),
+                    tmp);
+            phase("SIGCONT the worker");
+            signal(worker.pid(), "CONT");
+            await("the resumed worker, downed, rejoined as a new incarnation",
+                    () -> rejoins(tmp.resolve("worker-1-1.log")) >= 1, tmp);
+            await("the rejoined worker serves again",
+                    () -> serving(ch) && info(ch).contains("worker-1/cpu") && info(ch).contains("every expert"), tmp);
+            phase("the resumed worker serves again");
+            assertTrue(worker.isAlive(), "the paused worker's process stayed");
+            int[] got;
+            try {
+                got = generate(ch, prompt(1), 16);
+            } catch (Exception e) {
+                throw new AssertionError("generation after the pause failed\n" + tails(tmp), e);
+            }
+            assertArrayEquals(want, got, "after the pause");
+        } finally {
+            stop(channel, processes);
+        }
+    }
+
+    private static void signal(long pid, String signal) throws Exception {
+        Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(pid)).inheritIO().start();
+        assertTrue(kill.waitFor(10, TimeUnit.SECONDS) && kill.exitValue() == 0, "kill -" + signal + " " + pid);
     }
 
     private static String log(Path file) {

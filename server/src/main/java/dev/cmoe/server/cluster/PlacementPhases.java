@@ -1,5 +1,6 @@
 package dev.cmoe.server.cluster;
 
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.ExpertWorker;
@@ -40,6 +41,7 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.cluster.ClusterEvent;
+import org.apache.pekko.cluster.MemberStatus;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Down;
 import org.apache.pekko.cluster.typed.Subscribe;
@@ -300,7 +302,11 @@ final class PlacementPhases {
             }
         } else if (m.event() instanceof ClusterEvent.ReachableMember) {
             discovery.unreachable.remove(address);
-            discovery.listed.forEach(this::discover); // its devices come back empty, for the next rebalance
+            // its devices come back empty, for the next rebalance; but a node that was downed while
+            // unreachable is on its way out (a new incarnation of it may join): it gets nothing
+            if (serving(m.event().member())) {
+                discovery.listed.forEach(this::discover);
+            }
         }
         return p;
     }
@@ -341,13 +347,27 @@ final class PlacementPhases {
             refused = "its node accepts frames of " + d.maxFrameBytes() + " bytes, the head's batches need "
                     + settings.requiredFrameBytes() + " (start it with --max-batch-tokens as large as the head's)";
         }
-        if (refused == null && state.device(d.deviceId()) != null) {
-            refused = "the id is taken by the live device at " + state.device(d.deviceId()).ref.path()
+        if (refused == null && !at.equals(self) && !memberServing(at)) {
+            // downed, leaving, or not yet Up as the head sees it: asked again while it is listed
+            ctx.getLog().info("device {} at {} is not an Up member; asking again", d.deviceId(), at);
+            timers.startSingleTimer(m.ref(), new Rediscover(m.ref()), settings.describeTimeout());
+            return phase;
+        }
+        Phase p = phase;
+        PlacementState.Device holder = refused == null ? state.device(d.deviceId()) : null;
+        if (holder != null && !address(holder.ref).equals(at)
+                && (discovery.unreachable.contains(address(holder.ref)) || !memberServing(address(holder.ref)))) {
+            // the same worker back as a new incarnation before its old one was removed
+            p = lose(p, holder, "was replaced by a new incarnation at " + at);
+            holder = null;
+        }
+        if (holder != null) {
+            refused = "the id is taken by the live device at " + holder.ref.path()
                     + " (give each worker its own --name)";
         }
         if (refused != null) {
             ctx.getLog().error("refusing device {}: {}", d.deviceId(), refused);
-            return phase;
+            return p;
         }
         if (!d.hosted().isEmpty()) {
             // it served before (the head restarted, or the worker was unreachable for a while):
@@ -357,11 +377,11 @@ final class PlacementPhases {
         state.add(new PlacementState.Device(d.deviceId(), m.ref(), d.memoryBytes(), d.compute()));
         ctx.getLog().info("device {} joined ({} devices; memory budget {} bytes)", d.deviceId(),
                 state.devices().size(), d.memoryBytes() == 0 ? "unlimited" : d.memoryBytes());
-        Phase next = phase;
+        Phase next = p;
         if (!state.placed()) {
             timers.startSingleTimer(Settle.INSTANCE, settings.settle());
         } else if (!state.unserved().isEmpty()) {
-            next = phase.reconcile(); // experts waiting for any host get this one
+            next = p.reconcile(); // experts waiting for any host get this one
         }
         announce();
         return next;
@@ -386,7 +406,7 @@ final class PlacementPhases {
         Phase next = phase.without(d.ref);
         if (state.placed()) {
             metrics.rebalanced("failover");
-            publish(Set.of(d.id));
+            publish(Set.of(d.compute));
             next = next.reconcile();
         }
         announce();
@@ -475,7 +495,7 @@ final class PlacementPhases {
     }
 
     /** Sends every router its layer's table; {@code lost} devices' in-flight rows are re-sent. */
-    private void publish(Set<String> lost) {
+    private void publish(Set<ActorRef<DeviceCompute.Command>> lost) {
         long v = ++sync.version;
         sync.unacked.clear();
         for (int l = 0; l < routers.size(); l++) {
@@ -611,6 +631,20 @@ final class PlacementPhases {
         metrics.deviceExperts(v.hosted());
         metrics.unplacedExperts(v.unserved().size());
         listener.accept(v);
+    }
+
+    /** Whether the cluster's member at {@code at} is Up (or WeaklyUp): one that may be given experts. */
+    private boolean memberServing(Address at) {
+        for (org.apache.pekko.cluster.Member member : Cluster.get(ctx.getSystem()).state().getMembers()) {
+            if (member.address().equals(at)) {
+                return serving(member);
+            }
+        }
+        return false;
+    }
+
+    private static boolean serving(org.apache.pekko.cluster.Member member) {
+        return member.status() == MemberStatus.up() || member.status() == MemberStatus.weaklyUp();
     }
 
     private Address address(ActorRef<?> ref) {

@@ -3,6 +3,7 @@ package dev.cmoe.server.moe;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.safetensors.DType;
@@ -61,9 +62,12 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     /**
      * A new replica table for this layer.
      *
-     * @param lostDevices devices that are gone: steps in flight re-send their rows from these
+     * @param lost the computes of devices that are gone: steps in flight re-send their rows from
+     *     these. Computes, not device ids: a worker that rejoins as a new incarnation keeps its id,
+     *     and its new replicas must not be taken for the lost ones.
      */
-    public record UpdateReplicas(LayerReplicas replicas, Set<String> lostDevices, ActorRef<Updated> replyTo)
+    public record UpdateReplicas(LayerReplicas replicas, Set<ActorRef<DeviceCompute.Command>> lost,
+                                 ActorRef<Updated> replyTo)
             implements Command {
     }
 
@@ -267,7 +271,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         } else {
             replicas = u.replicas();
             for (ActorRef<StepGather.Command> g : inFlight.keySet()) {
-                g.tell(new StepGather.TableChanged(replicas, u.lostDevices()));
+                g.tell(new StepGather.TableChanged(replicas, u.lost()));
             }
         }
         u.replyTo().tell(new Updated(layer));

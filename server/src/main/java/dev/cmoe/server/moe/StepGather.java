@@ -57,8 +57,8 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         }
     }
 
-    /** The router's new replica table, with the devices that were lost. */
-    record TableChanged(LayerReplicas replicas, Set<String> lostDevices) implements Command {
+    /** The router's new replica table, with the computes of the devices that were lost. */
+    record TableChanged(LayerReplicas replicas, Set<ActorRef<DeviceCompute.Command>> lost) implements Command {
     }
 
     private record BatchReply(DeviceCompute.BatchReply reply) implements Command {
@@ -91,7 +91,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private final Replica[] sentTo;           // per part: the replica computing it, null while homeless
     private final List<int[]> batches = new ArrayList<>(); // batch index (in the tag) -> its parts, in row order
     private final TreeSet<Integer> waiting = new TreeSet<>(); // parts yet to answer
-    private final Set<String> lost = new HashSet<>();         // devices lost during this step
+    private final Set<ActorRef<DeviceCompute.Command>> lost = new HashSet<>(); // devices lost during this step
     private final boolean hasShared;
     private LayerReplicas replicas;
     private float[] shared;                    // (tokens, hidden), null until computed (or without one)
@@ -236,15 +236,15 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     /** Re-sends the rows of parts whose replica was lost, or that had none, to a live replica. */
     private Behavior<Command> onTableChanged(TableChanged t) {
         replicas = t.replicas();
-        lost.addAll(t.lostDevices());
+        lost.addAll(t.lost());
         List<Integer> moved = new ArrayList<>();
         for (int p : waiting) {
             Replica was = sentTo[p];
-            if (was != null && !lost.contains(was.device())) {
+            if (was != null && !lost.contains(was.compute())) {
                 continue; // still alive (perhaps retiring: it answers before it is unloaded)
             }
             int j = parts[p].expert();
-            Replica next = replicas.of(j).stream().filter(r -> !lost.contains(r.device())).findFirst().orElse(null);
+            Replica next = replicas.of(j).stream().filter(r -> !lost.contains(r.compute())).findFirst().orElse(null);
             sentTo[p] = next;
             router.tell(new RouterActor.WorkMoved(getContext().getSelf(), was == null ? null : was.ref(),
                     next == null ? null : next.ref(), parts[p].rows()));

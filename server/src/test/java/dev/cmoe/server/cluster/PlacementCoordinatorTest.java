@@ -11,6 +11,7 @@ import com.typesafe.config.ConfigFactory;
 import dev.cmoe.experts.ExpertActor;
 import dev.cmoe.experts.ExpertShape;
 import dev.cmoe.experts.ExpertWorker;
+import dev.cmoe.experts.DeviceCompute;
 import dev.cmoe.experts.cluster.ClusterSecret;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.placement.DefaultPlacement;
@@ -179,8 +180,13 @@ class PlacementCoordinatorTest {
         kit.system().receptionist().tell(Receptionist.deregister(ExpertWorker.SERVICE_KEY, a1));
         await("a1's experts moved to a2", () -> serving(head)
                 && head.view().get().hosted().equals(Map.of("a2/cpu", 8)));
+        // a1's compute, as the tables of the first placement named it
+        ActorRef<DeviceCompute.Command> a1Compute = told.stream()
+                .filter(m -> m instanceof RouterActor.UpdateReplicas).map(m -> (RouterActor.UpdateReplicas) m)
+                .flatMap(u -> u.replicas().experts().stream()).flatMap(List::stream)
+                .filter(r -> r.device().equals("a1/cpu")).map(Replica::compute).findFirst().orElseThrow();
         assertTrue(told.stream().anyMatch(m -> m instanceof RouterActor.UpdateReplicas u
-                && u.lostDevices().equals(Set.of("a1/cpu"))), "the routers heard of the loss");
+                && u.lost().equals(Set.of(a1Compute))), "the routers heard of the loss");
         RouterActor.UpdateReplicas last = (RouterActor.UpdateReplicas) told.stream()
                 .filter(m -> m instanceof RouterActor.UpdateReplicas).reduce((x, y) -> y).orElseThrow();
         assertTrue(last.replicas().experts().stream().allMatch(rs -> rs.size() == 1

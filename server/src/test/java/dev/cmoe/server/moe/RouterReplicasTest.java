@@ -260,7 +260,7 @@ class RouterReplicasTest {
         assertEquals(Set.copyOf(sel), experts(lost));
         TestProbe<RouterActor.Updated> updated = kit.createTestProbe();
         // the device is lost and nothing replaces it yet: the step waits ...
-        router.tell(new RouterActor.UpdateReplicas(table(j -> List.of()), Set.of("dead/cpu"), updated.getRef()));
+        router.tell(new RouterActor.UpdateReplicas(table(j -> List.of()), Set.of(dead.compute().getRef()), updated.getRef()));
         updated.receiveMessage(WAIT);
         reply.expectNoMessage(Duration.ofMillis(300));
         // ... until a new replica is placed: the rows go there, in one batch, and the result is the same
@@ -269,6 +269,28 @@ class RouterReplicasTest {
         assertEquals(Set.copyOf(sel), experts(answer(live)));
         assertForward(x, 5, reply.receiveMessage(WAIT));
         live.compute().expectNoMessage(Duration.ofMillis(20));
+    }
+
+    @Test
+    void aDeviceBackAsANewIncarnationUnderTheLostOnesIdTakesItsRows() {
+        // a worker downed and rejoined keeps its --name: only its compute tells the two apart
+        Dev old = device("w1/cpu");
+        Dev again = device("w1/cpu");
+        ActorRef<RouterActor.Command> router = router(table(j -> List.of(old.replica(j))), Duration.ofSeconds(20));
+        float[] x = x(4, 9);
+        List<Integer> sel = selected(x, 4);
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        router.tell(new RouterActor.Route(1, x, 4, reply.getRef()));
+        assertInstanceOf(DeviceCompute.ComputeBatch.class, old.compute().receiveMessage(WAIT)); // never answered
+        TestProbe<RouterActor.Updated> updated = kit.createTestProbe();
+        router.tell(new RouterActor.UpdateReplicas(table(j -> List.of()), Set.of(old.compute().getRef()),
+                updated.getRef()));
+        updated.receiveMessage(WAIT);
+        router.tell(new RouterActor.UpdateReplicas(table(j -> List.of(again.replica(j))), Set.of(), updated.getRef()));
+        updated.receiveMessage(WAIT);
+        assertEquals(Set.copyOf(sel), experts(answer(again)));
+        assertForward(x, 4, reply.receiveMessage(WAIT));
+        old.compute().expectNoMessage(Duration.ofMillis(20));
     }
 
     @Test
