@@ -137,6 +137,20 @@ class ClusterProcessesTest {
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
 
+    /** The head's command line: the model, its gRPC and cluster ports, the token, the devices to wait for. */
+    private static String[] head(Path model, int grpcPort, int clusterPort, Path token, int minDevices) {
+        return new String[] {"serve", "--model", model.toString(), "--port", String.valueOf(grpcPort), "--role",
+            "head", "--cluster-seed", "127.0.0.1:" + clusterPort, "--auth-token-file", token.toString(),
+            "--max-batch-tokens", "64", "--min-devices", String.valueOf(minDevices)};
+    }
+
+    /** The in-process model's greedy tokens for {@code text}: what every served generation must give. */
+    private static int[] greedy(ModelDir reference, String text, int maxNew) {
+        return Generator.generate(reference.model(), reference.tokenizer().encodeIds(text, true), maxNew,
+                SamplingParams.greedy(), Set.of(), t -> {
+                }).tokens();
+    }
+
     private static Process worker(Path tmp, Path model, int clusterPort, String name, int round) throws IOException {
         return cmoe(tmp.resolve(name + "-" + round + ".log"), "worker", "--cluster-seed", "127.0.0.1:" + clusterPort,
                 "--name", name, "--devices", "cpu", "--model", model.toString(), "--max-batch-tokens", "64");
@@ -186,9 +200,7 @@ class ClusterProcessesTest {
         List<Process> processes = new ArrayList<>();
         ManagedChannel channel = null;
         try (ModelDir reference = ModelDir.open(model)) {
-            processes.add(cmoe(tmp.resolve("head.log"), "serve", "--model", model.toString(), "--port",
-                    String.valueOf(grpcPort), "--role", "head", "--cluster-seed", "127.0.0.1:" + clusterPort,
-                    "--auth-token-file", token.toString(), "--max-batch-tokens", "64", "--min-devices", "2"));
+            processes.add(cmoe(tmp.resolve("head.log"), head(model, grpcPort, clusterPort, token, 2)));
             Process worker1 = worker(tmp, model, clusterPort, "worker-1", 1);
             Process worker2 = worker(tmp, model, clusterPort, "worker-2", 1);
             processes.add(worker1);
@@ -237,9 +249,7 @@ class ClusterProcessesTest {
                 List<GenerateResponse> messages = streams.get(i).done.get(WAIT.toSeconds(), TimeUnit.SECONDS);
                 assertTrue(messages.getLast().hasFinal(), "request " + i + " ends with a Final: " + messages.getLast());
                 assertTrue(messages.stream().noneMatch(GenerateResponse::hasError), "request " + i + ": " + messages);
-                int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(i), true),
-                        maxNew, SamplingParams.greedy(), Set.of(), t -> {
-                        }).tokens();
+                int[] want = greedy(reference, prompt(i), maxNew);
                 assertArrayEquals(want, streams.get(i).tokens(), "request " + i);
             }
             readers.forEach(Thread::interrupt);
@@ -282,9 +292,7 @@ class ClusterProcessesTest {
             last.call.request(1000);
             last.done.get(WAIT.toSeconds(), TimeUnit.SECONDS);
             phase("rebalanced; a request across both workers finished");
-            assertArrayEquals(Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(2), true),
-                    20, SamplingParams.greedy(), Set.of(), t -> {
-                    }).tokens(), last.tokens());
+            assertArrayEquals(greedy(reference, prompt(2), 20), last.tokens());
         } finally {
             String keep = System.getenv("CMOE_TEST_KEEP_LOGS");
             if (keep != null) {
@@ -306,9 +314,7 @@ class ClusterProcessesTest {
         Path token = Files.writeString(tmp.resolve("token"), TOKEN);
         int grpcPort = freePort();
         int clusterPort = freePort();
-        String[] head = {"serve", "--model", model.toString(), "--port", String.valueOf(grpcPort), "--role", "head",
-            "--cluster-seed", "127.0.0.1:" + clusterPort, "--auth-token-file", token.toString(),
-            "--max-batch-tokens", "64", "--min-devices", "1"};
+        String[] head = head(model, grpcPort, clusterPort, token, 1);
         List<Process> processes = new ArrayList<>();
         ManagedChannel channel = null;
         try (ModelDir reference = ModelDir.open(model)) {
@@ -319,9 +325,7 @@ class ClusterProcessesTest {
             channel = channel(grpcPort);
             ManagedChannel ch = channel;
             await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
-            int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(1), true), 16,
-                    SamplingParams.greedy(), Set.of(), t -> {
-                    }).tokens();
+            int[] want = greedy(reference, prompt(1), 16);
             assertArrayEquals(want, generate(ch, prompt(1), 16), "through the first head");
             long workerPid = worker.pid();
 
@@ -355,17 +359,13 @@ class ClusterProcessesTest {
         List<Process> processes = new ArrayList<>();
         ManagedChannel channel = null;
         try (ModelDir reference = ModelDir.open(model)) {
-            processes.add(cmoe(tmp.resolve("head-1.log"), "serve", "--model", model.toString(), "--port",
-                    String.valueOf(grpcPort), "--role", "head", "--cluster-seed", "127.0.0.1:" + clusterPort,
-                    "--auth-token-file", token.toString(), "--max-batch-tokens", "64", "--min-devices", "1"));
+            processes.add(cmoe(tmp.resolve("head-1.log"), head(model, grpcPort, clusterPort, token, 1)));
             Process worker = worker(tmp, model, clusterPort, "worker-1", 1);
             processes.add(worker);
             channel = channel(grpcPort);
             ManagedChannel ch = channel;
             await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
-            int[] want = Generator.generate(reference.model(), reference.tokenizer().encodeIds(prompt(1), true), 16,
-                    SamplingParams.greedy(), Set.of(), t -> {
-                    }).tokens();
+            int[] want = greedy(reference, prompt(1), 16);
             assertArrayEquals(want, generate(ch, prompt(1), 16), "before the pause");
 
             // paused past failure detection, the worker is downed and removed; resumed, it rejoins
