@@ -137,11 +137,26 @@ class ClusterProcessesTest {
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
 
-    /** The head's command line: the model, its gRPC and cluster ports, the token, the devices to wait for. */
-    private static String[] head(Path model, int grpcPort, int clusterPort, Path token, int minDevices) {
-        return new String[] {"serve", "--model", model.toString(), "--port", String.valueOf(grpcPort), "--role",
-            "head", "--cluster-seed", "127.0.0.1:" + clusterPort, "--auth-token-file", token.toString(),
-            "--max-batch-tokens", "64", "--min-devices", String.valueOf(minDevices)};
+    /** One test's cluster: the carved fixture, the bearer token file, the head's gRPC and cluster ports, the logs' folder. */
+    private record Fixture(Path tmp, Path model, Path token, int grpcPort, int clusterPort) {
+        /** The head's command line, waiting for {@code minDevices} devices before its first placement. */
+        String[] head(int minDevices) {
+            return new String[] {"serve", "--model", model.toString(), "--port", String.valueOf(grpcPort), "--role",
+                "head", "--cluster-seed", "127.0.0.1:" + clusterPort, "--auth-token-file", token.toString(),
+                "--max-batch-tokens", "64", "--min-devices", String.valueOf(minDevices)};
+        }
+
+        /** Starts worker {@code name} (its {@code round}-th start), logging to {@code NAME-ROUND.log}. */
+        Process worker(String name, int round) throws IOException {
+            return cmoe(tmp.resolve(name + "-" + round + ".log"), "worker", "--cluster-seed", "127.0.0.1:"
+                    + clusterPort, "--name", name, "--devices", "cpu", "--model", model.toString(),
+                    "--max-batch-tokens", "64");
+        }
+    }
+
+    private static Fixture fixture(Path tmp) throws IOException {
+        return new Fixture(tmp, carvedModel(tmp), Files.writeString(tmp.resolve("token"), TOKEN), freePort(),
+                freePort());
     }
 
     /** The in-process model's greedy tokens for {@code text}: what every served generation must give. */
@@ -151,10 +166,6 @@ class ClusterProcessesTest {
                 }).tokens();
     }
 
-    private static Process worker(Path tmp, Path model, int clusterPort, String name, int round) throws IOException {
-        return cmoe(tmp.resolve(name + "-" + round + ".log"), "worker", "--cluster-seed", "127.0.0.1:" + clusterPort,
-                "--name", name, "--devices", "cpu", "--model", model.toString(), "--max-batch-tokens", "64");
-    }
 
     private static void await(String what, BooleanSupplier condition, Path logs) throws Exception {
         try {
@@ -193,19 +204,16 @@ class ClusterProcessesTest {
     void aWorkerKilledMidGenerationLosesNoRequestAndGetsExpertsAgainWhenItRejoins(@TempDir Path tmp)
             throws Exception {
         phase("carving the fixture");
-        Path model = carvedModel(tmp);
-        Path token = Files.writeString(tmp.resolve("token"), TOKEN);
-        int grpcPort = freePort();
-        int clusterPort = freePort();
+        Fixture fx = fixture(tmp);
         List<Process> processes = new ArrayList<>();
         ManagedChannel channel = null;
-        try (ModelDir reference = ModelDir.open(model)) {
-            processes.add(cmoe(tmp.resolve("head.log"), head(model, grpcPort, clusterPort, token, 2)));
-            Process worker1 = worker(tmp, model, clusterPort, "worker-1", 1);
-            Process worker2 = worker(tmp, model, clusterPort, "worker-2", 1);
+        try (ModelDir reference = ModelDir.open(fx.model())) {
+            processes.add(cmoe(tmp.resolve("head.log"), fx.head(2)));
+            Process worker1 = fx.worker("worker-1", 1);
+            Process worker2 = fx.worker("worker-2", 1);
             processes.add(worker1);
             processes.add(worker2);
-            channel = channel(grpcPort);
+            channel = channel(fx.grpcPort());
             ManagedChannel ch = channel;
             phase("started head and 2 workers");
             await("the head serves with both workers", () -> serving(ch), tmp);
@@ -259,7 +267,7 @@ class ClusterProcessesTest {
 
             // worker-2 comes back: it joins empty and gets experts at the next rebalance
             phase("re-placed; starting worker-2 again");
-            Process again = worker(tmp, model, clusterPort, "worker-2", 2);
+            Process again = fx.worker("worker-2", 2);
             processes.add(again);
             await("worker-2 rejoined", () -> info(ch).contains("worker-2/cpu=0"), tmp);
             phase("worker-2 rejoined; rebalancing");
@@ -272,8 +280,8 @@ class ClusterProcessesTest {
             try {
                 System.setOut(new java.io.PrintStream(out, true, StandardCharsets.UTF_8));
                 System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
-                exit = dev.cmoe.deploy.Cli.run("rebalance", "--server", "127.0.0.1:" + grpcPort, "--auth-token-file",
-                        token.toString(), "--out", tmp.resolve("plan.json").toString());
+                exit = dev.cmoe.deploy.Cli.run("rebalance", "--server", "127.0.0.1:" + fx.grpcPort(),
+                        "--auth-token-file", fx.token().toString(), "--out", tmp.resolve("plan.json").toString());
             } finally {
                 System.setOut(oldOut);
                 System.setErr(oldErr);
@@ -310,19 +318,16 @@ class ClusterProcessesTest {
     @Test
     void aHeadKilledWithSigkillAndStartedAgainServesOnTheWorkerThatStayed(@TempDir Path tmp) throws Exception {
         phase("carving the fixture (head restart)");
-        Path model = carvedModel(tmp);
-        Path token = Files.writeString(tmp.resolve("token"), TOKEN);
-        int grpcPort = freePort();
-        int clusterPort = freePort();
-        String[] head = head(model, grpcPort, clusterPort, token, 1);
+        Fixture fx = fixture(tmp);
+        String[] head = fx.head(1);
         List<Process> processes = new ArrayList<>();
         ManagedChannel channel = null;
-        try (ModelDir reference = ModelDir.open(model)) {
+        try (ModelDir reference = ModelDir.open(fx.model())) {
             Process first = cmoe(tmp.resolve("head-1.log"), head);
             processes.add(first);
-            Process worker = worker(tmp, model, clusterPort, "worker-1", 1);
+            Process worker = fx.worker("worker-1", 1);
             processes.add(worker);
-            channel = channel(grpcPort);
+            channel = channel(fx.grpcPort());
             ManagedChannel ch = channel;
             await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
             int[] want = greedy(reference, prompt(1), 16);
@@ -352,17 +357,14 @@ class ClusterProcessesTest {
     @Test
     void aWorkerPausedUntilDownedRejoinsWhenResumedAndServesAgain(@TempDir Path tmp) throws Exception {
         phase("carving the fixture (paused worker)");
-        Path model = carvedModel(tmp);
-        Path token = Files.writeString(tmp.resolve("token"), TOKEN);
-        int grpcPort = freePort();
-        int clusterPort = freePort();
+        Fixture fx = fixture(tmp);
         List<Process> processes = new ArrayList<>();
         ManagedChannel channel = null;
-        try (ModelDir reference = ModelDir.open(model)) {
-            processes.add(cmoe(tmp.resolve("head-1.log"), head(model, grpcPort, clusterPort, token, 1)));
-            Process worker = worker(tmp, model, clusterPort, "worker-1", 1);
+        try (ModelDir reference = ModelDir.open(fx.model())) {
+            processes.add(cmoe(tmp.resolve("head-1.log"), fx.head(1)));
+            Process worker = fx.worker("worker-1", 1);
             processes.add(worker);
-            channel = channel(grpcPort);
+            channel = channel(fx.grpcPort());
             ManagedChannel ch = channel;
             await("the head serves with the worker", () -> serving(ch) && info(ch).contains("worker-1/cpu"), tmp);
             int[] want = greedy(reference, prompt(1), 16);

@@ -41,6 +41,7 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.cluster.ClusterEvent;
+import org.apache.pekko.cluster.Member;
 import org.apache.pekko.cluster.MemberStatus;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Down;
@@ -635,7 +636,7 @@ final class PlacementPhases {
 
     /** Whether the cluster's member at {@code at} is Up (or WeaklyUp): one that may be given experts. */
     private boolean memberServing(Address at) {
-        for (org.apache.pekko.cluster.Member member : Cluster.get(ctx.getSystem()).state().getMembers()) {
+        for (Member member : Cluster.get(ctx.getSystem()).state().getMembers()) {
             if (member.address().equals(at)) {
                 return serving(member);
             }
@@ -643,7 +644,7 @@ final class PlacementPhases {
         return false;
     }
 
-    private static boolean serving(org.apache.pekko.cluster.Member member) {
+    private static boolean serving(Member member) {
         return member.status() == MemberStatus.up() || member.status() == MemberStatus.weaklyUp();
     }
 
