@@ -19,11 +19,15 @@ import java.util.Objects;
  * @param seed seeds the window draw
  * @param balanceSteps rounds of bias balancing over the calibration tokens after carving a layer
  * @param balanceGamma γ, the bias step per round
+ * @param balanceSamples further windows, drawn after the calibration ones, that only the bias
+ *     balancing sees: the bias has few degrees of freedom and many tokens help it hold on other
+ *     text, while the clustering and the router keep the calibration's cost
  * @param method {@link Method#CMOE} reproduces the reference; {@link Method#OURS} is our variant
  * @param force replace an existing output directory
  */
 public record CarveOptions(int shared, int active, int experts, int kAct, int calibSamples, int calibSeqlen,
-                           long seed, int balanceSteps, double balanceGamma, Method method, boolean force) {
+                           long seed, int balanceSteps, double balanceGamma, int balanceSamples, Method method,
+                           boolean force) {
 
     /** How neurons are grouped and the router is built. */
     public enum Method {
@@ -32,8 +36,8 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         /**
          * Our default: neurons ranked by their actual contribution |SiLU(g·x)(u·x)|·‖W_down[:, i]‖
          * (for the markers, hence the shared expert and the clustering), the reference's single
-         * balanced-assignment pass, and the fitted router; bias balancing, when asked for, uses
-         * the annealed rule.
+         * balanced-assignment pass, and the fitted router scaled to unit score spread; bias
+         * balancing, when asked for, sets exact per-expert thresholds (the quantile rule, no γ).
          */
         OURS,
         /**
@@ -47,7 +51,16 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         /** Ablation: the routed neurons split into equal groups at random (seeded), reference router. */
         RANDOM_GROUPS,
         /** Ablation: reference grouping, router rows drawn at random (seeded unit vectors). */
-        RANDOM_ROUTER
+        RANDOM_ROUTER;
+
+        /**
+         * Calibration windows when none are asked for: the paper's {@link #DEFAULT_SAMPLES} for the
+         * reference and its ablations; twice that for {@link #OURS}, whose contribution ranking and
+         * fitted router kept gaining from more tokens (carve/README.md) at about twice the carve time.
+         */
+        public int defaultSamples() {
+            return this == OURS ? 2 * DEFAULT_SAMPLES : DEFAULT_SAMPLES;
+        }
     }
 
     public static final int DEFAULT_K_ACT = 10;
@@ -84,37 +97,54 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         if (!(balanceGamma > 0) || Double.isInfinite(balanceGamma)) {
             throw new IllegalArgumentException("balance gamma must be positive and finite, got " + balanceGamma);
         }
+        if (balanceSamples < 0) {
+            throw new IllegalArgumentException("balance samples must not be negative, got " + balanceSamples);
+        }
     }
 
     /** S{shared}A{active}E{experts} with every other setting at its default (the paper's). */
     public static CarveOptions of(int shared, int active, int experts) {
         return new CarveOptions(shared, active, experts, DEFAULT_K_ACT, DEFAULT_SAMPLES, 0, 0,
-                DEFAULT_BALANCE_STEPS, DEFAULT_GAMMA, Method.CMOE, false);
+                DEFAULT_BALANCE_STEPS, DEFAULT_GAMMA, 0, Method.CMOE, false);
     }
 
     public CarveOptions withMethod(Method m) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, m, force);
+                balanceGamma, balanceSamples, m, force);
     }
 
     public CarveOptions withCalibration(int samples, int seqlen, long newSeed) {
         return new CarveOptions(shared, active, experts, kAct, samples, seqlen, newSeed, balanceSteps,
-                balanceGamma, method, force);
+                balanceGamma, balanceSamples, method, force);
     }
 
     public CarveOptions withBalance(int steps, double gamma) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, steps, gamma,
-                method, force);
+                balanceSamples, method, force);
+    }
+
+    /** The same with {@code samples} windows for the bias balancing alone (see {@link #balanceSamples}). */
+    public CarveOptions withBalanceSamples(int samples) {
+        return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
+                balanceGamma, samples, method, force);
     }
 
     public CarveOptions withKAct(int k) {
         return new CarveOptions(shared, active, experts, k, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, method, force);
+                balanceGamma, balanceSamples, method, force);
     }
 
     public CarveOptions withForce(boolean f) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, method, f);
+                balanceGamma, balanceSamples, method, f);
+    }
+
+    /**
+     * Windows drawn from the calibration text: the calibration's, then the balancing's (none
+     * unless balancing runs). The first {@link #calibSamples} are the same whatever the rest.
+     */
+    public int drawnSamples() {
+        return calibSamples + (balanceSteps > 0 ? balanceSamples : 0);
     }
 
     /** N_r = N − N_s. */

@@ -20,6 +20,7 @@ import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.BiFunction;
@@ -34,7 +35,7 @@ import java.util.function.IntConsumer;
 public final class Carver {
     /** The choices behind a {@link CarveOptions.Method}: kept apart so experiments can vary them. */
     record Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
-                  boolean annealedBalance) {
+                  LoadBalancer.Rule balance) {
         static final int MAX_PASSES = 20;
         /** Passes of the profile k-means: bounds the carve time (each pass is one exact assignment). */
         static final int PROFILE_PASSES = 5;
@@ -45,7 +46,7 @@ public final class Carver {
 
         Recipe(int maxPasses, RouterFit.Kind router, boolean randomGroups) {
             this(maxPasses, router, randomGroups ? Grouping.RANDOM : Grouping.MARKERS, NeuronScores.Importance.SCORE,
-                    false);
+                    LoadBalancer.Rule.SIGN);
         }
 
         static Recipe of(CarveOptions.Method method) {
@@ -54,29 +55,29 @@ public final class Carver {
                 // measured (CompareExperiment, carve/README.md): the contribution importance lowered
                 // perplexity at every shape; iterating the marker clustering did not (VariantsExperiment)
                 case OURS -> new Recipe(1, RouterFit.Kind.FITTED, Grouping.MARKERS,
-                        NeuronScores.Importance.CONTRIBUTION, true);
+                        NeuronScores.Importance.CONTRIBUTION, LoadBalancer.Rule.QUANTILE);
                 case FITTED -> new Recipe(1, RouterFit.Kind.FITTED);
                 case PROFILES -> new Recipe(PROFILE_PASSES, RouterFit.Kind.FITTED, Grouping.PROFILES,
-                        NeuronScores.Importance.CONTRIBUTION, true);
+                        NeuronScores.Importance.CONTRIBUTION, LoadBalancer.Rule.QUANTILE);
                 case RANDOM_GROUPS -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE, true);
                 case RANDOM_ROUTER -> new Recipe(1, RouterFit.Kind.RANDOM);
             };
         }
 
         Recipe withGrouping(Grouping g, int passes) {
-            return new Recipe(passes, router, g, importance, annealedBalance);
+            return new Recipe(passes, router, g, importance, balance);
         }
 
         Recipe withImportance(NeuronScores.Importance i) {
-            return new Recipe(maxPasses, router, grouping, i, annealedBalance);
+            return new Recipe(maxPasses, router, grouping, i, balance);
         }
 
         Recipe withRouter(RouterFit.Kind k) {
-            return new Recipe(maxPasses, k, grouping, importance, annealedBalance);
+            return new Recipe(maxPasses, k, grouping, importance, balance);
         }
 
-        Recipe withAnnealedBalance(boolean annealed) {
-            return new Recipe(maxPasses, router, grouping, importance, annealed);
+        Recipe withBalance(LoadBalancer.Rule rule) {
+            return new Recipe(maxPasses, router, grouping, importance, rule);
         }
     }
 
@@ -135,7 +136,7 @@ public final class Carver {
                 double load = seconds(start);
                 long t = System.nanoTime();
                 int seqlen = opts.seqlen(config);
-                int[][] calibration = Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen,
+                int[][] calibration = Calibration.windows(tokenizer, calibText, opts.drawnSamples(), seqlen,
                         opts.seed());
                 double text = seconds(t);
                 MoeConfig moe = moeConfig(config, opts, recipe, calibText, seqlen);
@@ -151,7 +152,7 @@ public final class Carver {
                     files.finish(staging, modelDir, config, moe);
                 }
                 CarveReport carved = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
-                        calibration.length * seqlen, seqlen, layers,
+                        opts.calibSamples() * seqlen, seqlen, layers,
                         new CarveReport.Timings(load, text, carve, 0, (saving - start) / 1e9));
                 report[0] = CarvedCheckpoint.writeReport(staging, carved, outDir, saving);
             }
@@ -168,7 +169,7 @@ public final class Carver {
     static long heapNeeded(ModelConfig config, CarveOptions opts, Recipe recipe) {
         long d = config.hiddenSize();
         long inter = config.intermediateSize();
-        long tokens = (long) opts.calibSamples() * opts.seqlen(config);
+        long tokens = (long) opts.drawnSamples() * opts.seqlen(config);
         long profiles = recipe.grouping() == Grouping.PROFILES ? 4 * inter * tokens : 0;
         return 12 * d * inter + 3 * 4 * tokens * d + profiles + HEAP_MARGIN;
     }
@@ -183,7 +184,7 @@ public final class Carver {
             throw new IllegalStateException(String.format(java.util.Locale.ROOT, "carving a layer of this model"
                     + " (hidden %d, intermediate %d, %d calibration tokens) needs about %d MiB of Java heap, the JVM"
                     + " has %d MiB: raise it, e.g. CMOE_JAVA_OPTS=-Xmx%dm", config.hiddenSize(),
-                    config.intermediateSize(), opts.calibSamples() * opts.seqlen(config), need >> 20, maxHeap >> 20,
+                    config.intermediateSize(), opts.drawnSamples() * opts.seqlen(config), need >> 20, maxHeap >> 20,
                     (need >> 20) + 256));
         }
     }
@@ -196,7 +197,7 @@ public final class Carver {
     static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
                                      CarveListener listener) {
         return carveInMemory(modelDir, calibText, opts, recipe, listener, (tokenizer, seqlen) ->
-                Calibration.windows(tokenizer, calibText, opts.calibSamples(), seqlen, opts.seed()));
+                Calibration.windows(tokenizer, calibText, opts.drawnSamples(), seqlen, opts.seed()));
     }
 
     /**
@@ -230,7 +231,7 @@ public final class Carver {
                     moe, opts, recipe, listener, tensors::add);
             double carve = seconds(t);
             CarveReport report = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
-                    calibration.length * seqlen, seqlen, layers,
+                    opts.calibSamples() * seqlen, seqlen, layers,
                     new CarveReport.Timings(load, text, carve, 0, seconds(start)));
             return new CarvedModel(dense, checkpoint, moe, tensors, report);
         } catch (RuntimeException | Error e) {
@@ -256,12 +257,13 @@ public final class Carver {
         JsonObject balance = new JsonObject();
         balance.addProperty("steps", opts.balanceSteps());
         balance.addProperty("gamma", opts.balanceGamma());
+        balance.addProperty("samples", opts.drawnSamples() - opts.calibSamples());
         details.add("balance", balance);
         details.addProperty("cluster_passes", recipe.maxPasses());
         details.addProperty("router_fit", recipe.router().name().toLowerCase(Locale.ROOT));
         details.addProperty("importance", recipe.importance().name().toLowerCase(Locale.ROOT));
         details.addProperty("grouping", recipe.grouping().name().toLowerCase(Locale.ROOT));
-        balance.addProperty("rule", recipe.annealedBalance() ? "annealed" : "sign");
+        balance.addProperty("rule", recipe.balance().name().toLowerCase(Locale.ROOT));
         details.addProperty("source_architecture", config.architectureName());
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
                 config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,
@@ -301,13 +303,16 @@ public final class Carver {
         ModelConfig config = model.config();
         int l = stream.layer();
         int d = config.hiddenSize();
-        int tokens = windows.length * windows[0].length;
+        // the first calibSamples windows decide the carving; all of them, the balance
+        int tokens = opts.calibSamples() * windows[0].length;
+        int balanceTokens = windows.length * windows[0].length;
         long work = 2L * windows.length + tokens + 2L + opts.balanceSteps();
         listener.layerStarted(l, config.numLayers(), work);
         long start = System.nanoTime();
 
         // 1. the FFN input of this layer, with the layers before it already carved
-        float[] x = stream.ffnInput(done -> listener.progress(done, "capture"));
+        float[] all = stream.ffnInput(done -> listener.progress(done, "capture"));
+        float[] x = balanceTokens == tokens ? all : Arrays.copyOf(all, tokens * d);
         double capture = seconds(start);
         // 2. ATopK markers of the normalised scores h, and the rates μ
         long t = System.nanoTime();
@@ -335,8 +340,10 @@ public final class Carver {
         RouterFit.Rows router = switch (recipe.router()) {
             case REPRESENTATIVE -> RouterFit.reference(ffn, c.representatives());
             case MEAN -> RouterFit.mean(ffn, c.experts(), c.representatives());
-            case FITTED -> RouterFit.fitted(ffn, c.experts(), x);
-            case LSQ -> RouterFit.leastSquares(ffn, c.experts(), c.representatives(), x);
+            // calibrated routers predict output norms, whose softmax saturates: unit spread keeps b effective
+            case FITTED -> RouterFit.withUnitSpread(RouterFit.fitted(ffn, c.experts(), x), x, d);
+            case LSQ -> RouterFit.withUnitSpread(RouterFit.leastSquares(ffn, c.experts(), c.representatives(), x),
+                    x, d);
             case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
         LayerTensors.put(out, l, ffn, c, router);
@@ -348,15 +355,12 @@ public final class Carver {
         t = System.nanoTime();
         float[] probs;
         try (NDManager m = NDManager.newBaseManager()) {
-            probs = carved.route(Tensors.create(m, x, tokens, d)).probs();
+            probs = carved.route(Tensors.create(m, all, balanceTokens, d)).probs();
         }
         carved.resetLoads();
         IntConsumer balanceProgress = done -> listener.progress(base + tokens + 2 + done, "balance");
-        LoadBalancer.Result balanced = recipe.annealedBalance()
-                ? LoadBalancer.balanceAnnealed(probs, tokens, moe.active(), carved.scale(), carved.bias(),
-                        opts.balanceSteps(), opts.balanceGamma(), balanceProgress)
-                : LoadBalancer.balance(probs, tokens, moe.active(), carved.scale(), carved.bias(),
-                        opts.balanceSteps(), opts.balanceGamma(), balanceProgress);
+        LoadBalancer.Result balanced = LoadBalancer.balance(recipe.balance(), probs, balanceTokens, moe.active(),
+                carved.scale(), carved.bias(), opts.balanceSteps(), opts.balanceGamma(), balanceProgress);
         carved.setBias(balanced.bias());
         System.arraycopy(balanced.bias(), 0, out.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
         double balance = seconds(t);

@@ -135,6 +135,39 @@ final class RouterFit {
         return rows;
     }
 
+    /**
+     * The same rows with every classifier row divided by one factor, chosen so that the router's
+     * scores s on the calibration tokens spread by 1 across the experts (the mean over tokens of
+     * their standard deviation over experts). Every s_j scales by the same factor, so the
+     * selection without a bias is unchanged; what changes is s' = softmax(s). A fitted router's s
+     * predicts output norms, which can be large, and its softmax then saturates: the runners-up get
+     * s' of exactly 0, every bias b then orders them the same way on every token, and no b can
+     * balance the load. With unit spread, s' + b stays a ranking b can shift token by token.
+     *
+     * @param x (tokens, hidden) the calibration FFN inputs of this layer
+     */
+    static Rows withUnitSpread(Rows rows, float[] x, int d) {
+        int tokens = x.length / d;
+        int nr = rows.representatives().length;
+        double spread;
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray xs = Tensors.create(m, x, tokens, d);
+            NDArray c = Tensors.create(m, rows.classifier(), nr, d);
+            NDArray g = Tensors.create(m, rows.gate(), nr, d);
+            NDArray s = xs.matMul(c.transpose()).mul(Ops.silu(xs.matMul(g.transpose()))).abs(); // (T, N_r)
+            NDArray centred = s.sub(s.mean(new int[] {1}, true));
+            spread = centred.square().mean(new int[] {1}).sqrt().mean().getFloat();
+        }
+        if (!(spread > 0) || !Double.isFinite(spread)) {
+            return rows;
+        }
+        float[] classifier = rows.classifier().clone();
+        for (int i = 0; i < classifier.length; i++) {
+            classifier[i] = (float) (classifier[i] / spread);
+        }
+        return new Rows(classifier, rows.gate(), rows.representatives());
+    }
+
     /** See {@link Kind#LSQ}. x: (tokens, hidden), the calibration FFN inputs of this layer. */
     static Rows leastSquares(DenseFfn ffn, int[][] experts, int[] representatives, float[] x) {
         int d = ffn.hidden();

@@ -27,7 +27,8 @@ class CarveOptionsTest {
 
     static CarveOptions opts(int shared, int active, int experts, int kAct, int samples, int seqlen, int steps,
                              double gamma) {
-        return new CarveOptions(shared, active, experts, kAct, samples, seqlen, 0, steps, gamma, Method.CMOE, false);
+        return new CarveOptions(shared, active, experts, kAct, samples, seqlen, 0, steps, gamma, 0, Method.CMOE,
+                false);
     }
 
     @Test
@@ -53,8 +54,10 @@ class CarveOptionsTest {
         fails("balance steps must not be negative, got -1", () -> opts(2, 2, 8, 10, 8, 0, -1, 1e-3));
         fails("balance gamma must be positive and finite, got 0.0", () -> opts(2, 2, 8, 10, 8, 0, 10, 0));
         fails("balance gamma must be positive and finite, got NaN", () -> opts(2, 2, 8, 10, 8, 0, 10, Double.NaN));
+        fails("balance samples must not be negative, got -2",
+                () -> CarveOptions.of(2, 2, 8).withBalance(10, 1e-3).withBalanceSamples(-2));
         assertThrows(NullPointerException.class,
-                () -> new CarveOptions(2, 2, 8, 10, 8, 0, 0, 0, 1e-3, null, false));
+                () -> new CarveOptions(2, 2, 8, 10, 8, 0, 0, 0, 1e-3, 0, null, false));
     }
 
     @Test

@@ -195,6 +195,37 @@ class CarverTest {
     }
 
     @Test
+    void balanceWindowsMoveOnlyTheBias() throws Exception {
+        Path dense = Fixtures.denseModel(tmp.resolve("dense"), 4);
+        Path text = Fixtures.calibrationText(tmp.resolve("calib.txt"));
+        CarveOptions plain = Fixtures.options(1, 2, 6).withBalance(10, 1e-3).withMethod(CarveOptions.Method.OURS);
+        CarveOptions wider = plain.withBalanceSamples(12);
+        assertEquals(16, wider.drawnSamples());
+        assertEquals(4, plain.withBalance(0, 1e-3).withBalanceSamples(12).drawnSamples(), "no balancing, no windows");
+        CarveReport a;
+        CarveReport b;
+        try (CarvedModel c = Carver.carveInMemory(dense, text, plain, CarveListener.NONE)) {
+            a = c.report();
+        }
+        try (CarvedModel c = Carver.carveInMemory(dense, text, wider, CarveListener.NONE)) {
+            b = c.report();
+            assertEquals(12, c.moe().details().getAsJsonObject("balance").get("samples").getAsInt());
+        }
+        // layer 0 sees the same calibration windows (the balance ones are drawn after them): same carving
+        CarveReport.Layer la = a.layers().get(0);
+        CarveReport.Layer lb = b.layers().get(0);
+        assertArrayEquals(la.rates(), lb.rates());
+        assertArrayEquals(la.sharedNeurons(), lb.sharedNeurons());
+        assertArrayEquals(la.experts(), lb.experts());
+        assertArrayEquals(la.representatives(), lb.representatives());
+        assertEquals(a.calibrationTokens(), b.calibrationTokens());
+        // the bias is fitted on all 16 windows: every one of their tokens picks 2 experts
+        assertEquals(2L * 4 * 32, Arrays.stream(la.loadsAfter()).sum());
+        assertEquals(2L * 16 * 32, Arrays.stream(lb.loadsAfter()).sum());
+        assertFalse(Arrays.equals(la.bias(), lb.bias()), "more tokens, another balance point");
+    }
+
+    @Test
     void carvingLayerByLayerWritesTheCheckpointThatTheInMemoryCarvingSaves() throws Exception {
         // a bf16 model of three layers, cut into several shards: the streamed carve must still be
         // byte for byte the in-memory one, with the index, the stored dtype and the dense tensors kept

@@ -37,21 +37,26 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 @EnabledIfSystemProperty(named = "cmoe.compare.model", matches = ".+")
 class CompareExperiment {
     /** One way of carving: a recipe plus the options it changes from the defaults (0 = default). */
-    record Variant(String name, Recipe recipe, int kAct, int samples, int balanceSteps, double gamma) {
+    record Variant(String name, Recipe recipe, int kAct, int samples, int balanceSteps, double gamma,
+                   int balanceSamples) {
         Variant(String name, Recipe recipe) {
-            this(name, recipe, 0, 0, 0, CarveOptions.DEFAULT_GAMMA);
+            this(name, recipe, 0, 0, 0, CarveOptions.DEFAULT_GAMMA, 0);
         }
 
         Variant withKAct(int k) {
-            return new Variant(name, recipe, k, samples, balanceSteps, gamma);
+            return new Variant(name, recipe, k, samples, balanceSteps, gamma, balanceSamples);
         }
 
         Variant withSamples(int s) {
-            return new Variant(name, recipe, kAct, s, balanceSteps, gamma);
+            return new Variant(name, recipe, kAct, s, balanceSteps, gamma, balanceSamples);
         }
 
         Variant withBalance(int steps, double g) {
-            return new Variant(name, recipe, kAct, samples, steps, g);
+            return new Variant(name, recipe, kAct, samples, steps, g, balanceSamples);
+        }
+
+        Variant withBalanceSamples(int s) {
+            return new Variant(name, recipe, kAct, samples, balanceSteps, gamma, s);
         }
     }
 
@@ -64,7 +69,9 @@ class CompareExperiment {
         Recipe ours = Recipe.of(CarveOptions.Method.OURS);
         put("cmoe", new Variant("cmoe (reference)", cmoe));
         put("fitted", new Variant("fitted router (the previous ours)", fitted));
-        put("ours", new Variant("ours: contribution + fitted router", ours));
+        put("ours", new Variant("ours (the default: 16 calibration windows)", ours)
+                .withSamples(CarveOptions.Method.OURS.defaultSamples()));
+        put("ours-s8", new Variant("ours with 8 calibration windows (the default before)", ours).withSamples(8));
         put("profiles", new Variant("ours + profile clustering (5 passes)", Recipe.of(CarveOptions.Method.PROFILES)));
         put("profiles20", new Variant("ours + profile clustering (20 passes)",
                 ours.withGrouping(Grouping.PROFILES, Recipe.MAX_PASSES)));
@@ -77,11 +84,35 @@ class CompareExperiment {
         put("fitted-k32", new Variant("fitted, K_a 32", fitted).withKAct(32));
         put("fitted-s32", new Variant("fitted, 32 calibration windows", fitted).withSamples(32));
         put("ours-s32", new Variant("ours, 32 calibration windows", ours).withSamples(32));
-        put("ours-sign", new Variant("ours + sign balance 500, γ 1e-3", ours.withAnnealedBalance(false))
+        put("ours-s16", new Variant("ours, 16 calibration windows", ours).withSamples(16));
+        put("ours-s24", new Variant("ours, 24 calibration windows", ours).withSamples(24));
+        put("ours-s16-quantile", new Variant("ours, 16 windows, quantile balance, 20 sweeps", ours)
+                .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-s16-quantile-b48", new Variant("ours, 16 windows, quantile balance on 16 + 48 windows", ours)
+                .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(48));
+        put("ours-lsq", new Variant("ours with the least-squares router", ours.withRouter(Kind.LSQ)));
+        put("ours-s32-lsq", new Variant("ours, 32 windows, least-squares router", ours.withRouter(Kind.LSQ))
+                .withSamples(32));
+        put("ours-k5", new Variant("ours, K_a 5", ours).withKAct(5));
+        put("ours-k20", new Variant("ours, K_a 20", ours).withKAct(20));
+        put("ours-sign", new Variant("ours + sign balance 500, γ 1e-3", ours.withBalance(LoadBalancer.Rule.SIGN))
                 .withBalance(500, 1e-3));
-        put("ours-anneal", new Variant("ours + annealed balance 500, γ 1e-2", ours).withBalance(500, 1e-2));
-        put("ours-s32-anneal", new Variant("ours, 32 windows, annealed balance 500, γ 1e-2", ours)
+        put("ours-anneal", new Variant("ours + annealed balance 500, γ 1e-2", ours.withBalance(LoadBalancer.Rule.ANNEALED))
+                .withBalance(500, 1e-2));
+        put("ours-s32-anneal", new Variant("ours, 32 windows, annealed balance 500, γ 1e-2",
+                ours.withBalance(LoadBalancer.Rule.ANNEALED))
                 .withSamples(32).withBalance(500, 1e-2));
+        put("ours-s64-anneal", new Variant("ours, 64 windows, annealed balance 500, γ 1e-2",
+                ours.withBalance(LoadBalancer.Rule.ANNEALED))
+                .withSamples(64).withBalance(500, 1e-2));
+        put("ours-quantile", new Variant("ours + quantile balance, 20 sweeps", ours.withBalance(LoadBalancer.Rule.QUANTILE))
+                .withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-s32-quantile", new Variant("ours, 32 windows, quantile balance, 20 sweeps",
+                ours.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(32).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-s64-quantile", new Variant("ours, 64 windows, quantile balance, 20 sweeps",
+                ours.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(64).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-quantile-b56", new Variant("ours + quantile balance on 8 + 56 windows", ours)
+                .withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(56));
         put("cmoe-sign", new Variant("cmoe + sign balance 500, γ 1e-3", cmoe).withBalance(500, 1e-3));
     }
 
@@ -140,8 +171,8 @@ class CompareExperiment {
                     CarveOptions opts = CarveOptions.of(sae[0], sae[1], sae[2])
                             .withCalibration(samples, SEQLEN, seed)
                             .withKAct(v.kAct() > 0 ? v.kAct() : CarveOptions.DEFAULT_K_ACT)
-                            .withBalance(v.balanceSteps(), v.gamma());
-                    int[][] calibration = Calibration.windows(calibTokens, samples, SEQLEN, seed);
+                            .withBalance(v.balanceSteps(), v.gamma()).withBalanceSamples(v.balanceSamples());
+                    int[][] calibration = Calibration.windows(calibTokens, opts.drawnSamples(), SEQLEN, seed);
                     try (CarvedModel c = Carver.carveInMemory(model, calib, opts, v.recipe(), CarveListener.NONE,
                             (tok, len) -> calibration)) {
                         double[] ppl = new double[texts.length];

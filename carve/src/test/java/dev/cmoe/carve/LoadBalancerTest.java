@@ -70,6 +70,35 @@ class LoadBalancerTest {
     }
 
     @Test
+    void quantileRuleBalancesInAFewSweepsWithNoStepSize() {
+        int tokens = 3000;
+        int experts = 10;
+        float[] probs = skewed(tokens, experts, new Random(4));
+        float[] scale = new float[experts];
+        LoadBalancer.Result r = LoadBalancer.balance(LoadBalancer.Rule.QUANTILE, probs, tokens, 3, scale,
+                new float[experts], 5, 1e-3, done -> { });
+        assertTrue(r.imbalanceBefore() > 1.5, "skewed fixture: " + r.imbalanceBefore());
+        assertTrue(r.imbalanceAfter() < 1.03, r.imbalanceBefore() + " -> " + r.imbalanceAfter());
+        assertTrue(r.bias()[0] < r.bias()[experts - 1], "the favoured expert is pushed below the others");
+        assertArrayEquals(r.loadsAfter(), Routing.select(probs, tokens, 3, r.bias(), scale).loads());
+        // the sign rule at the same γ and rounds is still far from balance: its step is what limits it
+        LoadBalancer.Result sign = LoadBalancer.balance(LoadBalancer.Rule.SIGN, probs, tokens, 3, scale,
+                new float[experts], 5, 1e-3, done -> { });
+        assertTrue(sign.imbalanceAfter() > r.imbalanceAfter() + 0.2,
+                "sign " + sign.imbalanceAfter() + " vs quantile " + r.imbalanceAfter());
+    }
+
+    @Test
+    void quantileRuleKeepsTheStartWhenEveryExpertIsAlwaysSelected() {
+        float[] probs = skewed(50, 3, new Random(6));
+        float[] bias = {0.2f, 0f, -0.1f};
+        LoadBalancer.Result r = LoadBalancer.balance(LoadBalancer.Rule.QUANTILE, probs, 50, 3, new float[3], bias, 4,
+                1e-3, done -> { });
+        assertArrayEquals(bias, r.bias());
+        assertArrayEquals(new long[] {50, 50, 50}, r.loadsAfter());
+    }
+
+    @Test
     void zeroStepsChangeNothing() {
         float[] probs = skewed(100, 4, new Random(2));
         float[] bias = {0.01f, 0, 0, -0.01f};

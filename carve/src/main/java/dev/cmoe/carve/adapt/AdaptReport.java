@@ -61,13 +61,14 @@ public record AdaptReport(String model, String output, AdaptOptions options, int
     /**
      * One point of the history: means over the steps since the previous point.
      *
-     * @param loss mean training loss of those steps
+     * @param loss mean training loss of the applied steps among those (0 if every one was skipped)
      * @param lr the LoRA learning rate at the point
      * @param imbalance per layer, max / mean of the tokens routed to each expert over those steps
      * @param scale per layer, statistics of u at the point
+     * @param skipped steps among those whose loss or gradient was not finite, so changed nothing
      */
     public record Entry(int step, int epoch, long tokens, double loss, double lr, double[] imbalance,
-                        ScaleStats[] scale) {
+                        ScaleStats[] scale, int skipped) {
     }
 
     /** mean, mean |u|, min and max of one layer's router scales. */

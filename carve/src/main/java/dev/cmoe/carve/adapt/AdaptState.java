@@ -34,7 +34,7 @@ record AdaptState(int step, long optimizerStep, JsonObject run, boolean resumabl
      *
      * @param loads (layers, N_r) tokens routed to each expert during those steps
      */
-    record Pending(int steps, double lossSum, long[][] loads) {
+    record Pending(int steps, double lossSum, long[][] loads, int skipped) {
     }
 
     AdaptState {

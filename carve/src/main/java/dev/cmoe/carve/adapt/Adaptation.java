@@ -36,6 +36,9 @@ import java.util.function.BooleanSupplier;
  * same batches and dropout masks it would have had.
  */
 public final class Adaptation {
+    /** Non-finite steps in a row after which the run stops as diverged rather than skipping on. */
+    public static final int MAX_SKIPPED_IN_A_ROW = 3;
+
     /** Receives progress. */
     public interface Listener {
         /**
@@ -46,6 +49,13 @@ public final class Adaptation {
 
         /** A step is done: its loss, and its max/mean expert load averaged over the layers. */
         void onStep(int step, long tokens, double loss, double imbalance);
+
+        /**
+         * Step {@code step} had a non-finite loss or gradient and changed nothing; the run goes on
+         * unless {@link Adaptation#MAX_SKIPPED_IN_A_ROW} steps in a row do.
+         */
+        default void onSkipped(int step, double loss, double gradNorm) {
+        }
 
         /** A validation pass, "before" the first step or "after" the last. */
         void onEval(String phase, AdaptReport.Eval eval);
@@ -156,8 +166,9 @@ public final class Adaptation {
         int step = state == null ? 0 : state.step();
         double seconds = state == null ? 0 : state.seconds(); // in training steps, over all sessions
         List<AdaptReport.Entry> history = new ArrayList<>(state == null ? List.of() : state.history());
-        AdaptState.Pending pending = state == null ? new AdaptState.Pending(0, 0, new long[layers][nRouted])
+        AdaptState.Pending pending = state == null ? new AdaptState.Pending(0, 0, new long[layers][nRouted], 0)
                 : state.pending();
+        int skippedInARow = 0;
         AdaptReport.Eval before = state == null ? evaluate("before", 0, valWindows) : state.before();
         listener.onStart(step, total, tokens(step), tokens(total), seqLen);
         int[] order = null;
@@ -183,16 +194,28 @@ public final class Adaptation {
                     name -> (TrainableMoeLlama.isRouterScale(name) ? opts.scaleLr() : opts.lr()) * decay,
                     opts.gradClip());
             long[][] loads = model.takeLoads();
-            model.updateBias(loads, opts.biasSpeed());
             seconds += (System.nanoTime() - started) / 1e9;
-            pending = add(pending, r.loss(), loads);
             step++;
-            listener.onStep(step, tokens(step), r.loss(), Arrays.stream(imbalance(loads)).average().orElse(1));
+            if (r.applied()) {
+                skippedInARow = 0;
+                model.updateBias(loads, opts.biasSpeed());
+                pending = add(pending, r.loss(), loads);
+                listener.onStep(step, tokens(step), r.loss(), Arrays.stream(imbalance(loads)).average().orElse(1));
+            } else {
+                // a rare non-finite step on the CPU engine did not recur when the same batch ran again
+                // (resumed from a checkpoint), so one is skipped like a mixed-precision loss scaler does
+                if (++skippedInARow >= MAX_SKIPPED_IN_A_ROW) {
+                    throw r.diverged(" at step " + step + ", the " + skippedInARow + "th non-finite step in a row");
+                }
+                pending = new AdaptState.Pending(pending.steps(), pending.lossSum(), pending.loads(),
+                        pending.skipped() + 1);
+                listener.onSkipped(step, r.loss(), r.gradNorm());
+            }
             boolean last = step == total;
             boolean stopping = !last && stop.getAsBoolean();
             if (step % opts.logEvery() == 0 || last) {
                 history.add(entry(step, pending, opts.lr() * decay));
-                pending = new AdaptState.Pending(0, 0, new long[layers][nRouted]);
+                pending = new AdaptState.Pending(0, 0, new long[layers][nRouted], 0);
             }
             if (last || stopping || step % opts.checkpointEvery() == 0) {
                 AdaptReport.Eval after = last ? evaluate("after", step, valWindows) : null;
@@ -228,8 +251,8 @@ public final class Adaptation {
         for (int l = 0; l < layers; l++) {
             u[l] = AdaptReport.ScaleStats.of(model.scale(l));
         }
-        return new AdaptReport.Entry(step, (step - 1) / opts.stepsPerEpoch(), tokens(step), p.lossSum() / p.steps(),
-                lr, imbalance(p.loads()), u);
+        return new AdaptReport.Entry(step, (step - 1) / opts.stepsPerEpoch(), tokens(step),
+                p.steps() > 0 ? p.lossSum() / p.steps() : 0, lr, imbalance(p.loads()), u, p.skipped());
     }
 
     private AdaptReport report(int step, double seconds, AdaptReport.Eval before, AdaptReport.Eval after,
@@ -258,7 +281,7 @@ public final class Adaptation {
                 sum[l][j] += loads[l][j];
             }
         }
-        return new AdaptState.Pending(p.steps() + 1, p.lossSum() + loss, sum);
+        return new AdaptState.Pending(p.steps() + 1, p.lossSum() + loss, sum, p.skipped());
     }
 
     private static double[] imbalance(long[][] loads) {

@@ -160,6 +160,11 @@ public final class AdaptCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "adapted %s -> %s: %d steps, %,d tokens, %.0f s (%.0f tokens/s)%n",
                     r.model(), out, r.steps(), r.tokens(), r.seconds(), r.tokensPerSecond());
         }
+        int skipped = r.history().stream().mapToInt(AdaptReport.Entry::skipped).sum();
+        if (skipped > 0) {
+            System.out.printf(Locale.ROOT, "  %d step(s) skipped for a non-finite loss or gradient (see the history"
+                    + " in carve_report.json)%n", skipped);
+        }
         if (r.before() != null) {
             System.out.printf(Locale.ROOT, "  validation loss %.4f (ppl %.2f) before%s%n", r.before().loss(),
                     r.before().perplexity(), r.after() == null ? "" : String.format(Locale.ROOT,
@@ -202,6 +207,13 @@ public final class AdaptCommand implements Callable<Integer> {
             bar.stepTo(tokens);
             bar.setExtraMessage(String.format(Locale.ROOT, " step %d loss %.3f imbalance %.2f", step, loss,
                     imbalance));
+        }
+
+        @Override
+        public void onSkipped(int step, double loss, double gradNorm) {
+            System.err.printf(Locale.ROOT, "%swarning: step %d skipped, loss %s and gradient norm %s are not both"
+                    + " finite (at %d in a row the run stops)%n", bar == null ? "" : "\n", step, loss, gradNorm,
+                    Adaptation.MAX_SKIPPED_IN_A_ROW);
         }
 
         @Override

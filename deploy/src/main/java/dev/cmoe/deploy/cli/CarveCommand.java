@@ -38,7 +38,9 @@ public final class CarveCommand implements Callable<Integer> {
     @Option(names = "--calib", description = "Calibration text (default: the corpus train split).")
     Path calib;
 
-    @Option(names = "--calib-samples", defaultValue = "8", description = "Calibration windows (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--calib-samples", defaultValue = "0",
+            description = "Calibration windows (default 0: the method's, 16 for ours, 8 for cmoe and the others"
+                    + " as in the paper).")
     int calibSamples;
 
     @Option(names = "--calib-seqlen", defaultValue = "0",
@@ -53,15 +55,23 @@ public final class CarveCommand implements Callable<Integer> {
 
     @Option(names = "--balance-steps", defaultValue = "0",
             description = "Rounds of training-free bias balancing per layer on the calibration tokens"
-                    + " (default: ${DEFAULT-VALUE}); ours/profiles anneal the step from --balance-gamma to 0.")
+                    + " (default: ${DEFAULT-VALUE}): cmoe and fitted move b by --balance-gamma a round; ours and"
+                    + " profiles sweep the experts, setting each one's exact threshold, and need no γ (10-20 sweeps"
+                    + " suffice).")
     int balanceSteps;
+
+    @Option(names = "--balance-samples", defaultValue = "0",
+            description = "Further windows of the calibration text that only the bias balancing sees (default:"
+                    + " ${DEFAULT-VALUE}): more tokens make the balance hold on other text, at the cost of passing"
+                    + " them through the model, not of clustering them.")
+    int balanceSamples;
 
     @Option(names = "--balance-gamma", defaultValue = "1e-3", description = "Bias step γ (default: ${DEFAULT-VALUE}).")
     double balanceGamma;
 
-    @Option(names = "--method", defaultValue = "cmoe",
+    @Option(names = "--method", defaultValue = "ours",
             description = "cmoe (the reference); ours (neurons ranked by their contribution to the output,"
-                    + " fitted router, annealed bias balancing); fitted (the reference's ranking with the fitted"
+                    + " fitted router at unit score spread, quantile bias balancing); fitted (the reference's ranking with the fitted"
                     + " router); profiles (ours with co-activation clustering); or the ablations random-groups and"
                     + " random-router; default ${DEFAULT-VALUE}.")
     String method;
@@ -84,8 +94,9 @@ public final class CarveCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--method must be cmoe, ours, fitted, profiles,"
                     + " random-groups or random-router, got '" + method + "'");
         };
-        CarveOptions opts = new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed,
-                balanceSteps, balanceGamma, m, force);
+        int samples = calibSamples == 0 ? m.defaultSamples() : calibSamples;
+        CarveOptions opts = new CarveOptions(shared, active, experts, kAct, samples, calibSeqlen, seed,
+                balanceSteps, balanceGamma, balanceSamples, m, force);
         Path text = calib;
         if (text == null) {
             Path data = BrownCorpus.defaultDataDir();

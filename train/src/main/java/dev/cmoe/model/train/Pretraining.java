@@ -103,6 +103,9 @@ public final class Pretraining {
                 Trainer.StepResult r = Trainer.step(model::loss, model.parameters(), adam,
                         train.batch(run.seed(), step, run.batchSize(), run.seqLen()),
                         run.batchSize(), run.seqLen(), lr, run.gradClip());
+                if (!r.applied()) {
+                    throw r.diverged(" at step " + (step + 1));
+                }
                 step++;
                 lastLoss = r.loss();
                 listener.onStep(step, r.loss(), r.gradNorm(), lr);

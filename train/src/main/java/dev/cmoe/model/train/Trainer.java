@@ -2,6 +2,7 @@ package dev.cmoe.model.train;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
@@ -17,13 +18,24 @@ import java.util.function.ToDoubleFunction;
 public final class Trainer {
     /** Loss before the update, and the gradient norm before clipping. */
     public record StepResult(double loss, double gradNorm) {
+        /** Whether the parameters were updated: a step with a non-finite loss or gradient changes nothing. */
+        public boolean applied() {
+            return Double.isFinite(loss) && Double.isFinite(gradNorm);
+        }
+
+        /** The error a caller raises when it gives up on non-finite steps. */
+        public IllegalStateException diverged(String detail) {
+            return new IllegalStateException("training diverged: loss " + loss + ", gradient norm " + gradNorm
+                    + detail + " (lower the learning rate)");
+        }
     }
 
     private Trainer() {
     }
 
     /**
-     * Runs one step on a batch and updates {@code params} in place.
+     * Runs one step on a batch and updates {@code params} in place, unless the loss or the
+     * gradient is not finite: then nothing is updated and {@link StepResult#applied} is false.
      *
      * @param lossFn maps (inputs, targets) arrays of shape (batch, seqLen) to a scalar loss
      * @param params the arrays to train (they must require gradients)
@@ -58,16 +70,20 @@ public final class Trainer {
             }
             norm = Math.sqrt(sq);
         }
-        if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
-            throw new IllegalStateException("training diverged: loss " + loss + ", gradient norm " + norm
-                    + " (lower the learning rate)");
+        StepResult result = new StepResult(loss, norm);
+        if (!result.applied()) {
+            // the engine accumulates gradients and NaN·0 is NaN: overwrite them so the next step starts clean
+            for (NDArray p : params.values()) {
+                p.getGradient().set(new NDIndex("..."), 0f);
+            }
+            return result; // the caller decides whether one bad step ends the run
         }
         double scale = norm > gradClip ? gradClip / (norm + 1e-6) : 1.0;
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();
             optimizer.update(params, lrOf, scale);
         }
-        return new StepResult(loss, norm);
+        return result;
     }
 
     /** Mean loss over validation windows, without building a gradient graph. */

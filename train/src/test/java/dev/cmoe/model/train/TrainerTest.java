@@ -196,4 +196,25 @@ class TrainerTest {
             assertEquals(first.gradNorm(), again.gradNorm(), first.gradNorm() * 1e-5);
         }
     }
+
+    @Test
+    void aNonFiniteStepUpdatesNothingAndTheNextStepStillLearns() {
+        ModelConfig config = Pretraining.modelConfig(tinyRun(3), 0, 1);
+        try (TrainableLlama model = TrainableLlama.initialise(config, 1); AdamW adam = new AdamW(0.9, 0.95, 1e-8, 0)) {
+            long[][] batch = data(1).batch(1, 0, 2, 8);
+            java.util.Map<String, float[]> before = new java.util.HashMap<>();
+            model.parameters().forEach((name, p) -> before.put(name, p.toFloatArray()));
+            Trainer.StepResult bad = Trainer.step((in, out) -> model.loss(in, out).mul(Float.NaN), model.parameters(),
+                    adam, batch, 2, 8, 1e-2, 1.0);
+            assertTrue(!bad.applied() && Double.isNaN(bad.loss()), "loss " + bad.loss());
+            model.parameters().forEach((name, p) -> org.junit.jupiter.api.Assertions.assertArrayEquals(
+                    before.get(name), p.toFloatArray(), 0f, name + " must not move on a NaN step"));
+            Trainer.StepResult good = Trainer.step(model::loss, model.parameters(), adam, batch, 2, 8, 1e-2, 1.0);
+            assertTrue(good.applied());
+            Trainer.StepResult after = Trainer.step(model::loss, model.parameters(), adam, batch, 2, 8, 0.0, 1.0);
+            assertTrue(after.loss() < good.loss(), "the step after a skipped one trains: " + good.loss() + " -> "
+                    + after.loss());
+            assertTrue(bad.diverged(" at step 1").getMessage().contains("training diverged: loss NaN"));
+        }
+    }
 }
