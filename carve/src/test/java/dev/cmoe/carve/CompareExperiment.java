@@ -90,6 +90,8 @@ class CompareExperiment {
                 .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA));
         put("ours-s16-quantile-b48", new Variant("ours, 16 windows, quantile balance on 16 + 48 windows", ours)
                 .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(48));
+        put("ours-s16-quantile-b112", new Variant("ours, 16 windows, quantile balance on 16 + 112 windows", ours)
+                .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(112));
         put("ours-lsq", new Variant("ours with the least-squares router", ours.withRouter(Kind.LSQ)));
         put("ours-s32-lsq", new Variant("ours, 32 windows, least-squares router", ours.withRouter(Kind.LSQ))
                 .withSamples(32));
