@@ -110,7 +110,7 @@ final class NeuronScores {
             NDArray gateT = unitRows(m, DenseFfn.rows(ffn.gate(), d, neurons), neurons.length, d).transpose();
             NDArray upT = unitRows(m, DenseFfn.rows(ffn.up(), d, neurons), neurons.length, d).transpose();
             NDArray xs = Tensors.create(m, x, tokens, d);
-            return xs.matMul(upT).mul(Ops.silu(xs.matMul(gateT))).abs().toFloatArray();
+            return RouterFit.scores(xs, upT, gateT).toFloatArray();
         }
     }
 

@@ -154,7 +154,7 @@ final class RouterFit {
             NDArray xs = Tensors.create(m, x, tokens, d);
             NDArray c = Tensors.create(m, rows.classifier(), nr, d);
             NDArray g = Tensors.create(m, rows.gate(), nr, d);
-            NDArray s = xs.matMul(c.transpose()).mul(Ops.silu(xs.matMul(g.transpose()))).abs(); // (T, N_r)
+            NDArray s = scores(xs, c.transpose(), g.transpose()); // (T, N_r)
             NDArray centred = s.sub(s.mean(new int[] {1}, true));
             spread = centred.square().mean(new int[] {1}).sqrt().mean().getFloat();
         }
@@ -194,6 +194,14 @@ final class RouterFit {
             }
         }
         return rows;
+    }
+
+    /**
+     * The analytical router's scores s = |(x·Cᵀ) ⊙ SiLU(x·Gᵀ)|, (tokens, rows), for classifier and
+     * gate rows given transposed, (hidden, rows): of a fitted router, or of single neurons.
+     */
+    static NDArray scores(NDArray xs, NDArray classifierT, NDArray gateT) {
+        return xs.matMul(classifierT).mul(Ops.silu(xs.matMul(gateT))).abs();
     }
 
     /** Solves (A + λI) c = b for symmetric positive semi-definite A (n, n) by Cholesky, λ = RIDGE·mean diag. */

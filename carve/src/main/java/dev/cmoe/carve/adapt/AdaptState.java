@@ -35,6 +35,10 @@ record AdaptState(int step, long optimizerStep, JsonObject run, boolean resumabl
      * @param loads (layers, N_r) tokens routed to each expert during those steps
      */
     record Pending(int steps, double lossSum, long[][] loads, int skipped) {
+        /** The same with one more skipped (non-finite) step, which adds no loss and no loads. */
+        Pending skip() {
+            return new Pending(steps, lossSum, loads, skipped + 1);
+        }
     }
 
     AdaptState {

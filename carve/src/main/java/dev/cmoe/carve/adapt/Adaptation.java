@@ -207,8 +207,7 @@ public final class Adaptation {
                 if (++skippedInARow >= MAX_SKIPPED_IN_A_ROW) {
                     throw r.diverged(" at step " + step + ", the " + skippedInARow + "th non-finite step in a row");
                 }
-                pending = new AdaptState.Pending(pending.steps(), pending.lossSum(), pending.loads(),
-                        pending.skipped() + 1);
+                pending = pending.skip();
                 listener.onSkipped(step, r.loss(), r.gradNorm());
             }
             boolean last = step == total;

@@ -1,6 +1,7 @@
 package dev.cmoe.model.train;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import java.util.LinkedHashMap;
@@ -86,9 +87,17 @@ public final class AdamW implements AutoCloseable {
                 }
                 NDArray denom = vt.div(c2).sqrt().addi(eps);
                 p.subi(mt.div(c1).divi(denom).muli(lr));
-                grad.muli(0); // the engine accumulates gradients; start the next step from zero
+                clear(grad); // the engine accumulates gradients; start the next step from zero
             }
         }
+    }
+
+    /**
+     * Sets a gradient to 0 in place. Written, not multiplied by 0: a NaN or infinite entry times 0
+     * is still NaN and would poison every later step.
+     */
+    static void clear(NDArray gradient) {
+        gradient.set(new NDIndex("..."), 0f);
     }
 
     /** Moments outlive the step's NDScope that may be open when they are first made. */

@@ -2,7 +2,6 @@ package dev.cmoe.model.train;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
@@ -72,9 +71,10 @@ public final class Trainer {
         }
         StepResult result = new StepResult(loss, norm);
         if (!result.applied()) {
-            // the engine accumulates gradients and NaN·0 is NaN: overwrite them so the next step starts clean
-            for (NDArray p : params.values()) {
-                p.getGradient().set(new NDIndex("..."), 0f);
+            // the engine accumulates gradients: clear them so the next step starts clean
+            try (NDScope scope = new NDScope()) { // frees the gradient handles taken here
+                scope.suppressNotUsedWarning();
+                params.values().forEach(p -> AdamW.clear(p.getGradient()));
             }
             return result; // the caller decides whether one bad step ends the run
         }
