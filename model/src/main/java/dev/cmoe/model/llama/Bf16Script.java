@@ -7,16 +7,6 @@ import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
 import ai.djl.pytorch.jni.IValueUtils;
-import ai.djl.pytorch.jni.JniUtils;
-import java.io.IOException;
-import java.io.OutputStream;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.util.zip.CRC32;
-import java.util.zip.ZipEntry;
-import java.util.zip.ZipOutputStream;
 
 /**
  * bfloat16 through a TorchScript module, because DJL's PyTorch bindings cannot name the dtype:
@@ -86,60 +76,7 @@ final class Bf16Script {
     }
 
     private static Bf16Script load() {
-        Path file = null;
-        try {
-            file = Files.createTempFile("cmoe-bf16-", ".pt");
-            try (OutputStream out = Files.newOutputStream(file)) {
-                writeArchive(out);
-            }
-            // a manager of its own that is never closed: the module outlives every model
-            PtNDManager manager = (PtNDManager) NDManager.newBaseManager();
-            return new Bf16Script(JniUtils.loadModule(manager, file, true, new String[0], new String[0], false));
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the bfloat16 TorchScript module: " + e, e);
-        } finally {
-            if (file != null) {
-                try {
-                    Files.deleteIfExists(file);
-                } catch (IOException ignored) {
-                    // a temp file left behind is harmless
-                }
-            }
-        }
-    }
-
-    /**
-     * A TorchScript archive: an uncompressed zip whose {@code data.pkl} pickles one instance of
-     * the scripted class (with its {@code training} flag) and whose {@code code/} holds the class.
-     */
-    static void writeArchive(OutputStream out) throws IOException {
-        byte[] training = "training".getBytes(StandardCharsets.US_ASCII);
-        byte[] global = ("c__torch__\n" + CLASS + "\n").getBytes(StandardCharsets.US_ASCII);
-        java.io.ByteArrayOutputStream pickle = new java.io.ByteArrayOutputStream();
-        pickle.write(new byte[] {(byte) 0x80, 2}); // PROTO 2
-        pickle.write(global);                        // GLOBAL
-        pickle.write(new byte[] {'q', 0, ')', (byte) 0x81, '}', 'X'}); // BINPUT, EMPTY_TUPLE, NEWOBJ, EMPTY_DICT, BINUNICODE
-        pickle.write(new byte[] {(byte) training.length, 0, 0, 0});
-        pickle.write(training);
-        pickle.write(new byte[] {'q', 1, (byte) 0x88, 's', 'b', 'q', 2, '.'}); // NEWTRUE, SETITEM, BUILD, STOP
-        try (ZipOutputStream zip = new ZipOutputStream(out)) {
-            stored(zip, "cmoe/data.pkl", pickle.toByteArray());
-            stored(zip, "cmoe/code/__torch__.py", SOURCE.getBytes(StandardCharsets.UTF_8));
-            stored(zip, "cmoe/constants.pkl", new byte[] {(byte) 0x80, 2, ')', '.'});
-            stored(zip, "cmoe/version", "3\n".getBytes(StandardCharsets.US_ASCII));
-        }
-    }
-
-    private static void stored(ZipOutputStream zip, String name, byte[] data) throws IOException {
-        ZipEntry e = new ZipEntry(name);
-        e.setMethod(ZipEntry.STORED);
-        e.setSize(data.length);
-        CRC32 crc = new CRC32();
-        crc.update(data);
-        e.setCrc(crc.getValue());
-        zip.putNextEntry(e);
-        zip.write(data);
-        zip.closeEntry();
+        return new Bf16Script(TorchScripts.load(CLASS, SOURCE));
     }
 
     /** A bfloat16 copy of float32 {@code x}, owned by {@code x}'s manager. */

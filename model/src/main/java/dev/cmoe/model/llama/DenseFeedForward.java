@@ -26,6 +26,11 @@ public final class DenseFeedForward implements FeedForward {
                 weights.linear(TensorNames.weight(layer, TensorNames.DOWN), null, hidden, intermediate));
     }
 
+    /** Gate, up and down, for a caller that runs the same block in fewer engine calls. */
+    Linear[] projections() {
+        return new Linear[] {gate, up, down};
+    }
+
     @Override
     public NDArray forward(NDArray x) {
         return down.apply(Ops.silu(gate.apply(x)).mul(up.apply(x)));

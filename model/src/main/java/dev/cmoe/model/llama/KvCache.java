@@ -84,15 +84,26 @@ public final class KvCache implements AutoCloseable {
      */
     NDArray[] append(int layer, NDArray k, NDArray v) {
         int n = (int) k.getShape().get(0);
-        if (keys[layer] == null) {
-            keys[layer] = allocate(capacity);
-            values[layer] = allocate(capacity);
-        }
+        buffers(layer);
         NDIndex fresh = new NDIndex("{}:{}", length, length + n);
         keys[layer].set(fresh, k);
         values[layer].set(fresh, v);
         NDIndex all = new NDIndex("0:{}", length + n);
         return new NDArray[] {keys[layer].get(all), values[layer].get(all)};
+    }
+
+    /**
+     * Layer {@code layer}'s whole key and value buffers, each (capacity, kvHeads, headDim), made
+     * at first use: a scripted layer writes the new tokens' rows after {@link #length()} itself,
+     * as {@link #append} would, and they count once {@link #advance} commits them.
+     */
+    NDArray[] buffers(int layer) {
+        ensureOpen();
+        if (keys[layer] == null) {
+            keys[layer] = allocate(capacity);
+            values[layer] = allocate(capacity);
+        }
+        return new NDArray[] {keys[layer], values[layer]};
     }
 
     /** Commits {@code n} tokens written by {@link #append} in every layer. */

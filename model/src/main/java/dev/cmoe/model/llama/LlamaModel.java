@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
+import ai.djl.pytorch.jni.IValue;
 import dev.cmoe.model.arch.TensorNames;
 import dev.cmoe.model.config.ModelConfig;
 import java.util.ArrayList;
@@ -34,6 +35,8 @@ public final class LlamaModel implements AutoCloseable {
     private final List<Layer> layers; // an entry is null while a layerwise model's layer is not loaded
     private final FeedForwardFactory layerFfns;  // layerwise only: how loadLayer builds a layer's FFN
     private final TensorSource layerSource;      // layerwise only: where loadLayer reads it from
+    private LayerScript script;                  // made when the first frozen layer loads
+    private volatile boolean scripted = !"false".equals(System.getProperty("cmoe.decoder.script"));
 
     /** One decoder layer's attention weights and its replaceable FFN. */
     private static final class Layer {
@@ -47,6 +50,23 @@ public final class LlamaModel implements AutoCloseable {
         NDArray kNorm;    // (headDim) or null
         NDArray ffnNorm;  // (hidden)
         FeedForward ffn;
+        IValue attnScript; // the attention weights as the script's list, when they are all frozen
+        IValue ffnScript;  // the FFN's, when it is a frozen dense SwiGLU
+
+        void closeScripts() {
+            if (attnScript != null) {
+                attnScript.close();
+                attnScript = null;
+            }
+            closeFfnScript();
+        }
+
+        void closeFfnScript() {
+            if (ffnScript != null) {
+                ffnScript.close();
+                ffnScript = null;
+            }
+        }
     }
 
     /** Builds the FFN of one layer from the model's weights; dense checkpoints use {@link DenseFeedForward#load}. */
@@ -144,6 +164,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         layers.set(l, null);
         try {
+            layer.closeScripts();
             layer.ffn.close();
         } finally {
             layer.own.close();
@@ -195,7 +216,51 @@ public final class LlamaModel implements AutoCloseable {
         }
         l.ffnNorm = w.tensor(TensorNames.of(i, TensorNames.FFN_NORM), d);
         l.ffn = ffns.create(w, i);
+        if (frozen(l.q) != null && frozen(l.k) != null && frozen(l.v) != null && frozen(l.o) != null) {
+            l.attnScript = script().attentionWeights(l.attnNorm, frozen(l.q), frozen(l.k), frozen(l.v), frozen(l.o),
+                    l.qNorm, l.kNorm);
+        }
+        bindFeedForwardScript(l);
         return l;
+    }
+
+    /** {@code p} as an inference projection in this model's dtype, or null when training holds it. */
+    private Linear.Frozen frozen(Linear p) {
+        return p instanceof Linear.Frozen f && f.kernels() == kernels ? f : null;
+    }
+
+    private LayerScript script() {
+        if (script == null) {
+            script = LayerScript.of(config, kernels.dtype());
+        }
+        return script;
+    }
+
+    /** Gives the script layer {@code l}'s FFN weights when the FFN is a frozen dense SwiGLU. */
+    private void bindFeedForwardScript(Layer l) {
+        l.closeFfnScript();
+        if (l.ffn instanceof DenseFeedForward dense) {
+            Linear[] p = dense.projections();
+            if (frozen(p[0]) != null && frozen(p[1]) != null && frozen(p[2]) != null) {
+                l.ffnScript = script().feedForwardWeights(l.ffnNorm, frozen(p[0]), frozen(p[1]), frozen(p[2]));
+            }
+        }
+    }
+
+    /**
+     * Whether cached steps of frozen layers run as the layer script (the default; the system
+     * property {@code cmoe.decoder.script=false} starts models without it) or as the Java
+     * operations the script mirrors, which benchmarks compare side by side on the same weights.
+     */
+    public void setScripted(boolean scripted) {
+        this.scripted = scripted;
+    }
+
+    /** Which parts of layer {@code l} the script runs in a cached step: {attention, FFN}. */
+    boolean[] scriptedParts(int l) {
+        Layer w = loaded(l);
+        boolean on = scripted && script != null;
+        return new boolean[] {on && w.attnScript != null, on && w.ffnScript != null};
     }
 
     public ModelConfig config() {
@@ -232,6 +297,7 @@ public final class LlamaModel implements AutoCloseable {
         Layer l = loaded(layer);
         FeedForward old = l.ffn;
         l.ffn = Objects.requireNonNull(ffn, "ffn");
+        bindFeedForwardScript(l);
         return old;
     }
 
@@ -273,10 +339,13 @@ public final class LlamaModel implements AutoCloseable {
             NDArray x = kernels.rows(embed, step.create(ids)); // (T, hidden)
             NDArray[] rope = rotary.rows(step, positions, seqLens);     // (T, 1, headDim/2) each
             Attend attend = cached(step, batch);
-            for (int l = 0; l < layers.size(); l++) {
-                x = layer(l, x, rope, attend);
+            NDArray h;
+            try (LayerScript.Step scriptStep = scriptStep(rope, batch)) {
+                for (int l = 0; l < layers.size(); l++) {
+                    x = layer(l, x, rope, attend, scriptStep);
+                }
+                h = scriptStep != null ? script.norm(x, finalNorm) : Ops.rmsNorm(x, finalNorm, config.rmsNormEps());
             }
-            NDArray h = Ops.rmsNorm(x, finalNorm, config.rmsNormEps());
             if (mode == LogitsMode.LAST) {
                 h = h.get(new NDIndex("{}", step.create(lastRows)));
             }
@@ -327,7 +396,7 @@ public final class LlamaModel implements AutoCloseable {
             return out.reshape(b * t, config.qDim());
         };
         for (int l = 0; l < layers.size(); l++) {
-            x = layer(l, x, rope, attend);
+            x = layer(l, x, rope, attend, null);
         }
         return lmHead.apply(Ops.rmsNorm(x, finalNorm, config.rmsNormEps())).reshape(b, t, config.vocabSize());
     }
@@ -385,7 +454,10 @@ public final class LlamaModel implements AutoCloseable {
                     positions[i] = i % seqlen;
                     seqLens[i] = seqlen;
                 }
-                y = layer(l, x, rotary.rows(step, positions, seqLens), cached(step, batch));
+                NDArray[] rope = rotary.rows(step, positions, seqLens);
+                try (LayerScript.Step scriptStep = scriptStep(rope, batch)) {
+                    y = layer(l, x, rope, cached(step, batch), scriptStep);
+                }
                 NDScope.unregister(y);
             }
             y.attach(out);
@@ -395,9 +467,33 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** One decoder layer over all rows of the step. x: (T, hidden) → (T, hidden). */
-    private NDArray layer(int l, NDArray x, NDArray[] rope, Attend attend) {
+    /** What the layer script needs of a cached step, or null when this model's steps run the Java operations. */
+    private LayerScript.Step scriptStep(NDArray[] rope, List<SequenceChunk> batch) {
+        return scripted && script != null ? new LayerScript.Step(rope[0], rope[1], batch) : null;
+    }
+
+    /**
+     * One decoder layer over all rows of the step. x: (T, hidden) → (T, hidden). With a script
+     * step (cached steps only), the frozen parts of the layer run as the script.
+     */
+    private NDArray layer(int l, NDArray x, NDArray[] rope, Attend attend, LayerScript.Step scriptStep) {
         Layer w = loaded(l);
+        if (scriptStep != null) {
+            if (w.attnScript != null) {
+                x = script.attention(x, w.attnScript, scriptStep, l);
+            } else {
+                x = attention(w, l, x, rope, attend);
+            }
+            return w.ffnScript != null ? script.feedForward(x, w.ffnScript)
+                    : x.add(w.ffn.forward(script.norm(x, w.ffnNorm)));
+        }
+        x = attention(w, l, x, rope, attend);
+        // feed-forward: dense SwiGLU or the carved mixture of experts
+        return x.add(w.ffn.forward(Ops.rmsNorm(x, w.ffnNorm, config.rmsNormEps())));
+    }
+
+    /** The attention half of a layer with its residual: x + o(attention(q, k, v)). */
+    private NDArray attention(Layer w, int l, NDArray x, NDArray[] rope, Attend attend) {
         long tokens = x.getShape().get(0);
         int headDim = config.headDim();
         // attention: project, (normalise heads,) rotate, attend, project back
@@ -411,9 +507,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         q = Ops.rope(q, rope[0], rope[1]);
         k = Ops.rope(k, rope[0], rope[1]);
-        x = x.add(w.o.apply(attend.apply(l, q, k, v)));
-        // feed-forward: dense SwiGLU or the carved mixture of experts
-        return x.add(w.ffn.forward(Ops.rmsNorm(x, w.ffnNorm, config.rmsNormEps())));
+        return x.add(w.o.apply(attend.apply(l, q, k, v)));
     }
 
     /** Attention of each chunk against its own cache, with the causal (and sliding-window) mask of the layer. */
@@ -465,6 +559,7 @@ public final class LlamaModel implements AutoCloseable {
     public void close() {
         for (Layer l : layers) {
             if (l != null) {
+                l.closeScripts();
                 l.ffn.close();
             }
         }
