@@ -28,7 +28,7 @@ const row = (name, weights, runs, ratioDecode, ratioPrefill, parity) => {
         + `| ${ratioPrefill} | ${parity} |`);
 };
 const range = (v) => `${fmt(median(v), 2)}× [${fmt(Math.min(...v), 2)}–${fmt(Math.max(...v), 2)}]`;
-row("cmoe", "checkpoint as stored, computed in f32", ours, "", "", "");
+row("cmoe", "checkpoint as stored, multiplied in its dtype", ours, "", "", "");
 for (const t of types) {
     const runs = [...Array(rounds).keys()].map((r) => read(`llama-${t}-${r + 1}.json`));
     const rd = runs.map((l, r) => median(ours[r].decode_tokens_per_s) / median(l.decode_tokens_per_s));

@@ -28,21 +28,27 @@ public final class EngineBench {
      * A model variant: one FFN per layer swapped into the bench's model, or a model of its own
      * (another dtype of the same weights) that runs as it is when {@code ffns} is null; with
      * {@code threads} set, the engine's intra-op thread count is set to it before each of its
-     * steps, so thread counts can take turns like any other variant.
+     * steps, so thread counts can take turns like any other variant; with {@code scripted} false
+     * its cached steps run the Java operations that the layer script replaces.
      */
-    public record Variant(String name, LlamaModel model, List<FeedForward> ffns, Integer threads) {
+    public record Variant(String name, LlamaModel model, List<FeedForward> ffns, Integer threads, boolean scripted) {
         public Variant(String name, List<FeedForward> ffns) {
-            this(name, null, ffns, null);
+            this(name, null, ffns, null, true);
         }
 
         /** A whole model, run as loaded. */
         public static Variant of(String name, LlamaModel model) {
-            return new Variant(name, model, null, null);
+            return new Variant(name, model, null, null, true);
         }
 
         /** {@code model} run with {@code threads} intra-op threads. */
         public static Variant withThreads(String name, LlamaModel model, int threads) {
-            return new Variant(name, model, null, threads);
+            return new Variant(name, model, null, threads, true);
+        }
+
+        /** This variant with its steps run as the Java operations, not the layer script: the path before the script. */
+        public Variant javaOps() {
+            return new Variant(name + " (Java ops)", model, ffns, threads, false);
         }
 
         LlamaModel in(LlamaModel bench) {
@@ -53,6 +59,7 @@ public final class EngineBench {
             if (threads != null) {
                 JniUtils.setNumThreads(threads);
             }
+            m.setScripted(scripted);
             return m;
         }
     }

@@ -1,5 +1,10 @@
 package dev.cmoe.deploy.cli;
 
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.moe.MoeConfig;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
@@ -69,14 +74,19 @@ public final class BenchDecodeCommand implements Callable<Integer> {
             Run first = run(dir, ids); // untimed: warms the engine's kernels and allocator
             double[] prefillMs = new double[repeats];
             double[] decodeTps = new double[repeats];
-            for (int r = 0; r < repeats; r++) {
-                Run run = run(dir, ids);
-                if (!Arrays.equals(run.ids, first.ids)) {
-                    throw new IllegalStateException("greedy ids differ between repeats: " + Arrays.toString(first.ids)
-                            + " then " + Arrays.toString(run.ids));
+            double[] copyGbps = new double[repeats];
+            try (NDManager m = NDManager.newBaseManager()) {
+                NDArray block = m.ones(new Shape(COPY_FLOATS));
+                for (int r = 0; r < repeats; r++) {
+                    Run run = run(dir, ids);
+                    if (!Arrays.equals(run.ids, first.ids)) {
+                        throw new IllegalStateException("greedy ids differ between repeats: "
+                                + Arrays.toString(first.ids) + " then " + Arrays.toString(run.ids));
+                    }
+                    prefillMs[r] = run.prefillMs;
+                    decodeTps[r] = run.decodeTps;
+                    copyGbps[r] = copyBandwidth(block);
                 }
-                prefillMs[r] = run.prefillMs;
-                decodeTps[r] = run.decodeTps;
             }
             JsonObject o = new JsonObject();
             o.addProperty("engine", "cmoe");
@@ -88,12 +98,58 @@ public final class BenchDecodeCommand implements Callable<Integer> {
             o.add("greedy_ids", array(first.ids));
             o.add("prefill_ms", array(prefillMs));
             o.add("decode_tokens_per_s", array(decodeTps));
+            o.add("copy_gb_per_s", array(copyGbps));
+            long bytes = decodeBytes(dir);
+            double[] fraction = new double[repeats];
+            for (int r = 0; r < repeats; r++) {
+                fraction[r] = bytes * decodeTps[r] / (copyGbps[r] * 1e9);
+            }
+            if (bytes > 0) {
+                o.addProperty("weight_bytes_per_token", bytes);
+                o.add("bandwidth_fraction", array(fraction));
+            }
             AtomicFile.write(json, new GsonBuilder().setPrettyPrinting().create().toJson(o)
                     .getBytes(StandardCharsets.UTF_8));
             System.err.printf(Locale.ROOT, "cmoe bench-decode: prefill %d tokens %.1f ms, decode %.1f tokens/s"
-                    + " (medians of %d)%n", ids.length, median(prefillMs), median(decodeTps), repeats);
+                    + " (medians of %d)%s%n", ids.length, median(prefillMs), median(decodeTps), repeats,
+                    bytes == 0 ? "" : String.format(Locale.ROOT, "; copy %.1f GB/s, weights %.1f MB per token read at"
+                            + " %.0f%% of it", median(copyGbps), bytes / 1e6, 100 * median(fraction)));
         }
         return 0;
+    }
+
+    /** A 256 MiB block: far past the caches, as a decode step's weights are. */
+    private static final long COPY_FLOATS = 64L << 20;
+
+    /**
+     * A STREAM-like copy with the engine's threads: bytes read plus bytes written per second,
+     * the best of three copies of {@code block}.
+     */
+    static double copyBandwidth(NDArray block) {
+        double best = 0;
+        for (int i = 0; i < 3; i++) {
+            long t = System.nanoTime();
+            block.duplicate().close();
+            best = Math.max(best, 2.0 * block.size() * Float.BYTES / ((System.nanoTime() - t) / 1e9) / 1e9);
+        }
+        return best;
+    }
+
+    /**
+     * Weight bytes a dense model's decode step reads: every decoder layer's projections at their
+     * dtype and norms, the final norm and the LM head (the embedding table's one row aside, unless
+     * the head is the tied table). 0 for a carved model, whose step reads only what it routes to.
+     */
+    static long decodeBytes(ModelDir dir) {
+        ModelConfig c = dir.config();
+        if (MoeConfig.of(c).isPresent()) {
+            return 0;
+        }
+        long w = dir.model().kernels().dtype().byteSize();
+        long d = c.hiddenSize();
+        long perLayer = w * (d * (c.qDim() + 2L * c.kvDim()) + (long) c.qDim() * d + 3L * d * c.intermediateSize())
+                + Float.BYTES * 2L * d;
+        return c.numLayers() * perLayer + w * (long) c.vocabSize() * d + Float.BYTES * d;
     }
 
     /** The first {@code n} ids of {@code ids} repeated as often as needed. */

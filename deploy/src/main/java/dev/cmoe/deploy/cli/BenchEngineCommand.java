@@ -110,6 +110,10 @@ public final class BenchEngineCommand implements Callable<Integer> {
             + " were grouped (one gather and SwiGLU per selected expert), its weights loaded a second time.")
     boolean perExpert;
 
+    @Option(names = "--java-ops", description = "Also run each variant as the Java operations that the layer script"
+            + " replaces (one engine call per operation, the path before the script), interleaved with the others.")
+    boolean javaOps;
+
     @Option(names = "--threads", description = "PyTorch intra-op threads (default: the engine's, one per core). On a"
             + " machine shared with other jobs, 1 avoids OpenMP threads spinning against each other.")
     Integer threads;
@@ -194,7 +198,7 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 variants.add(perExpert(name, m.manager(), TensorSource.of(ckpt), c.hiddenSize(), moe, m.kernels(),
                         moeFfns));
             }
-            run(out, label, m, c.hiddenSize(), variants);
+            run(out, label, m, c.hiddenSize(), withJavaOps(variants));
             EngineBench.install(m, new EngineBench.Variant("dense", denseFfns));
             variants.subList(1, variants.size()).forEach(v -> v.ffns().forEach(FeedForward::close));
         }
@@ -227,7 +231,7 @@ public final class BenchEngineCommand implements Callable<Integer> {
             }
             String label = String.format(Locale.ROOT, "synthetic 7B-shaped (%d layers, d %d, d_h %d)", layers, hidden,
                     intermediate);
-            run(out, label, m, hidden, variants);
+            run(out, label, m, hidden, withJavaOps(variants));
             EngineBench.install(m, variants.getFirst());
             for (EngineBench.Variant v : variants.subList(1, variants.size())) {
                 v.ffns().forEach(FeedForward::close);
@@ -368,16 +372,18 @@ public final class BenchEngineCommand implements Callable<Integer> {
                 out.println(row);
             }
         }
+        // the FFN blocks' own Java path; a Java-ops twin holds the same blocks
+        List<EngineBench.Variant> blocks = variants.stream().filter(EngineBench.Variant::scripted).toList();
         if (m.kernels().dtype() == DType.F32) {
-            Map<String, long[]> calls = EngineBench.engineCalls(variants, d, batches);
-            out.printf(Locale.ROOT, "%n== engine calls per layer, FFN (layer 0), %s: calls of one forward, counted%n",
-                    label);
+            Map<String, long[]> calls = EngineBench.engineCalls(blocks, d, batches);
+            out.printf(Locale.ROOT, "%n== engine calls per layer, FFN (layer 0) run as Java operations, %s: calls of one"
+                    + " forward, counted (a scripted layer runs each block as one call of the layer script)%n", label);
             StringBuilder h = new StringBuilder(String.format(Locale.ROOT, "%6s", "batch"));
-            variants.forEach(v -> h.append(String.format(Locale.ROOT, " %22s", v.name())));
+            blocks.forEach(v -> h.append(String.format(Locale.ROOT, " %22s", v.name())));
             out.println(h);
             for (int b = 0; b < batches.length; b++) {
                 StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d", batches[b]));
-                for (EngineBench.Variant v : variants) {
+                for (EngineBench.Variant v : blocks) {
                     row.append(String.format(Locale.ROOT, " %22d", calls.get(v.name())[b]));
                 }
                 out.println(row);
@@ -388,12 +394,15 @@ public final class BenchEngineCommand implements Callable<Integer> {
         }
         out.printf(Locale.ROOT, "%n== FFN only (layer 0), %s: microseconds per token (median of %d), MoE/dense time%n",
                 label, repeats);
-        out.println(head.toString().replace("carved/dense", "  MoE/dense"));
+        StringBuilder ffnHead = new StringBuilder(String.format(Locale.ROOT, "%6s %10s", "batch", base));
+        blocks.subList(1, blocks.size()).forEach(v -> ffnHead.append(String.format(Locale.ROOT, " %16s %22s", v.name(),
+                "  MoE/dense")));
+        out.println(ffnHead);
         for (int batch : batches) {
-            Map<String, double[]> us = EngineBench.ffnMicrosPerToken(variants, d, batch, ffnIterations, repeats);
+            Map<String, double[]> us = EngineBench.ffnMicrosPerToken(blocks, d, batch, ffnIterations, repeats);
             StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d %10.1f", batch,
                     median(us.get(base))));
-            for (EngineBench.Variant v : variants.subList(1, variants.size())) {
+            for (EngineBench.Variant v : blocks.subList(1, blocks.size())) {
                 double[] ratio = new double[repeats];
                 for (int i = 0; i < repeats; i++) {
                     ratio[i] = us.get(v.name())[i] / us.get(base)[i];
@@ -438,6 +447,19 @@ public final class BenchEngineCommand implements Callable<Integer> {
             f.add(PerExpertMoe.load(manager, source, l, hidden, moe, kernels, (MoeFeedForward) grouped.get(l)));
         }
         return new EngineBench.Variant(name.substring(0, name.indexOf(' ')) + " per-expert", f);
+    }
+
+    /** {@code variants}, each followed by its Java-operations twin when {@code --java-ops} asks for it. */
+    private List<EngineBench.Variant> withJavaOps(List<EngineBench.Variant> variants) {
+        if (!javaOps) {
+            return variants;
+        }
+        List<EngineBench.Variant> out = new ArrayList<>();
+        for (EngineBench.Variant v : variants) {
+            out.add(v);
+            out.add(v.javaOps());
+        }
+        return out;
     }
 
     private static List<FeedForward> ffns(LlamaModel m) {

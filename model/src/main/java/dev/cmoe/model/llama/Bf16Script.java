@@ -6,7 +6,6 @@ import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
-import ai.djl.pytorch.jni.IValueUtils;
 
 /**
  * bfloat16 through a TorchScript module, because DJL's PyTorch bindings cannot name the dtype:
@@ -128,7 +127,7 @@ final class Bf16Script {
     /** Runs {@code method} on {@code in}, which it closes. */
     private NDArray run(String method, NDManager owner, IValue... in) {
         try {
-            try (IValue out = IValueUtils.runMethod(module, method, in)) {
+            try (IValue out = TorchScripts.run(module, method, in)) {
                 return out.toTensor((PtNDManager) owner);
             }
         } finally {

@@ -19,6 +19,15 @@ public interface FeedForward extends AutoCloseable {
      */
     NDArray forward(NDArray x);
 
+    /**
+     * {@code residual + forward(x)}: the layer's FFN half with its residual. A cached step of a
+     * scripted layer calls this with the layer's script, so that a block which can run as that
+     * script's methods does so in a few engine calls; this default ignores it.
+     */
+    default NDArray addTo(NDArray residual, NDArray x, LayerScript script) {
+        return residual.add(forward(x));
+    }
+
     /** Releases the block's weights. */
     @Override
     void close();

@@ -4,8 +4,9 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.pytorch.jni.IValue;
-import ai.djl.pytorch.jni.IValueUtils;
+import ai.djl.pytorch.jni.JniUtils;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.safetensors.DType;
 import java.util.ArrayList;
@@ -22,28 +23,54 @@ import java.util.concurrent.ConcurrentHashMap;
  * their order, so the two paths agree to the engine's rounding; training keeps the Java path,
  * whose projections autograd and adapters see.
  */
-final class LayerScript {
+public final class LayerScript {
     private static final String CLASS = "CmoeLayer";
     /** ScalarType codes of TorchScript's serialized form. */
     private static final int F16 = 5;
     private static final int F32 = 6;
     private static final int BF16 = 15;
 
+    /**
+     * Weights of at least this many bytes are multiplied in two halves at once in a decode step
+     * when the engine has more than one thread: one matrix-vector product does not use a second
+     * core, two half products side by side do, and a product this large is bound by memory
+     * bandwidth, which one core does not saturate. Below it the hand-off costs more than it saves.
+     */
+    static final long SPLIT_BYTES = 8L << 20;
+
+    /** Steps of at most this many rows split their products; larger ones are matrix products the engine parallelises itself. */
+    static final int SPLIT_ROWS = 8;
+
     /** One module per distinct source: models of one shape and dtype share it. */
     private static final Map<String, PtSymbolBlock> MODULES = new ConcurrentHashMap<>();
 
     private final PtSymbolBlock module;
     private final ModelConfig config;
+    private final DType dtype;
+    private final long splitBytes;
 
-    private LayerScript(PtSymbolBlock module, ModelConfig config) {
+    private LayerScript(PtSymbolBlock module, ModelConfig config, DType dtype, long splitBytes) {
         this.module = module;
         this.config = config;
+        this.dtype = dtype;
+        this.splitBytes = splitBytes;
     }
 
-    /** The script for {@code config}'s layers with projection weights held in {@code dtype}. */
-    static LayerScript of(ModelConfig config, DType dtype) {
-        String source = source(config, dtype);
-        return new LayerScript(MODULES.computeIfAbsent(source, s -> TorchScripts.load(CLASS, s)), config);
+    /** The dtype of the weights its products take. */
+    public DType dtype() {
+        return dtype;
+    }
+
+    /** The script for {@code config}'s layers with projection weights held in {@code dtype}; compiled once per process. */
+    public static LayerScript of(ModelConfig config, DType dtype) {
+        return of(config, dtype, SPLIT_BYTES);
+    }
+
+    /** The script with products split from {@code splitBytes} of weight on: tests split every one. */
+    public static LayerScript of(ModelConfig config, DType dtype, long splitBytes) {
+        String source = source(config, dtype, splitBytes);
+        return new LayerScript(MODULES.computeIfAbsent(source, s -> TorchScripts.load(CLASS, s)), config, dtype,
+                splitBytes);
     }
 
     /**
@@ -64,12 +91,46 @@ final class LayerScript {
         if (config.qkNorm()) {
             w.addAll(List.of(qNorm, kNorm));
         }
+        for (Linear.Frozen p : List.of(q, k, v, o)) {
+            addHalves(w, p.wT());
+        }
         return list(w);
     }
 
-    /** A dense FFN's weights as one engine list: its norm, then gate, up and down transposed. */
+    /** A dense FFN's weights as one engine list: its norm, then gate, up and down transposed, then the halves of the large ones. */
     IValue feedForwardWeights(NDArray norm, Linear.Frozen gate, Linear.Frozen up, Linear.Frozen down) {
-        return list(List.of(norm, gate.wT(), up.wT(), down.wT()));
+        List<NDArray> w = new ArrayList<>(List.of(norm, gate.wT(), up.wT(), down.wT()));
+        for (Linear.Frozen p : List.of(gate, up, down)) {
+            addHalves(w, p.wT());
+        }
+        return list(w);
+    }
+
+    /** The LM head's weight (transposed) and, when it is large, its halves, as one engine list. */
+    IValue headWeights(Linear.Frozen head) {
+        List<NDArray> w = new ArrayList<>(List.of(head.wT()));
+        addHalves(w, head.wT());
+        return list(w);
+    }
+
+    /** The two column halves of a large transposed weight (in, out): views of its two row blocks. */
+    private void addHalves(List<NDArray> w, NDArray wT) {
+        long in = wT.getShape().get(0);
+        long out = wT.getShape().get(1);
+        if (splits(in, out, dtype, splitBytes)) {
+            w.add(wT.get(new NDIndex(":, 0:{}", out / 2)));
+            w.add(wT.get(new NDIndex(":, {}:", out / 2)));
+        }
+    }
+
+    /** Whether a (in → out) projection held in {@code dtype} is multiplied in halves; the source and the weight lists agree on it. */
+    static boolean splits(long in, long out, DType dtype, long splitBytes) {
+        return in * out * dtype.byteSize() >= splitBytes;
+    }
+
+    /** Whether this thread's products may take a second core: the engine runs more than one intra-op thread. */
+    static boolean splitNow() {
+        return JniUtils.getNumThreads() > 1;
     }
 
     private static IValue list(List<NDArray> arrays) {
@@ -86,6 +147,7 @@ final class LayerScript {
         private final IValue sin;
         private final IValue past;
         private final IValue lengths;
+        private final IValue split;
         private final List<KvCache> caches;
 
         Step(NDArray cos, NDArray sin, List<SequenceChunk> batch) {
@@ -102,6 +164,7 @@ final class LayerScript {
             this.sin = IValue.from((PtNDArray) sin);
             this.past = IValue.listFrom(p);
             this.lengths = IValue.listFrom(n);
+            this.split = IValue.from(splitNow());
         }
 
         @Override
@@ -110,6 +173,7 @@ final class LayerScript {
             sin.close();
             past.close();
             lengths.close();
+            split.close();
         }
     }
 
@@ -131,8 +195,8 @@ final class LayerScript {
         IValue k = IValue.listFrom(keys);
         IValue v = IValue.listFrom(values);
         IValue window = IValue.from((long) config.slidingWindow(layer));
-        try (IValue out = IValueUtils.runMethod(module, "attention", in, weights, step.cos, step.sin, k, v,
-                step.past, step.lengths, window)) {
+        try (IValue out = TorchScripts.run(module, "attention", in, weights, step.cos, step.sin, k, v,
+                step.past, step.lengths, window, step.split)) {
             return out.toTensor((PtNDManager) x.getManager());
         } finally {
             in.close();
@@ -143,9 +207,64 @@ final class LayerScript {
     }
 
     /** {@code x + down(SiLU(gate(h)) ⊙ up(h))} with h = RMSNorm(x): a dense FFN block and its residual. */
-    NDArray feedForward(NDArray x, IValue weights) {
+    NDArray feedForward(NDArray x, IValue weights, Step step) {
         IValue in = IValue.from((PtNDArray) x);
-        try (IValue out = IValueUtils.runMethod(module, "swiglu", in, weights)) {
+        try (IValue out = TorchScripts.run(module, "swiglu", in, weights, step.split)) {
+            return out.toTensor((PtNDManager) x.getManager());
+        } finally {
+            in.close();
+        }
+    }
+
+    /**
+     * A carved FFN block with its residual, {@code residual + shared(x) + Σ g · expert(x)}, in
+     * one call: the operations of the grouped experts' Java path on the plan the caller made.
+     * Batched: {@code gateUps} and {@code downs} hold the stacked (N_r, …) tensors and
+     * {@code take} the padded rows; used: one block per used expert, {@code take} the rows
+     * sorted by expert or null when every used expert takes every row, {@code cuts} where each
+     * but the first starts. The combine is {@code combineA · outputs} for a (tokens, rows) gate
+     * matrix when {@code combineB} is null, else the outputs' rows {@code combineA} (int64),
+     * times the gate column {@code combineB}, summed over each token's {@code active} slots.
+     *
+     * @param shared the shared expert's {gate/up, down} transposed, or null
+     */
+    public NDArray mixture(NDArray residual, NDArray x, NDArray take, NDArray[] gateUps, NDArray[] downs, long[] cuts,
+                           int widest, NDArray combineA, NDArray combineB, int active, NDArray[] shared) {
+        boolean batched = cuts == null;
+        long[] flags = {batched ? 1 : 0, take == null ? 1 : 0, widest, combineB == null ? 1 : 0, active,
+            shared != null && shared[0].size() * dtype.byteSize() >= splitBytes && splitNow() ? 1 : 0};
+        List<IValue> in = new ArrayList<>(10);
+        try {
+            in.add(IValue.from((PtNDArray) residual));
+            in.add(IValue.from((PtNDArray) x));
+            in.add(IValue.from((PtNDArray) (take == null ? x : take)));
+            in.add(IValue.listFrom(pt(gateUps)));
+            in.add(IValue.listFrom(pt(downs)));
+            in.add(IValue.listFrom(cuts == null ? new long[0] : cuts));
+            in.add(IValue.listFrom(flags));
+            in.add(IValue.from((PtNDArray) combineA));
+            in.add(IValue.from((PtNDArray) (combineB == null ? combineA : combineB)));
+            in.add(IValue.listFrom(shared == null ? new PtNDArray[0] : pt(shared)));
+            try (IValue out = TorchScripts.run(module, "mixture", in.toArray(new IValue[0]))) {
+                return out.toTensor((PtNDManager) x.getManager());
+            }
+        } finally {
+            in.forEach(IValue::close);
+        }
+    }
+
+    private static PtNDArray[] pt(NDArray[] arrays) {
+        PtNDArray[] out = new PtNDArray[arrays.length];
+        for (int i = 0; i < arrays.length; i++) {
+            out[i] = (PtNDArray) arrays[i];
+        }
+        return out;
+    }
+
+    /** Logits of x (rows, hidden), normalised already, through the LM head's {@link #headWeights}. */
+    NDArray head(NDArray x, IValue weights, Step step) {
+        IValue in = IValue.from((PtNDArray) x);
+        try (IValue out = TorchScripts.run(module, "head", in, weights, step.split)) {
             return out.toTensor((PtNDManager) x.getManager());
         } finally {
             in.close();
@@ -156,7 +275,7 @@ final class LayerScript {
     NDArray norm(NDArray x, NDArray weight) {
         IValue in = IValue.from((PtNDArray) x);
         IValue w = IValue.from((PtNDArray) weight);
-        try (IValue out = IValueUtils.runMethod(module, "rms", in, w)) {
+        try (IValue out = TorchScripts.run(module, "rms", in, w)) {
             return out.toTensor((PtNDManager) x.getManager());
         } finally {
             in.close();
@@ -170,7 +289,7 @@ final class LayerScript {
      * Java path (named in the comments of {@link Ops}), so a change there must be made here too;
      * {@code LayerScriptTest} compares the two.
      */
-    static String source(ModelConfig c, DType dtype) {
+    static String source(ModelConfig c, DType dtype, long splitBytes) {
         int heads = c.numHeads();
         int kvHeads = c.numKvHeads();
         int hd = c.headDim();
@@ -195,6 +314,25 @@ final class LayerScript {
         }
         String ob = c.outputBias() ? "torch.add(%s, w[" + next++ + "])" : "";
         int qn = c.qkNorm() ? next : -1;
+        next += c.qkNorm() ? 2 : 0;
+        long d = c.hiddenSize();
+        long inter = c.intermediateSize();
+        // the attention list's halves follow its other entries, in the order q, k, v, o
+        String pq = product("h", 1, d, c.qDim(), dtype, splitBytes, next);
+        next += splits(d, c.qDim(), dtype, splitBytes) ? 2 : 0;
+        String pk = product("h", 2, d, c.kvDim(), dtype, splitBytes, next);
+        next += splits(d, c.kvDim(), dtype, splitBytes) ? 2 : 0;
+        String pv = product("h", 3, d, c.kvDim(), dtype, splitBytes, next);
+        next += splits(d, c.kvDim(), dtype, splitBytes) ? 2 : 0;
+        String po = product("a", 4, c.qDim(), d, dtype, splitBytes, next);
+        // the FFN list: norm, gate, up, down, then the halves of gate, up and down
+        int f = 4;
+        String pg = product("h", 1, d, inter, dtype, splitBytes, f);
+        f += splits(d, inter, dtype, splitBytes) ? 2 : 0;
+        String pu = product("h", 2, d, inter, dtype, splitBytes, f);
+        f += splits(d, inter, dtype, splitBytes) ? 2 : 0;
+        String pd = product("torch.mul(torch.mul(g, torch.sigmoid(g)), u)", 3, inter, d, dtype, splitBytes, f);
+        String ph = product("x", 0, d, c.vocabSize(), dtype, splitBytes, 1);
         StringBuilder s = new StringBuilder();
         s.append("class ").append(CLASS).append("(Module):\n");
         s.append("  __parameters__ = []\n  __buffers__ = []\n  training : bool\n");
@@ -205,6 +343,14 @@ final class LayerScript {
         s.append("    return torch.mul(torch.div(x, r), w)\n");
         // WeightKernels.project: input to the weights' dtype, product, result to float32
         s.append("  def proj(").append(self).append(",\n    x: Tensor,\n    wt: Tensor) -> Tensor:\n").append(proj);
+        // a large projection of a few rows: its two column halves at once, the first on another thread
+        s.append("  def pj(").append(self).append(",\n    x: Tensor,\n    wt: Tensor,\n    a: Tensor,\n    b: Tensor,\n")
+                .append("    split: bool) -> Tensor:\n");
+        s.append("    if torch.__and__(split, torch.le(torch.size(x, 0), ").append(SPLIT_ROWS).append(")):\n");
+        s.append("      fut = fork(self.proj, x, a)\n");
+        s.append("      y = self.proj(x, b)\n");
+        s.append("      return torch.cat([torch.wait(fut), y], -1)\n");
+        s.append("    return self.proj(x, wt)\n");
         // Ops.rope: rotate half
         s.append("  def rope(").append(self).append(",\n    x: Tensor,\n    cos: Tensor,\n    sin: Tensor) -> Tensor:\n");
         s.append("    x1 = torch.slice(x, -1, 0, ").append(half).append(")\n");
@@ -224,14 +370,14 @@ final class LayerScript {
         // LlamaModel.layer's attention half with LlamaModel.cached, KvCache.append and Ops.attention
         s.append("  def attention(").append(self).append(",\n    x: Tensor,\n    w: List[Tensor],\n")
                 .append("    cos: Tensor,\n    sin: Tensor,\n    keys: List[Tensor],\n    values: List[Tensor],\n")
-                .append("    past: List[int],\n    lens: List[int],\n    window: int) -> Tensor:\n");
+                .append("    past: List[int],\n    lens: List[int],\n    window: int,\n    split: bool) -> Tensor:\n");
         s.append("    t = torch.size(x, 0)\n");
         s.append("    h = self.rms(x, w[0])\n");
-        s.append("    q = torch.reshape(").append(bias(qb, "self.proj(h, w[1])")).append(", [t, ").append(heads).append(", ")
+        s.append("    q = torch.reshape(").append(bias(qb, pq)).append(", [t, ").append(heads).append(", ")
                 .append(hd).append("])\n");
-        s.append("    k = torch.reshape(").append(bias(kb, "self.proj(h, w[2])")).append(", [t, ").append(kvHeads).append(", ")
+        s.append("    k = torch.reshape(").append(bias(kb, pk)).append(", [t, ").append(kvHeads).append(", ")
                 .append(hd).append("])\n");
-        s.append("    v = torch.reshape(").append(bias(vb, "self.proj(h, w[3])")).append(", [t, ").append(kvHeads).append(", ")
+        s.append("    v = torch.reshape(").append(bias(vb, pv)).append(", [t, ").append(kvHeads).append(", ")
                 .append(hd).append("])\n");
         if (qn >= 0) {
             s.append("    q = self.rms(q, w[").append(qn).append("])\n");
@@ -268,14 +414,94 @@ final class LayerScript {
         s.append("      a = outs[0]\n");
         s.append("    else:\n");
         s.append("      a = torch.cat(outs, 0)\n");
-        s.append("    return torch.add(x, ").append(bias(ob, "self.proj(a, w[4])")).append(")\n");
+        s.append("    return torch.add(x, ").append(bias(ob, po)).append(")\n");
         // DenseFeedForward.forward with Ops.silu, and the layer's residual
-        s.append("  def swiglu(").append(self).append(",\n    x: Tensor,\n    w: List[Tensor]) -> Tensor:\n");
+        s.append("  def swiglu(").append(self).append(",\n    x: Tensor,\n    w: List[Tensor],\n    split: bool) -> Tensor:\n");
         s.append("    h = self.rms(x, w[0])\n");
-        s.append("    g = self.proj(h, w[1])\n");
-        s.append("    u = self.proj(h, w[2])\n");
-        s.append("    return torch.add(x, self.proj(torch.mul(torch.mul(g, torch.sigmoid(g)), u), w[3]))\n");
+        s.append("    g = ").append(pg).append("\n");
+        s.append("    u = ").append(pu).append("\n");
+        s.append("    return torch.add(x, ").append(pd).append(")\n");
+        // the LM head: Linear.Frozen over the (tied or own) head weight
+        s.append("  def head(").append(self).append(",\n    x: Tensor,\n    w: List[Tensor],\n    split: bool) -> Tensor:\n");
+        s.append("    return ").append(ph).append("\n");
+        // Ops.gatedSilu: SiLU of the first half of the last axis times the second half
+        s.append("  def glu(").append(self).append(",\n    gu: Tensor) -> Tensor:\n");
+        s.append("    two = torch.size(gu, -1)\n");
+        s.append("    m = torch.floordiv(two, 2)\n");
+        s.append("    g = torch.slice(gu, -1, 0, m)\n");
+        s.append("    u = torch.slice(gu, -1, m, two)\n");
+        s.append("    return torch.mul(torch.mul(g, torch.sigmoid(g)), u)\n");
+        // GroupedExperts.forward (batched or used experts, matrix or gather combine), MoeFeedForward.shared
+        // and the layer's residual; flags: batched, every row to every used expert, widest, matrix combine, N_k
+        s.append("  def mixture(").append(self).append(",\n    res: Tensor,\n    x: Tensor,\n    take: Tensor,\n")
+                .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int],\n")
+                .append("    ca: Tensor,\n    cb: Tensor,\n    shared: List[Tensor]) -> Tensor:\n");
+        // with a second thread and a few rows, the shared expert runs beside the routed ones
+        s.append("    if torch.__and__(torch.gt(torch.len(shared), 0), torch.__and__(torch.eq(flags[5], 1), ")
+                .append("torch.le(torch.size(x, 0), ").append(SPLIT_ROWS).append("))):\n");
+        s.append("      sf = fork(self.expert, x, shared[0], shared[1])\n");
+        s.append("      r = self.routed(x, take, gu, dn, cuts, flags, ca, cb)\n");
+        s.append("      return torch.add(res, torch.add(torch.wait(sf), r))\n");
+        s.append("    r = self.routed(x, take, gu, dn, cuts, flags, ca, cb)\n");
+        s.append("    if torch.gt(torch.len(shared), 0):\n");
+        s.append("      return torch.add(res, torch.add(self.expert(x, shared[0], shared[1]), r))\n");
+        s.append("    return torch.add(res, r)\n");
+        // MoeFeedForward.shared: one SwiGLU expert of fused gate/up
+        s.append("  def expert(").append(self).append(",\n    x: Tensor,\n    gu: Tensor,\n    dn: Tensor) -> Tensor:\n");
+        s.append("    return self.proj(self.glu(self.proj(x, gu)), dn)\n");
+        s.append("  def routed(").append(self).append(",\n    x: Tensor,\n    take: Tensor,\n")
+                .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int],\n")
+                .append("    ca: Tensor,\n    cb: Tensor) -> Tensor:\n");
+        s.append("    hidden = torch.size(x, 1)\n");
+        s.append("    if torch.eq(flags[0], 1):\n");
+        s.append("      r = torch.size(gu[0], 0)\n");
+        s.append("      padded = torch.reshape(torch.index_select(x, 0, take), [r, flags[2], hidden])\n");
+        s.append("      y = self.proj(self.glu(self.proj(padded, gu[0])), dn[0])\n");
+        s.append("      outputs = torch.reshape(y, [torch.mul(r, flags[2]), hidden])\n");
+        s.append("    else:\n");
+        s.append("      n = torch.len(gu)\n");
+        s.append("      ins = annotate(List[Tensor], [])\n");
+        s.append("      if torch.eq(flags[1], 1):\n");
+        s.append("        for i in range(n):\n");
+        s.append("          _0 = torch.append(ins, x)\n");
+        s.append("      else:\n");
+        s.append("        srt = torch.index_select(x, 0, take)\n");
+        s.append("        if torch.eq(n, 1):\n");
+        s.append("          _1 = torch.append(ins, srt)\n");
+        s.append("        else:\n");
+        s.append("          ins = torch.tensor_split(srt, cuts, 0)\n");
+        s.append("      parts = annotate(List[Tensor], [])\n");
+        s.append("      for i in range(n):\n");
+        s.append("        _2 = torch.append(parts, self.proj(ins[i], gu[i]))\n");
+        s.append("      if torch.eq(n, 1):\n");
+        s.append("        act = self.glu(parts[0])\n");
+        s.append("        acts = [act]\n");
+        s.append("      else:\n");
+        s.append("        act = self.glu(torch.cat(parts, 0))\n");
+        s.append("        acts = torch.tensor_split(act, cuts, 0)\n");
+        s.append("      outs = annotate(List[Tensor], [])\n");
+        s.append("      for i in range(n):\n");
+        s.append("        _3 = torch.append(outs, self.proj(acts[i], dn[i]))\n");
+        s.append("      if torch.eq(n, 1):\n");
+        s.append("        outputs = outs[0]\n");
+        s.append("      else:\n");
+        s.append("        outputs = torch.cat(outs, 0)\n");
+        s.append("    if torch.eq(flags[3], 1):\n");
+        s.append("      return torch.matmul(ca, outputs)\n");
+        s.append("    t = torch.floordiv(torch.size(ca, 0), flags[4])\n");
+        s.append("    picked = torch.mul(torch.index_select(outputs, 0, ca), cb)\n");
+        s.append("    return torch.sum(torch.reshape(picked, [t, flags[4], hidden]), [1])\n");
         return s.toString();
+    }
+
+    /**
+     * The script's product of {@code input} with entry {@code w} of its weight list: in halves
+     * (entries {@code halves} and {@code halves + 1}) when the weight is large, else whole.
+     */
+    private static String product(String input, int w, long in, long out, DType dtype, long splitBytes, int halves) {
+        return splits(in, out, dtype, splitBytes)
+                ? "self.pj(" + input + ", w[" + w + "], w[" + halves + "], w[" + (halves + 1) + "], split)"
+                : "self.proj(" + input + ", w[" + w + "])";
     }
 
     private static String bias(String template, String product) {

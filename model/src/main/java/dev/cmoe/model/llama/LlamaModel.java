@@ -36,6 +36,8 @@ public final class LlamaModel implements AutoCloseable {
     private final FeedForwardFactory layerFfns;  // layerwise only: how loadLayer builds a layer's FFN
     private final TensorSource layerSource;      // layerwise only: where loadLayer reads it from
     private LayerScript script;                  // made when the first frozen layer loads
+    private final long splitBytes;               // the script's threshold for products in halves
+    private final IValue headScript;             // the LM head's weights as the script's list, when frozen
     private volatile boolean scripted = !"false".equals(System.getProperty("cmoe.decoder.script"));
 
     /** One decoder layer's attention weights and its replaceable FFN. */
@@ -81,8 +83,10 @@ public final class LlamaModel implements AutoCloseable {
         NDArray apply(int layer, NDArray q, NDArray k, NDArray v);
     }
 
-    private LlamaModel(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns, boolean layerwise) {
+    private LlamaModel(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns, boolean layerwise,
+                       long splitBytes) {
         this.config = config;
+        this.splitBytes = splitBytes;
         this.manager = weights.manager();
         int d = config.hiddenSize();
         int vocab = config.vocabSize();
@@ -92,6 +96,7 @@ public final class LlamaModel implements AutoCloseable {
         lmHead = config.tieWordEmbeddings() ? weights.tied(embed)
                 : weights.linear(TensorNames.LM_HEAD, null, vocab, d);
         rotary = new Rotary(config, manager);
+        headScript = frozen(lmHead) != null ? script().headWeights(frozen(lmHead)) : null;
         layers = new ArrayList<>(config.numLayers());
         layerFfns = layerwise ? ffns : null;
         layerSource = layerwise ? weights.source() : null;
@@ -105,10 +110,20 @@ public final class LlamaModel implements AutoCloseable {
         return create(config, DecoderWeights.frozen(NDManager.newBaseManager(), source), ffns);
     }
 
+    /** {@link #create(ModelConfig, DecoderWeights, FeedForwardFactory)} whose script splits products from {@code splitBytes} on. */
+    static LlamaModel create(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns, long splitBytes) {
+        try {
+            return new LlamaModel(config, weights, ffns, false, splitBytes);
+        } catch (RuntimeException e) {
+            weights.manager().close();
+            throw e;
+        }
+    }
+
     /** Builds a model whose tensors {@code weights} makes; the model owns {@code weights.manager()} from now on. */
     public static LlamaModel create(ModelConfig config, DecoderWeights weights, FeedForwardFactory ffns) {
         try {
-            return new LlamaModel(config, weights, ffns, false);
+            return new LlamaModel(config, weights, ffns, false, LayerScript.SPLIT_BYTES);
         } catch (RuntimeException e) {
             weights.manager().close(); // nothing half-loaded survives a failed load
             throw e;
@@ -125,7 +140,8 @@ public final class LlamaModel implements AutoCloseable {
     public static LlamaModel layerwise(ModelConfig config, NDManager manager, TensorSource source,
                                        WeightKernels kernels, FeedForwardFactory ffns) {
         try {
-            return new LlamaModel(config, DecoderWeights.frozen(manager, source, kernels), ffns, true);
+            return new LlamaModel(config, DecoderWeights.frozen(manager, source, kernels), ffns, true,
+                    LayerScript.SPLIT_BYTES);
         } catch (RuntimeException e) {
             manager.close();
             throw e;
@@ -231,7 +247,7 @@ public final class LlamaModel implements AutoCloseable {
 
     private LayerScript script() {
         if (script == null) {
-            script = LayerScript.of(config, kernels.dtype());
+            script = LayerScript.of(config, kernels.dtype(), splitBytes);
         }
         return script;
     }
@@ -339,17 +355,18 @@ public final class LlamaModel implements AutoCloseable {
             NDArray x = kernels.rows(embed, step.create(ids)); // (T, hidden)
             NDArray[] rope = rotary.rows(step, positions, seqLens);     // (T, 1, headDim/2) each
             Attend attend = cached(step, batch);
-            NDArray h;
             try (LayerScript.Step scriptStep = scriptStep(rope, batch)) {
                 for (int l = 0; l < layers.size(); l++) {
                     x = layer(l, x, rope, attend, scriptStep);
                 }
-                h = scriptStep != null ? script.norm(x, finalNorm) : Ops.rmsNorm(x, finalNorm, config.rmsNormEps());
+                NDArray h = scriptStep != null ? script.norm(x, finalNorm)
+                        : Ops.rmsNorm(x, finalNorm, config.rmsNormEps());
+                if (mode == LogitsMode.LAST) {
+                    h = h.get(new NDIndex("{}", step.create(lastRows)));
+                }
+                logits = scriptStep != null && headScript != null ? script.head(h, headScript, scriptStep)
+                        : lmHead.apply(h);
             }
-            if (mode == LogitsMode.LAST) {
-                h = h.get(new NDIndex("{}", step.create(lastRows)));
-            }
-            logits = lmHead.apply(h);
             NDScope.unregister(logits);
         }
         logits.attach(out);
@@ -484,8 +501,8 @@ public final class LlamaModel implements AutoCloseable {
             } else {
                 x = attention(w, l, x, rope, attend);
             }
-            return w.ffnScript != null ? script.feedForward(x, w.ffnScript)
-                    : x.add(w.ffn.forward(script.norm(x, w.ffnNorm)));
+            return w.ffnScript != null ? script.feedForward(x, w.ffnScript, scriptStep)
+                    : w.ffn.addTo(x, script.norm(x, w.ffnNorm), script);
         }
         x = attention(w, l, x, rope, attend);
         // feed-forward: dense SwiGLU or the carved mixture of experts
@@ -564,6 +581,9 @@ public final class LlamaModel implements AutoCloseable {
             }
         }
         rotary.close();
+        if (headScript != null) {
+            headScript.close();
+        }
         manager.close(); // and with it every loaded layer's sub-manager
     }
 }

@@ -3,6 +3,8 @@ package dev.cmoe.model.llama;
 import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.IValue;
+import ai.djl.pytorch.jni.IValueUtils;
 import ai.djl.pytorch.jni.JniUtils;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -22,7 +24,25 @@ import java.util.zip.ZipOutputStream;
  * many calls.
  */
 final class TorchScripts {
+    /** Threads that have turned the engine's graph optimisation off; see {@link #run}. */
+    private static final ThreadLocal<Boolean> UNOPTIMISED = ThreadLocal.withInitial(() -> false);
+
     private TorchScripts() {
+    }
+
+    /**
+     * Runs {@code method} of {@code module} on {@code in} (which stay the caller's to close).
+     * The engine's graph executor would profile a method and re-optimise it for every new set
+     * of input shapes (a prefill, each decode step's batch, each cache growth), which costs far
+     * more than these short straight-line methods could gain; so each thread turns that
+     * optimisation off (a per-thread engine setting) before its first call.
+     */
+    static IValue run(PtSymbolBlock module, String method, IValue... in) {
+        if (!UNOPTIMISED.get()) {
+            JniUtils.setGraphExecutorOptimize(false);
+            UNOPTIMISED.set(true);
+        }
+        return IValueUtils.runMethod(module, method, in);
     }
 
     /**

@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.llama.LayerScript;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.WeightKernels;
@@ -129,6 +130,63 @@ final class GroupedExperts implements AutoCloseable {
      * @return (tokens, hidden)
      */
     NDArray forward(NDArray x, Routing routing, Strategy strategy) {
+        Plan p = plan(routing, strategy);
+        NDArray outputs = p.batched() ? batched(x, p) : used(x, p);
+        NDManager manager = x.getManager();
+        int tokens = routing.tokens();
+        if (tokens <= MATMUL_COMBINE_TOKENS) {
+            return combineMatrix(manager, routing, p, outputs.getShape().get(0)).matMul(outputs);
+        }
+        long hidden = outputs.getShape().get(1);
+        return outputs.get(new NDIndex("{}", manager.create(p.position())))
+                .mul(gateColumn(manager, routing))
+                .reshape(tokens, routing.nActive(), hidden).sum(new int[] {1});
+    }
+
+    /**
+     * {@code residual + shared + Σ g · expert(x)} in one call of {@code script}, which runs the
+     * very operations of {@link #forward} and {@link MoeFeedForward#shared} on the same plan.
+     *
+     * @param shared the shared expert's {gate/up, down} transposed, or null when there is none
+     */
+    NDArray addTo(NDArray residual, NDArray x, Routing routing, Strategy strategy, LayerScript script,
+                  NDArray[] shared) {
+        Plan p = plan(routing, strategy);
+        NDManager manager = x.getManager();
+        NDArray take = p.batched() || !p.everyToken() ? manager.create(p.take()) : null;
+        NDArray[] gateUps;
+        NDArray[] downs;
+        if (p.batched()) {
+            gateUps = new NDArray[] {gateUpT};
+            downs = new NDArray[] {downT};
+        } else {
+            gateUps = new NDArray[p.experts().length];
+            downs = new NDArray[gateUps.length];
+            for (int i = 0; i < gateUps.length; i++) {
+                gateUps[i] = gateUpOf[p.experts()[i]];
+                downs[i] = downOf[p.experts()[i]];
+            }
+        }
+        long rows = p.batched() ? (long) routed * p.widest() : (long) routing.tokens() * routing.nActive();
+        boolean matrix = routing.tokens() <= MATMUL_COMBINE_TOKENS;
+        NDArray combineA = matrix ? combineMatrix(manager, routing, p, rows) : manager.create(p.position());
+        NDArray combineB = matrix ? null : gateColumn(manager, routing);
+        return script.mixture(residual, x, take, gateUps, downs, p.cuts(), p.widest(), combineA, combineB,
+                routing.nActive(), shared);
+    }
+
+    /**
+     * Which rows go where in one step. Batched: expert j's rows at [j·widest, j·widest + n_j) of
+     * {@code take} (padding takes row 0; no slot reads its output). Used: the used experts'
+     * rows one after another, sorted by expert, {@code cuts} where each but the first starts, and
+     * {@code everyToken} when each used expert takes every token, so that x itself is every
+     * expert's input. {@code position}: slot t·N_k + k → its row among the experts' outputs.
+     */
+    record Plan(boolean batched, int widest, long[] take, long[] position, int[] experts, long[] cuts,
+                boolean everyToken) {
+    }
+
+    Plan plan(Routing routing, Strategy strategy) {
         int tokens = routing.tokens();
         int nActive = routing.nActive();
         int used = 0;
@@ -141,68 +199,23 @@ final class GroupedExperts implements AutoCloseable {
         Strategy s = strategy != Strategy.AUTO ? strategy
                 : batched((routed - used) * expertBytes, routed, widest, tokens * nActive) ? Strategy.BATCHED
                 : Strategy.USED;
-        NDManager manager = x.getManager();
-        long[] position = new long[tokens * nActive]; // slot t·N_k + k → its row among the experts' outputs
-        NDArray outputs = s == Strategy.BATCHED ? batched(x, routing, widest, position)
-                : used(x, routing, used, position);
-        if (tokens <= MATMUL_COMBINE_TOKENS) {
-            long rows = outputs.getShape().get(0);
-            float[] weights = new float[Math.toIntExact(tokens * rows)]; // row r of token t weighs g, others 0
-            for (int t = 0; t < tokens; t++) {
-                for (int k = 0; k < nActive; k++) {
-                    weights[Math.toIntExact(t * rows + position[t * nActive + k])] = routing.gate(t, k);
+        long[] position = new long[tokens * nActive];
+        if (s == Strategy.BATCHED) {
+            long[] take = new long[routed * widest];
+            for (int j = 0; j < routed; j++) {
+                int[] rows = routing.rows(j);
+                int[] slots = routing.slots(j);
+                for (int i = 0; i < rows.length; i++) {
+                    take[j * widest + i] = rows[i];
+                    position[slots[i]] = (long) j * widest + i;
                 }
             }
-            return manager.create(weights, new Shape(tokens, rows)).matMul(outputs);
+            return new Plan(true, widest, take, position, null, null, false);
         }
-        long hidden = outputs.getShape().get(1);
-        float[] gates = new float[tokens * nActive];
-        for (int t = 0; t < tokens; t++) {
-            for (int k = 0; k < nActive; k++) {
-                gates[t * nActive + k] = routing.gate(t, k);
-            }
-        }
-        return outputs.get(new NDIndex("{}", manager.create(position)))
-                .mul(manager.create(gates, new Shape(tokens * nActive, 1)))
-                .reshape(tokens, nActive, hidden).sum(new int[] {1});
-    }
-
-    /**
-     * Whether one product over all {@code routed} experts, each padded to {@code widest} rows,
-     * beats one product per used expert, when the unused experts weigh {@code unusedBytes} and
-     * the step routes {@code rows} rows in all.
-     */
-    static boolean batched(long unusedBytes, int routed, int widest, int rows) {
-        return unusedBytes <= SLACK_BYTES && (widest <= FREE_ROWS || (long) routed * widest <= 2L * rows);
-    }
-
-    /** Every expert in one batched product, expert j's rows padded to {@code widest}: (N_r·widest, hidden). */
-    private NDArray batched(NDArray x, Routing routing, int widest, long[] position) {
-        long[] take = new long[routed * widest]; // padding takes row 0; no slot reads its output
-        for (int j = 0; j < routed; j++) {
-            int[] rows = routing.rows(j);
-            int[] slots = routing.slots(j);
-            for (int i = 0; i < rows.length; i++) {
-                take[j * widest + i] = rows[i];
-                position[slots[i]] = (long) j * widest + i;
-            }
-        }
-        long hidden = x.getShape().get(1);
-        NDArray padded = x.get(new NDIndex("{}", x.getManager().create(take))).reshape(routed, widest, hidden);
-        NDArray out = kernels.project(Ops.gatedSilu(kernels.project(padded, gateUpT)), downT);
-        return out.reshape((long) routed * widest, hidden);
-    }
-
-    /**
-     * The used experts only: one product per used expert and projection, one activation over all
-     * their rows, which are gathered once, sorted by expert. (rows routed, hidden).
-     */
-    private NDArray used(NDArray x, Routing routing, int used, long[] position) {
-        int tokens = routing.tokens();
         int[] experts = new int[used];
         int[] from = new int[used];
-        long[] take = new long[tokens * routing.nActive()];
-        boolean everyToken = true; // each used expert takes all tokens: x itself is every expert's input
+        long[] take = new long[tokens * nActive];
+        boolean everyToken = true;
         int u = 0;
         int at = 0;
         for (int j = 0; j < routed; j++) {
@@ -219,24 +232,76 @@ final class GroupedExperts implements AutoCloseable {
                 position[slots[i]] = at++;
             }
         }
-        long[] cuts = new long[used - 1]; // where each used expert's rows start, but the first
+        long[] cuts = new long[used - 1];
         for (int i = 1; i < used; i++) {
             cuts[i - 1] = from[i];
         }
+        return new Plan(false, widest, take, position, experts, cuts, everyToken);
+    }
+
+    /** The (tokens, rows) matrix whose row t holds token t's gates at its slots' output rows, 0 elsewhere. */
+    private static NDArray combineMatrix(NDManager manager, Routing routing, Plan p, long rows) {
+        int tokens = routing.tokens();
+        int nActive = routing.nActive();
+        float[] weights = new float[Math.toIntExact(tokens * rows)];
+        for (int t = 0; t < tokens; t++) {
+            for (int k = 0; k < nActive; k++) {
+                weights[Math.toIntExact(t * rows + p.position()[t * nActive + k])] = routing.gate(t, k);
+            }
+        }
+        return manager.create(weights, new Shape(tokens, rows));
+    }
+
+    /** Every slot's gate as a (tokens·N_k, 1) column. */
+    private static NDArray gateColumn(NDManager manager, Routing routing) {
+        int tokens = routing.tokens();
+        int nActive = routing.nActive();
+        float[] gates = new float[tokens * nActive];
+        for (int t = 0; t < tokens; t++) {
+            for (int k = 0; k < nActive; k++) {
+                gates[t * nActive + k] = routing.gate(t, k);
+            }
+        }
+        return manager.create(gates, new Shape(tokens * nActive, 1));
+    }
+
+    /**
+     * Whether one product over all {@code routed} experts, each padded to {@code widest} rows,
+     * beats one product per used expert, when the unused experts weigh {@code unusedBytes} and
+     * the step routes {@code rows} rows in all.
+     */
+    static boolean batched(long unusedBytes, int routed, int widest, int rows) {
+        return unusedBytes <= SLACK_BYTES && (widest <= FREE_ROWS || (long) routed * widest <= 2L * rows);
+    }
+
+    /** Every expert in one batched product, expert j's rows padded to the widest: (N_r·widest, hidden). */
+    private NDArray batched(NDArray x, Plan p) {
+        long hidden = x.getShape().get(1);
+        NDArray padded = x.get(new NDIndex("{}", x.getManager().create(p.take()))).reshape(routed, p.widest(), hidden);
+        NDArray out = kernels.project(Ops.gatedSilu(kernels.project(padded, gateUpT)), downT);
+        return out.reshape((long) routed * p.widest(), hidden);
+    }
+
+    /**
+     * The used experts only: one product per used expert and projection, one activation over all
+     * their rows, which are gathered once, sorted by expert. (rows routed, hidden).
+     */
+    private NDArray used(NDArray x, Plan p) {
+        int used = p.experts().length;
         NDList inputs = null;
-        if (!everyToken) {
-            NDArray sorted = x.get(new NDIndex("{}", x.getManager().create(take)));
-            inputs = used == 1 ? new NDList(sorted) : sorted.split(cuts, 0);
+        if (!p.everyToken()) {
+            NDArray sorted = x.get(new NDIndex("{}", x.getManager().create(p.take())));
+            inputs = used == 1 ? new NDList(sorted) : sorted.split(p.cuts(), 0);
         }
         NDList gateUp = new NDList(used);
         for (int i = 0; i < used; i++) {
-            gateUp.add(kernels.project(everyToken ? x : inputs.get(i), gateUpOf[experts[i]]));
+            gateUp.add(kernels.project(p.everyToken() ? x : inputs.get(i), gateUpOf[p.experts()[i]]));
         }
         NDArray act = Ops.gatedSilu(used == 1 ? gateUp.head() : NDArrays.concat(gateUp));
-        NDList acts = used == 1 ? new NDList(act) : act.split(cuts, 0);
+        NDList acts = used == 1 ? new NDList(act) : act.split(p.cuts(), 0);
         NDList out = new NDList(used);
         for (int i = 0; i < used; i++) {
-            out.add(kernels.project(acts.get(i), downOf[experts[i]]));
+            out.add(kernels.project(acts.get(i), downOf[p.experts()[i]]));
         }
         return used == 1 ? out.head() : NDArrays.concat(out);
     }

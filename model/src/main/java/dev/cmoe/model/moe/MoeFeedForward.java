@@ -8,6 +8,7 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.llama.FeedForward;
+import dev.cmoe.model.llama.LayerScript;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.Tensors;
@@ -120,6 +121,23 @@ public final class MoeFeedForward implements FeedForward {
         Routing routing = route(x);
         NDArray routed = e.forward(x, routing, strategy);
         return sharedGateUpT == null ? routed : shared(x).add(routed);
+    }
+
+    /** With the routed experts in this process and a script of their dtype, the whole block is one script call after routing. */
+    @Override
+    public NDArray addTo(NDArray residual, NDArray x, LayerScript script) {
+        GroupedExperts e = experts;
+        if (e == null || script == null || script.dtype() != kernels.dtype()) {
+            return FeedForward.super.addTo(residual, x, script);
+        }
+        return addTo(residual, x, script, GroupedExperts.Strategy.AUTO);
+    }
+
+    /** {@link #addTo} with the experts multiplied as {@code strategy} says. */
+    NDArray addTo(NDArray residual, NDArray x, LayerScript script, GroupedExperts.Strategy strategy) {
+        Routing routing = route(x);
+        return requireExperts().addTo(residual, x, routing, strategy, script,
+                sharedGateUpT == null ? null : new NDArray[] {sharedGateUpT, sharedDownT});
     }
 
     private GroupedExperts requireExperts() {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.jni.JniUtils;
 import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.config.ModelConfig;
@@ -44,6 +45,26 @@ class LayerScriptTest {
                 WeightKernels.of(dtype));
         try (LlamaModel model = LlamaModel.create(config, weights, LlamaModel.denseFeedForwards(config))) {
             compare(model, dtype == DType.F32 ? 1e-5 : 1e-3);
+        }
+    }
+
+    /**
+     * With a threshold of 0 every product of a few rows runs as its two column halves at once
+     * (one on another engine thread) and the carved block's shared expert beside its routed
+     * ones: the results must not move.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("randomModels")
+    void productsInHalvesOnTwoThreadsEqualTheJavaOperations(ModelConfig config, DType dtype) {
+        int threads = JniUtils.getNumThreads();
+        JniUtils.setNumThreads(2);
+        DecoderWeights weights = DecoderWeights.frozen(NDManager.newBaseManager(), RandomModel.of(config, 6),
+                WeightKernels.of(dtype));
+        try (LlamaModel model = LlamaModel.create(config, weights, LlamaModel.denseFeedForwards(config), 0)) {
+            assertTrue(LayerScript.splits(1, 1, dtype, 0), "a threshold of 0 splits every product");
+            compare(model, dtype == DType.F32 ? 1e-5 : 1e-3);
+        } finally {
+            JniUtils.setNumThreads(threads);
         }
     }
 

@@ -6,11 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.model.config.ModelConfig;
+import dev.cmoe.model.llama.LayerScript;
 import dev.cmoe.model.llama.Ops;
 import dev.cmoe.model.llama.TensorSource;
 import dev.cmoe.model.llama.Tensors;
@@ -22,6 +24,7 @@ import java.nio.FloatBuffer;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.List;
 import java.util.Random;
 import java.util.stream.LongStream;
 import org.junit.jupiter.api.Test;
@@ -299,6 +302,40 @@ class MoeFeedForwardTest {
                     assertClose(want, ffn.forward(in, s).toFloatArray(), tolerance);
                 }
             }
+        }
+    }
+
+    /**
+     * The layer script's carved block computes residual + the Java path's forward, with every
+     * strategy and both combines (up to 8 tokens a gate matrix, beyond a gather), with and
+     * without a shared expert, in each dtype.
+     */
+    @ParameterizedTest(name = "{0}, {1} tokens, {2} shared")
+    @CsvSource({"F32, 1, 2", "F32, 3, 2", "F32, 40, 2", "F32, 5, 0", "F32, 12, 0", "BF16, 1, 2", "BF16, 40, 2",
+        "F16, 5, 2"})
+    void theScriptedBlockEqualsTheJavaPath(DType dtype, int tokens, int shared) {
+        Fixture f = Fixture.of(10, shared, 3, 4, 78);
+        WeightKernels kernels = WeightKernels.of(dtype);
+        double tolerance = dtype == DType.F32 ? F32_TOLERANCE : BF16_TOLERANCE;
+        // the default script, and one that runs the shared expert on a second engine thread beside the routed ones
+        List<LayerScript> scripts = List.of(LayerScript.of(f.config(), dtype), LayerScript.of(f.config(), dtype, 0));
+        int threads = JniUtils.getNumThreads();
+        JniUtils.setNumThreads(2);
+        try (NDManager manager = NDManager.newBaseManager();
+             MoeFeedForward ffn = MoeFeedForward.load(manager, f.source(), 0, f.config(), f.moe(), true, kernels)) {
+            NDArray in = toArray(manager, inputs(tokens, tokens + 100));
+            NDArray residual = toArray(manager, inputs(tokens, tokens + 200));
+            for (LayerScript script : scripts) {
+                for (GroupedExperts.Strategy s : GroupedExperts.Strategy.values()) {
+                    try (NDScope scope = new NDScope()) {
+                        scope.suppressNotUsedWarning();
+                        float[] want = residual.add(ffn.forward(in, s)).toFloatArray();
+                        assertClose(want, ffn.addTo(residual, in, script, s).toFloatArray(), tolerance);
+                    }
+                }
+            }
+        } finally {
+            JniUtils.setNumThreads(threads);
         }
     }
 
