@@ -231,8 +231,10 @@ public final class LayerScript {
     public NDArray mixture(NDArray residual, NDArray x, NDArray take, NDArray[] gateUps, NDArray[] downs, long[] cuts,
                            int widest, NDArray combineA, NDArray combineB, int active, NDArray[] shared) {
         boolean batched = cuts == null;
+        boolean twoThreads = splitNow();
         long[] flags = {batched ? 1 : 0, take == null ? 1 : 0, widest, combineB == null ? 1 : 0, active,
-            shared != null && shared[0].size() * dtype.byteSize() >= splitBytes && splitNow() ? 1 : 0};
+            twoThreads && !batched && gateUps[0].size() * dtype.byteSize() >= splitBytes ? 1 : 0,
+            twoThreads && shared != null && shared[0].size() * dtype.byteSize() >= splitBytes ? 1 : 0};
         List<IValue> in = new ArrayList<>(10);
         try {
             in.add(IValue.from((PtNDArray) residual));
@@ -432,12 +434,13 @@ public final class LayerScript {
         s.append("    u = torch.slice(gu, -1, m, two)\n");
         s.append("    return torch.mul(torch.mul(g, torch.sigmoid(g)), u)\n");
         // GroupedExperts.forward (batched or used experts, matrix or gather combine), MoeFeedForward.shared
-        // and the layer's residual; flags: batched, every row to every used expert, widest, matrix combine, N_k
+        // and the layer's residual; flags: batched, every row to every used expert, widest, matrix combine, N_k,
+        // routed experts on two threads, shared expert on a thread of its own
         s.append("  def mixture(").append(self).append(",\n    res: Tensor,\n    x: Tensor,\n    take: Tensor,\n")
                 .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int],\n")
                 .append("    ca: Tensor,\n    cb: Tensor,\n    shared: List[Tensor]) -> Tensor:\n");
         // with a second thread and a few rows, the shared expert runs beside the routed ones
-        s.append("    if torch.__and__(torch.gt(torch.len(shared), 0), torch.__and__(torch.eq(flags[5], 1), ")
+        s.append("    if torch.__and__(torch.gt(torch.len(shared), 0), torch.__and__(torch.eq(flags[6], 1), ")
                 .append("torch.le(torch.size(x, 0), ").append(SPLIT_ROWS).append("))):\n");
         s.append("      sf = fork(self.expert, x, shared[0], shared[1])\n");
         s.append("      r = self.routed(x, take, gu, dn, cuts, flags, ca, cb)\n");
@@ -449,6 +452,12 @@ public final class LayerScript {
         // MoeFeedForward.shared: one SwiGLU expert of fused gate/up
         s.append("  def expert(").append(self).append(",\n    x: Tensor,\n    gu: Tensor,\n    dn: Tensor) -> Tensor:\n");
         s.append("    return self.proj(self.glu(self.proj(x, gu)), dn)\n");
+        s.append("  def experts(").append(self).append(",\n    ins: List[Tensor],\n    gu: List[Tensor],\n")
+                .append("    dn: List[Tensor],\n    lo: int,\n    hi: int) -> List[Tensor]:\n");
+        s.append("    outs = annotate(List[Tensor], [])\n");
+        s.append("    for i in range(lo, hi):\n");
+        s.append("      _0 = torch.append(outs, self.expert(ins[i], gu[i], dn[i]))\n");
+        s.append("    return outs\n");
         s.append("  def routed(").append(self).append(",\n    x: Tensor,\n    take: Tensor,\n")
                 .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int],\n")
                 .append("    ca: Tensor,\n    cb: Tensor) -> Tensor:\n");
@@ -470,22 +479,31 @@ public final class LayerScript {
         s.append("          _1 = torch.append(ins, srt)\n");
         s.append("        else:\n");
         s.append("          ins = torch.tensor_split(srt, cuts, 0)\n");
-        s.append("      parts = annotate(List[Tensor], [])\n");
-        s.append("      for i in range(n):\n");
-        s.append("        _2 = torch.append(parts, self.proj(ins[i], gu[i]))\n");
-        s.append("      if torch.eq(n, 1):\n");
-        s.append("        act = self.glu(parts[0])\n");
-        s.append("        acts = [act]\n");
+        // with a second thread, a few rows and three or more experts, the first half of the
+        // experts runs on another thread (the activation is elementwise: per expert it is the same)
+        s.append("      if torch.__and__(torch.eq(flags[5], 1), torch.__and__(torch.ge(n, 3), ")
+                .append("torch.le(torch.size(x, 0), ").append(SPLIT_ROWS).append("))):\n");
+        s.append("        half = torch.floordiv(n, 2)\n");
+        s.append("        fut = fork(self.experts, ins, gu, dn, 0, half)\n");
+        s.append("        rest = self.experts(ins, gu, dn, half, n)\n");
+        s.append("        outputs = torch.cat(torch.add(torch.wait(fut), rest), 0)\n");
         s.append("      else:\n");
-        s.append("        act = self.glu(torch.cat(parts, 0))\n");
-        s.append("        acts = torch.tensor_split(act, cuts, 0)\n");
-        s.append("      outs = annotate(List[Tensor], [])\n");
-        s.append("      for i in range(n):\n");
-        s.append("        _3 = torch.append(outs, self.proj(acts[i], dn[i]))\n");
-        s.append("      if torch.eq(n, 1):\n");
-        s.append("        outputs = outs[0]\n");
-        s.append("      else:\n");
-        s.append("        outputs = torch.cat(outs, 0)\n");
+        s.append("        parts = annotate(List[Tensor], [])\n");
+        s.append("        for i in range(n):\n");
+        s.append("          _2 = torch.append(parts, self.proj(ins[i], gu[i]))\n");
+        s.append("        if torch.eq(n, 1):\n");
+        s.append("          act = self.glu(parts[0])\n");
+        s.append("          acts = [act]\n");
+        s.append("        else:\n");
+        s.append("          act = self.glu(torch.cat(parts, 0))\n");
+        s.append("          acts = torch.tensor_split(act, cuts, 0)\n");
+        s.append("        outs = annotate(List[Tensor], [])\n");
+        s.append("        for i in range(n):\n");
+        s.append("          _3 = torch.append(outs, self.proj(acts[i], dn[i]))\n");
+        s.append("        if torch.eq(n, 1):\n");
+        s.append("          outputs = outs[0]\n");
+        s.append("        else:\n");
+        s.append("          outputs = torch.cat(outs, 0)\n");
         s.append("    if torch.eq(flags[3], 1):\n");
         s.append("      return torch.matmul(ca, outputs)\n");
         s.append("    t = torch.floordiv(torch.size(ca, 0), flags[4])\n");
