@@ -1,5 +1,6 @@
 package dev.cmoe.model.data;
 
+import dev.cmoe.model.io.AtomicFile;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -81,10 +82,9 @@ public final class FortunesText {
         verify(deb);
         String text = toPlain(unpack(deb));
         Files.createDirectories(dataDir);
-        Path tmp = Files.createTempFile(dataDir, ".fortunes-", ".txt");
-        Files.writeString(tmp, text, StandardCharsets.UTF_8);
         Path out = dataDir.resolve(FILE);
-        move(tmp, out);
+        // through a sibling temp file renamed into place, with the umask's mode (a temp file's own is 0600)
+        AtomicFile.write(out, text.getBytes(StandardCharsets.UTF_8));
         return out;
     }
 
