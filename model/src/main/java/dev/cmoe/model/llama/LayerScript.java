@@ -1,10 +1,10 @@
 package dev.cmoe.model.llama;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.pytorch.jni.IValue;
 import ai.djl.pytorch.jni.JniUtils;
 import dev.cmoe.model.config.ModelConfig;
@@ -16,7 +16,9 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A frozen decoder layer's inference blocks — attention with its cache writes, the dense SwiGLU,
- * RMSNorm — as methods of one TorchScript module written for the model's shape and dtype. Each
+ * a carved block after its routing, the LM head, RMSNorm — as methods of one TorchScript module
+ * written for the model's shape and dtype, large products of a few rows split over two engine
+ * threads. Each
  * block is one engine call where the same operations issued from Java cost some sixty per layer,
  * and on small models those calls, not the arithmetic, are the time of a decode step. The script
  * performs the very operations of {@link Ops}, {@link Linear.Frozen} and {@link WeightKernels}, in
@@ -361,13 +363,16 @@ public final class LayerScript {
         s.append("    b = torch.add(torch.mul(x2, cos), torch.mul(x1, sin))\n");
         s.append("    return torch.cat([a, b], -1)\n");
         // Ops.causalMask: 0 where a key is visible, -inf elsewhere
-        s.append("  def mask(").append(self).append(",\n    p: int,\n    n: int,\n    window: int) -> Tensor:\n");
-        s.append("    qp = torch.reshape(torch.arange(p, torch.add(p, n)), [n, 1])\n");
-        s.append("    kp = torch.reshape(torch.arange(0, torch.add(p, n)), [1, torch.add(p, n)])\n");
+        // made on the device of the scores it masks, as Ops.causalMask makes it on the step's manager
+        s.append("  def mask(").append(self).append(",\n    p: int,\n    n: int,\n    window: int,\n    like: Tensor) -> Tensor:\n");
+        s.append("    dev = ops.prim.device(like)\n");
+        s.append("    e = torch.add(p, n)\n");
+        s.append("    qp = torch.reshape(torch.arange(p, e, dtype=None, layout=None, device=dev, pin_memory=None), [n, 1])\n");
+        s.append("    kp = torch.reshape(torch.arange(0, e, dtype=None, layout=None, device=dev, pin_memory=None), [1, e])\n");
         s.append("    vis = torch.le(kp, qp)\n");
         s.append("    if torch.gt(window, 0):\n");
         s.append("      vis = torch.logical_and(vis, torch.gt(kp, torch.sub(qp, window)))\n");
-        s.append("    z = torch.zeros([n, torch.add(p, n)])\n");
+        s.append("    z = torch.zeros([n, e], dtype=None, layout=None, device=dev, pin_memory=None)\n");
         s.append("    return torch.where(vis, z, torch.sub(z, float(\"inf\")))\n");
         // LlamaModel.layer's attention half with LlamaModel.cached, KvCache.append and Ops.attention
         s.append("  def attention(").append(self).append(",\n    x: Tensor,\n    w: List[Tensor],\n")
@@ -403,7 +408,7 @@ public final class LayerScript {
                 .append(", ").append(hd).append("]), [1, 2, 0, 3]), [").append(kvHeads).append(", gn, ").append(hd).append("])\n");
         s.append("      sc = torch.mul(torch.matmul(qg, torch.permute(kk, [1, 2, 0])), ").append(scale).append(")\n");
         s.append("      if torch.__or__(torch.gt(n, 1), torch.__and__(torch.gt(window, 0), torch.gt(e, window))):\n");
-        s.append("        m = self.mask(p, n, window)\n");
+        s.append("        m = self.mask(p, n, window, sc)\n");
         s.append("        sc4 = torch.reshape(sc, [").append(kvHeads).append(", ").append(group).append(", n, e])\n");
         s.append("        sc = torch.reshape(torch.add(sc4, m), [").append(kvHeads).append(", gn, e])\n");
         s.append("      o = torch.matmul(torch.softmax(sc, -1), torch.permute(vv, [1, 0, 2]))\n");
