@@ -93,10 +93,11 @@ public final class LayerScript {
         if (config.qkNorm()) {
             w.addAll(List.of(qNorm, kNorm));
         }
+        int whole = w.size();
         for (Linear.Frozen p : List.of(q, k, v, o)) {
             addHalves(w, p.wT());
         }
-        return list(w);
+        return list(w, whole);
     }
 
     /** A dense FFN's weights as one engine list: its norm, then gate, up and down transposed, then the halves of the large ones. */
@@ -105,14 +106,14 @@ public final class LayerScript {
         for (Linear.Frozen p : List.of(gate, up, down)) {
             addHalves(w, p.wT());
         }
-        return list(w);
+        return list(w, 4);
     }
 
     /** The LM head's weight (transposed) and, when it is large, its halves, as one engine list. */
     IValue headWeights(Linear.Frozen head) {
         List<NDArray> w = new ArrayList<>(List.of(head.wT()));
         addHalves(w, head.wT());
-        return list(w);
+        return list(w, 1);
     }
 
     /** The two column halves of a large transposed weight (in, out): views of its two row blocks. */
@@ -135,12 +136,23 @@ public final class LayerScript {
         return JniUtils.getNumThreads() > 1;
     }
 
-    private static IValue list(List<NDArray> arrays) {
+    /**
+     * {@code arrays} as one engine list. Entries from {@code views} on are the halves made for
+     * it: the list holds its own references to them, so their Java handles are closed here and
+     * a rebuilt list (a replaced FFN) leaves none behind.
+     */
+    private static IValue list(List<NDArray> arrays, int views) {
         PtNDArray[] pt = new PtNDArray[arrays.size()];
         for (int i = 0; i < pt.length; i++) {
             pt[i] = (PtNDArray) arrays.get(i);
         }
-        return IValue.listFrom(pt);
+        try {
+            return IValue.listFrom(pt);
+        } finally {
+            for (int i = views; i < pt.length; i++) {
+                pt[i].close();
+            }
+        }
     }
 
     /** What every layer of one step shares: the rows' rotary tables and each sequence's position and chunk length. */
