@@ -176,6 +176,11 @@ class ClusterGenerateServiceTest {
 
     /** Starts {@code n} greedy requests read slowly (one message at a time), so they stay in flight. */
     private static List<Responses> stream(int n, int maxNew, List<Thread> readers) {
+        return stream(n, maxNew, readers, 20);
+    }
+
+    /** {@link #stream} asking for one more message every {@code paceMillis}. */
+    private static List<Responses> stream(int n, int maxNew, List<Thread> readers, long paceMillis) {
         List<Responses> out = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             Responses r = new Responses(1);
@@ -184,11 +189,11 @@ class ClusterGenerateServiceTest {
                     .setMaxNewTokens(maxNew).setIgnoreEos(true).setRequestId("cluster-" + System.nanoTime() + "-" + i)
                     .build(), r);
             Thread reader = Thread.ofVirtual().start(() -> {
-                // Awaits the end of the stream, asking for one more message every 20 ms meanwhile.
+                // Awaits the end of the stream, asking for one more message every paceMillis meanwhile.
                 long deadline = System.nanoTime() + WAIT.toNanos();
                 while (System.nanoTime() < deadline) {
                     try {
-                        r.done.get(20, TimeUnit.MILLISECONDS);
+                        r.done.get(paceMillis, TimeUnit.MILLISECONDS);
                         return;
                     } catch (java.util.concurrent.TimeoutException slow) {
                         r.request(1);
@@ -352,7 +357,9 @@ class ClusterGenerateServiceTest {
     @Order(4)
     void withEveryWorkerGoneRunningRequestsEndUnavailableWithinTheBound() throws Exception {
         List<Thread> readers = new ArrayList<>();
-        List<Responses> streams = stream(3, 100, readers);
+        // read at 10 messages a second, so that no request can finish its 100 tokens (10 s)
+        // while the workers' systems shut down, however fast the engine decodes
+        List<Responses> streams = stream(3, 100, readers, 100);
         for (Responses s : streams) {
             s.awaitFirst();
         }
