@@ -100,11 +100,7 @@ final class Bf16Script {
 
     /** {@code parts} (bfloat16, equal but for {@code axis}) joined along {@code axis}, owned by the first part's manager. */
     NDArray cat(NDArray[] parts, int axis) {
-        PtNDArray[] pt = new PtNDArray[parts.length];
-        for (int i = 0; i < parts.length; i++) {
-            pt[i] = (PtNDArray) parts[i];
-        }
-        return run("cat", parts[0].getManager(), IValue.listFrom(pt), IValue.from((long) axis));
+        return run("cat", parts[0].getManager(), IValue.listFrom(TorchScripts.pt(parts)), IValue.from((long) axis));
     }
 
     private NDArray run(String method, NDManager owner, NDArray... args) {

@@ -142,10 +142,7 @@ public final class LayerScript {
      * a rebuilt list (a replaced FFN) leaves none behind.
      */
     private static IValue list(List<NDArray> arrays, int views) {
-        PtNDArray[] pt = new PtNDArray[arrays.size()];
-        for (int i = 0; i < pt.length; i++) {
-            pt[i] = (PtNDArray) arrays.get(i);
-        }
+        PtNDArray[] pt = TorchScripts.pt(arrays.toArray(new NDArray[0]));
         try {
             return IValue.listFrom(pt);
         } finally {
@@ -198,16 +195,16 @@ public final class LayerScript {
      * whole history under the causal (and the layer's sliding-window) mask.
      */
     NDArray attention(NDArray x, IValue weights, Step step, int layer) {
-        PtNDArray[] keys = new PtNDArray[step.caches.size()];
-        PtNDArray[] values = new PtNDArray[keys.length];
+        NDArray[] keys = new NDArray[step.caches.size()];
+        NDArray[] values = new NDArray[keys.length];
         for (int b = 0; b < keys.length; b++) {
             NDArray[] kv = step.caches.get(b).buffers(layer);
-            keys[b] = (PtNDArray) kv[0];
-            values[b] = (PtNDArray) kv[1];
+            keys[b] = kv[0];
+            values[b] = kv[1];
         }
         IValue in = IValue.from((PtNDArray) x);
-        IValue k = IValue.listFrom(keys);
-        IValue v = IValue.listFrom(values);
+        IValue k = IValue.listFrom(TorchScripts.pt(keys));
+        IValue v = IValue.listFrom(TorchScripts.pt(values));
         IValue window = IValue.from((long) config.slidingWindow(layer));
         try (IValue out = TorchScripts.run(module, "attention", in, weights, step.cos, step.sin, k, v,
                 step.past, step.lengths, window, step.split)) {
@@ -222,8 +219,13 @@ public final class LayerScript {
 
     /** {@code x + down(SiLU(gate(h)) ⊙ up(h))} with h = RMSNorm(x): a dense FFN block and its residual. */
     NDArray feedForward(NDArray x, IValue weights, Step step) {
+        return runOnWeights("swiglu", x, weights, step);
+    }
+
+    /** {@code method(x, weights, split)}: the blocks whose only per-step inputs are x and the step's split. */
+    private NDArray runOnWeights(String method, NDArray x, IValue weights, Step step) {
         IValue in = IValue.from((PtNDArray) x);
-        try (IValue out = TorchScripts.run(module, "swiglu", in, weights, step.split)) {
+        try (IValue out = TorchScripts.run(module, method, in, weights, step.split)) {
             return out.toTensor((PtNDManager) x.getManager());
         } finally {
             in.close();
@@ -254,13 +256,13 @@ public final class LayerScript {
             in.add(IValue.from((PtNDArray) residual));
             in.add(IValue.from((PtNDArray) x));
             in.add(IValue.from((PtNDArray) (take == null ? x : take)));
-            in.add(IValue.listFrom(pt(gateUps)));
-            in.add(IValue.listFrom(pt(downs)));
+            in.add(IValue.listFrom(TorchScripts.pt(gateUps)));
+            in.add(IValue.listFrom(TorchScripts.pt(downs)));
             in.add(IValue.listFrom(cuts == null ? new long[0] : cuts));
             in.add(IValue.listFrom(flags));
             in.add(IValue.from((PtNDArray) combineA));
             in.add(IValue.from((PtNDArray) (combineB == null ? combineA : combineB)));
-            in.add(IValue.listFrom(shared == null ? new PtNDArray[0] : pt(shared)));
+            in.add(IValue.listFrom(shared == null ? new PtNDArray[0] : TorchScripts.pt(shared)));
             try (IValue out = TorchScripts.run(module, "mixture", in.toArray(new IValue[0]))) {
                 return out.toTensor((PtNDManager) x.getManager());
             }
@@ -269,22 +271,9 @@ public final class LayerScript {
         }
     }
 
-    private static PtNDArray[] pt(NDArray[] arrays) {
-        PtNDArray[] out = new PtNDArray[arrays.length];
-        for (int i = 0; i < arrays.length; i++) {
-            out[i] = (PtNDArray) arrays[i];
-        }
-        return out;
-    }
-
     /** Logits of x (rows, hidden), normalised already, through the LM head's {@link #headWeights}. */
     NDArray head(NDArray x, IValue weights, Step step) {
-        IValue in = IValue.from((PtNDArray) x);
-        try (IValue out = TorchScripts.run(module, "head", in, weights, step.split)) {
-            return out.toTensor((PtNDManager) x.getManager());
-        } finally {
-            in.close();
-        }
+        return runOnWeights("head", x, weights, step);
     }
 
     /** RMSNorm of x with {@code weight}, as {@link Ops#rmsNorm} computes it. */

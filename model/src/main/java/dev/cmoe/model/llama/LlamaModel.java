@@ -96,7 +96,8 @@ public final class LlamaModel implements AutoCloseable {
         lmHead = config.tieWordEmbeddings() ? weights.tied(embed)
                 : weights.linear(TensorNames.LM_HEAD, null, vocab, d);
         rotary = new Rotary(config, manager);
-        headScript = frozen(lmHead) != null ? script().headWeights(frozen(lmHead)) : null;
+        Linear.Frozen head = frozen(lmHead);
+        headScript = head != null ? script().headWeights(head) : null;
         layers = new ArrayList<>(config.numLayers());
         layerFfns = layerwise ? ffns : null;
         layerSource = layerwise ? weights.source() : null;
@@ -232,9 +233,12 @@ public final class LlamaModel implements AutoCloseable {
         }
         l.ffnNorm = w.tensor(TensorNames.of(i, TensorNames.FFN_NORM), d);
         l.ffn = ffns.create(w, i);
-        if (frozen(l.q) != null && frozen(l.k) != null && frozen(l.v) != null && frozen(l.o) != null) {
-            l.attnScript = script().attentionWeights(l.attnNorm, frozen(l.q), frozen(l.k), frozen(l.v), frozen(l.o),
-                    l.qNorm, l.kNorm);
+        Linear.Frozen fq = frozen(l.q);
+        Linear.Frozen fk = frozen(l.k);
+        Linear.Frozen fv = frozen(l.v);
+        Linear.Frozen fo = frozen(l.o);
+        if (fq != null && fk != null && fv != null && fo != null) {
+            l.attnScript = script().attentionWeights(l.attnNorm, fq, fk, fv, fo, l.qNorm, l.kNorm);
         }
         bindFeedForwardScript(l);
         return l;
@@ -257,8 +261,11 @@ public final class LlamaModel implements AutoCloseable {
         l.closeFfnScript();
         if (l.ffn instanceof DenseFeedForward dense) {
             Linear[] p = dense.projections();
-            if (frozen(p[0]) != null && frozen(p[1]) != null && frozen(p[2]) != null) {
-                l.ffnScript = script().feedForwardWeights(l.ffnNorm, frozen(p[0]), frozen(p[1]), frozen(p[2]));
+            Linear.Frozen gate = frozen(p[0]);
+            Linear.Frozen up = frozen(p[1]);
+            Linear.Frozen down = frozen(p[2]);
+            if (gate != null && up != null && down != null) {
+                l.ffnScript = script().feedForwardWeights(l.ffnNorm, gate, up, down);
             }
         }
     }

@@ -1,6 +1,8 @@
 package dev.cmoe.model.llama;
 
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
@@ -43,6 +45,15 @@ final class TorchScripts {
             UNOPTIMISED.set(true);
         }
         return IValueUtils.runMethod(module, method, in);
+    }
+
+    /** {@code arrays} as the engine's own array class, which a script's list arguments need. */
+    static PtNDArray[] pt(NDArray... arrays) {
+        PtNDArray[] out = new PtNDArray[arrays.length];
+        for (int i = 0; i < arrays.length; i++) {
+            out[i] = (PtNDArray) arrays[i];
+        }
+        return out;
     }
 
     /**
