@@ -94,6 +94,11 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--requests", description = "Requests per load (default: 100; 0 = until --duration).")
     Integer requests;
 
+    @Option(names = "--warmup", defaultValue = "0", description = "Untimed requests before the first load, at its"
+            + " concurrency (1 for --rate) and with its lengths, so that the server's JIT and caches are warm; they"
+            + " are in no table, but the server's metrics count them (default: ${DEFAULT-VALUE}).")
+    int warmup;
+
     @Option(names = "--duration", converter = DurationConverter.class, description = "Time bound of each load:"
             + " 30s, 5m, 1h (default: 10m; soak 10m).")
     Duration duration;
@@ -270,6 +275,11 @@ public final class BenchCommand implements Callable<Integer> {
         List<LoadSummary> loads = new ArrayList<>();
         List<Integer> levels = List.of();
         Scenarios.Outcome outcome = null;
+        if (warmup > 0) {
+            w.run(LoadRunner.Plan.closed(rate != null ? 1 : concurrency.getFirst(), warmup, duration, timeout),
+                    w.requests("warmup", false, 0, -1));
+            w.awaitDrained(Duration.ofSeconds(10));
+        }
         switch (sc) {
             case LOAD -> {
                 if (rate != null) {
@@ -371,6 +381,9 @@ public final class BenchCommand implements Callable<Integer> {
         if (requests == null) {
             requests = sc.requests;
         }
+        if (warmup < 0) {
+            throw new IllegalArgumentException("--warmup must be >= 0 requests, got " + warmup);
+        }
         if (duration == null) {
             duration = sc == Scenario.WORKER_LOSS ? Duration.ofSeconds(60) : Duration.ofMinutes(10);
         }
@@ -395,7 +408,7 @@ public final class BenchCommand implements Callable<Integer> {
         if (requests == 0) {
             return -1;
         }
-        return switch (sc) {
+        return warmup + switch (sc) {
             case LOAD -> rate != null ? requests : (long) requests * concurrency.size();
             case SATURATE -> requests + 4L * Math.max(8, concurrency.getFirst());
             case SKEW -> (rebalanceMode() == null ? 2L : 3L) * requests;

@@ -192,7 +192,7 @@ class BenchPartsTest {
         assertThrows(CommandLine.TypeConversionException.class, () -> d.convert("5 minutes"));
         for (String[] args : List.of(new String[] {"--scenario", "melt"}, new String[] {"--rate", "2", "--concurrency",
                 "4"}, new String[] {"--scenario", "worker-loss"}, new String[] {"--scenario", "skew", "--concurrency",
-                "1,2"})) {
+                "1,2"}, new String[] {"--warmup", "-1"})) {
             BenchCommand b = new BenchCommand();
             new CommandLine(b).parseArgs(args);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,

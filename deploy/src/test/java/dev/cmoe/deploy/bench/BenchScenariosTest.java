@@ -49,6 +49,18 @@ class BenchScenariosTest {
     }
 
     @Test
+    void warmUpRequestsRunFirstAndStayOutOfTheTable(@TempDir Path tmp) throws Exception {
+        BenchFixture.Run run = BenchFixture.bench(tmp, "--model", BenchFixture.dense().toString(),
+                "--warmup", "3", "--requests", "4", "--concurrency", "2", "--input-len", "8", "--output-len", "6");
+        assertEquals(1, run.report().loads().size(), run.printed());
+        LoadSummary load = run.report().loads().getFirst();
+        assertEquals(4, load.issued(), run.printed());
+        assertEquals(4 * 6, load.outputTokens(), run.printed());
+        // the server saw the warm-up too: 3 + 4 calls
+        assertEquals(7L, run.report().server().requestsByStatus().get("OK"), run.printed());
+    }
+
+    @Test
     void saturateFailsWhenTheServerQueuesWithoutBound(@TempDir Path tmp) throws Exception {
         // A queue far larger than the load: nothing is refused, the back-pressure check must fail.
         BenchFixture.Run run = BenchFixture.bench(tmp, "--model", BenchFixture.dense().toString(),
