@@ -10,6 +10,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.experts.cluster.ClusterMessage;
 import dev.cmoe.experts.cluster.WireTensor;
+import dev.cmoe.model.llama.ExpertsScript;
 import dev.cmoe.model.safetensors.DType;
 import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
@@ -211,16 +212,19 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
         ByteBuffer in = b.rows().toDirectF32();
         try (NDManager step = NDManager.newBaseManager(device)) {
             NDArray x = step.create(in, new Shape(total, hidden), DataType.FLOAT32);
-            NDList outs = new NDList(b.experts().length);
-            int from = 0;
-            for (at = 0; at < b.experts().length; at++) {
-                int n = b.counts()[at];
-                NDArray rowsOf = b.experts().length == 1 ? x : x.get(new NDIndex("{}:{}", from, from + n));
-                outs.add(served.get(new ExpertId(b.layer(), b.experts()[at])).kernel().apply(rowsOf));
-                from += n;
+            NDArray all = scripted(b, x);
+            if (all == null) {
+                NDList outs = new NDList(b.experts().length);
+                int from = 0;
+                for (at = 0; at < b.experts().length; at++) {
+                    int n = b.counts()[at];
+                    NDArray rowsOf = b.experts().length == 1 ? x : x.get(new NDIndex("{}:{}", from, from + n));
+                    outs.add(served.get(new ExpertId(b.layer(), b.experts()[at])).kernel().apply(rowsOf));
+                    from += n;
+                }
+                at = -1;
+                all = outs.size() == 1 ? outs.get(0) : NDArrays.concat(outs, 0);
             }
-            at = -1;
-            NDArray all = outs.size() == 1 ? outs.get(0) : NDArrays.concat(outs, 0);
             out = WireTensor.of(dtype, all.toByteBuffer(), total, hidden);
         } catch (RuntimeException e) {
             String who = at >= 0 ? "expert " + new ExpertId(b.layer(), b.experts()[at]) : "the batch";
@@ -237,6 +241,26 @@ public final class DeviceCompute extends AbstractBehavior<DeviceCompute.Command>
         }
         rows += total;
         b.replyTo().tell(new BatchComputed(b.stepId(), out, System.nanoTime() - start));
+    }
+
+    /**
+     * Every expert of the batch in one engine call, when each has its weights to hand over
+     * ({@link ExpertKernel#weights}); null otherwise, and the experts are applied one by one.
+     * An engine fault here names the batch, not one expert: no expert is restarted for it.
+     */
+    private NDArray scripted(ComputeBatch b, NDArray x) {
+        int n = b.experts().length;
+        NDArray[] gateUps = new NDArray[n];
+        NDArray[] downs = new NDArray[n];
+        for (int i = 0; i < n; i++) {
+            NDArray[] w = served.get(new ExpertId(b.layer(), b.experts()[i])).kernel().weights();
+            if (w == null) {
+                return null;
+            }
+            gateUps[i] = w[0];
+            downs[i] = w[1];
+        }
+        return ExpertsScript.of(dtype).outputs(x, b.counts(), gateUps, downs);
     }
 
     /** What is wrong with {@code b}, or null. */

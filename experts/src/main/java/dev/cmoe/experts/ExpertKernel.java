@@ -14,6 +14,15 @@ public interface ExpertKernel extends AutoCloseable {
      */
     NDArray apply(NDArray x);
 
+    /**
+     * Its fused gate/up weight (hidden, 2m) and its down weight (m, hidden), both transposed, so
+     * that a device can run several experts' rows in one engine call; null when it has no such
+     * weights (then only {@link #apply} computes it).
+     */
+    default NDArray[] weights() {
+        return null;
+    }
+
     /** Releases the expert's engine memory; idempotent. */
     @Override
     void close();

@@ -11,20 +11,19 @@ import dev.cmoe.model.moe.MoeWeightNames;
 
 /**
  * A carved routed expert's SwiGLU, its gate/up/down weights read from the checkpoint onto one
- * device in the kernels' dtype: the same {@link Ops#swiglu} as the single-node forward, so its
- * outputs are bit-identical wherever it runs.
+ * device in the kernels' dtype, gate and up fused into one block as the single-node model holds
+ * them: the same products as the in-process experts, so its outputs agree with theirs wherever
+ * it runs.
  */
 public final class SwigluExpert implements ExpertKernel {
     private final NDManager manager;
-    private final NDArray gateT; // (hidden, m)
-    private final NDArray upT;   // (hidden, m)
-    private final NDArray downT; // (m, hidden)
+    private final NDArray gateUpT; // (hidden, 2m): [gate; up] transposed
+    private final NDArray downT;   // (m, hidden)
     private final WeightKernels kernels;
 
-    private SwigluExpert(NDManager manager, NDArray gateT, NDArray upT, NDArray downT, WeightKernels kernels) {
+    private SwigluExpert(NDManager manager, NDArray gateUpT, NDArray downT, WeightKernels kernels) {
         this.manager = manager;
-        this.gateT = gateT;
-        this.upT = upT;
+        this.gateUpT = gateUpT;
         this.downT = downT;
         this.kernels = kernels;
     }
@@ -41,13 +40,16 @@ public final class SwigluExpert implements ExpertKernel {
         try {
             int l = id.layer();
             int j = id.expert();
-            NDArray gateT = Tensors.transposedView(kernels.load(manager, source,
-                    MoeWeightNames.expert(l, j, MoeWeightNames.GATE), expertSize, hidden));
-            NDArray upT = Tensors.transposedView(kernels.load(manager, source,
-                    MoeWeightNames.expert(l, j, MoeWeightNames.UP), expertSize, hidden));
+            NDArray gateUpT;
+            try (NDArray gate = kernels.load(manager, source, MoeWeightNames.expert(l, j, MoeWeightNames.GATE),
+                    expertSize, hidden);
+                 NDArray up = kernels.load(manager, source, MoeWeightNames.expert(l, j, MoeWeightNames.UP),
+                         expertSize, hidden)) {
+                gateUpT = Tensors.transposedView(kernels.concat(new NDArray[] {gate, up}, 0));
+            }
             NDArray downT = Tensors.transposedView(kernels.load(manager, source,
                     MoeWeightNames.expert(l, j, MoeWeightNames.DOWN), hidden, expertSize));
-            return new SwigluExpert(manager, gateT, upT, downT, kernels);
+            return new SwigluExpert(manager, gateUpT, downT, kernels);
         } catch (RuntimeException e) {
             manager.close();
             throw e;
@@ -56,7 +58,12 @@ public final class SwigluExpert implements ExpertKernel {
 
     @Override
     public NDArray apply(NDArray x) {
-        return Ops.swiglu(x, gateT, upT, downT, kernels);
+        return kernels.project(Ops.gatedSilu(kernels.project(x, gateUpT)), downT);
+    }
+
+    @Override
+    public NDArray[] weights() {
+        return new NDArray[] {gateUpT, downT};
     }
 
     @Override

@@ -193,6 +193,44 @@ class DeviceComputeTest {
     }
 
     @Test
+    void theOneCallBatchEqualsEachExpertAppliedToItsRowsInEveryDtype() {
+        Weights w = new Weights();
+        for (DType dtype : DType.values()) {
+            WeightKernels kernels = WeightKernels.of(dtype);
+            List<SwigluExpert> experts = new ArrayList<>();
+            try (NDManager m = NDManager.newBaseManager()) {
+                for (int j = 0; j < EXPERTS; j++) {
+                    experts.add(SwigluExpert.load(new ExpertId(1, j), D, M, w, Device.cpu(), kernels));
+                }
+                int[][] counts = {{4}, {1, 1}, {2, 7, 3}, {1, 2, 1}};
+                int[][] order = {{1}, {2, 0}, {0, 2, 1}, {2, 1, 0}};
+                Random r = new Random(5);
+                for (int c = 0; c < counts.length; c++) {
+                    int total = java.util.Arrays.stream(counts[c]).sum();
+                    ai.djl.ndarray.NDArray x = m.create(random(r, total * D), new Shape(total, D));
+                    ai.djl.ndarray.NDArray[] gateUps = new ai.djl.ndarray.NDArray[counts[c].length];
+                    ai.djl.ndarray.NDArray[] downs = new ai.djl.ndarray.NDArray[counts[c].length];
+                    List<ai.djl.ndarray.NDArray> one = new ArrayList<>();
+                    int at = 0;
+                    for (int i = 0; i < counts[c].length; i++) {
+                        SwigluExpert e = experts.get(order[c][i]);
+                        gateUps[i] = e.weights()[0];
+                        downs[i] = e.weights()[1];
+                        one.add(e.apply(x.get(new ai.djl.ndarray.index.NDIndex("{}:{}", at, at + counts[c][i]))));
+                        at += counts[c][i];
+                    }
+                    float[] want = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(one), 0).toFloatArray();
+                    float[] got = dev.cmoe.model.llama.ExpertsScript.of(dtype).outputs(x, counts[c], gateUps, downs)
+                            .toFloatArray();
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(want, got, dtype + ", case " + c);
+                }
+            } finally {
+                experts.forEach(SwigluExpert::close);
+            }
+        }
+    }
+
+    @Test
     void aBf16BatchOnTheWireIsBitIdenticalToTheExpertOnFloat32Rows() {
         Weights w = new Weights();
         ExpertWorker.Hosted hosted = spawn(w, DType.BF16);

@@ -303,11 +303,6 @@ public final class LayerScript {
         String eps = Double.toString(c.rmsNormEps());
         String scale = Double.toString(1.0 / Math.sqrt(hd));
         String self = "self: __torch__." + CLASS;
-        String proj = switch (dtype) {
-            case F32 -> "    return torch.matmul(x, wt)\n";
-            case F16 -> "    return torch.to(torch.matmul(torch.to(x, " + F16 + "), wt), " + F32 + ")\n";
-            case BF16 -> "    return torch.to(torch.matmul(torch.to(x, " + BF16 + "), wt), " + F32 + ")\n";
-        };
         int next = 5;
         String qb = "";
         String kb = "";
@@ -346,8 +341,7 @@ public final class LayerScript {
         s.append("  def rms(").append(self).append(",\n    x: Tensor,\n    w: Tensor) -> Tensor:\n");
         s.append("    r = torch.sqrt(torch.add(torch.mean(torch.square(x), [-1], True), ").append(eps).append("))\n");
         s.append("    return torch.mul(torch.div(x, r), w)\n");
-        // WeightKernels.project: input to the weights' dtype, product, result to float32
-        s.append("  def proj(").append(self).append(",\n    x: Tensor,\n    wt: Tensor) -> Tensor:\n").append(proj);
+        s.append(proj(self, dtype));
         // a large projection of a few rows: its two column halves at once, the first on another thread
         s.append("  def pj(").append(self).append(",\n    x: Tensor,\n    wt: Tensor,\n    a: Tensor,\n    b: Tensor,\n")
                 .append("    split: bool) -> Tensor:\n");
@@ -432,13 +426,6 @@ public final class LayerScript {
         // the LM head: Linear.Frozen over the (tied or own) head weight
         s.append("  def head(").append(self).append(",\n    x: Tensor,\n    w: List[Tensor],\n    split: bool) -> Tensor:\n");
         s.append("    return ").append(ph).append("\n");
-        // Ops.gatedSilu: SiLU of the first half of the last axis times the second half
-        s.append("  def glu(").append(self).append(",\n    gu: Tensor) -> Tensor:\n");
-        s.append("    two = torch.size(gu, -1)\n");
-        s.append("    m = torch.floordiv(two, 2)\n");
-        s.append("    g = torch.slice(gu, -1, 0, m)\n");
-        s.append("    u = torch.slice(gu, -1, m, two)\n");
-        s.append("    return torch.mul(torch.mul(g, torch.sigmoid(g)), u)\n");
         // GroupedExperts.forward (batched or used experts, matrix or gather combine), MoeFeedForward.shared
         // and the layer's residual; flags: batched, every row to every used expert, widest, matrix combine, N_k,
         // routed experts on two threads, shared expert on a thread of its own
@@ -455,6 +442,46 @@ public final class LayerScript {
         s.append("    if torch.gt(torch.len(shared), 0):\n");
         s.append("      return torch.add(res, torch.add(self.expert(x, shared[0], shared[1]), r))\n");
         s.append("    return torch.add(res, r)\n");
+        s.append("  def routed(").append(self).append(",\n    x: Tensor,\n    take: Tensor,\n")
+                .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int],\n")
+                .append("    ca: Tensor,\n    cb: Tensor) -> Tensor:\n");
+        s.append("    hidden = torch.size(x, 1)\n");
+        s.append("    outputs = self.outputs(x, take, gu, dn, cuts, flags)\n");
+        s.append("    if torch.eq(flags[3], 1):\n");
+        s.append("      return torch.matmul(ca, outputs)\n");
+        s.append("    t = torch.floordiv(torch.size(ca, 0), flags[4])\n");
+        s.append("    picked = torch.mul(torch.index_select(outputs, 0, ca), cb)\n");
+        s.append("    return torch.sum(torch.reshape(picked, [t, flags[4], hidden]), [1])\n");
+        s.append(expertMethods(self));
+        return s.toString();
+    }
+
+    /** WeightKernels.project: input to the weights' dtype, product, result to float32. */
+    static String proj(String self, DType dtype) {
+        String body = switch (dtype) {
+            case F32 -> "    return torch.matmul(x, wt)\n";
+            case F16 -> "    return torch.to(torch.matmul(torch.to(x, " + F16 + "), wt), " + F32 + ")\n";
+            case BF16 -> "    return torch.to(torch.matmul(torch.to(x, " + BF16 + "), wt), " + F32 + ")\n";
+        };
+        return "  def proj(" + self + ",\n    x: Tensor,\n    wt: Tensor) -> Tensor:\n" + body;
+    }
+
+    /**
+     * The routed experts' methods, which both this module and {@link ExpertsScript} have: glu,
+     * expert, experts and {@code outputs}, the experts' unweighted outputs in the order of their
+     * rows (GroupedExperts.forward before its combine). {@code outputs}' flags are the mixture's:
+     * batched, rows (0: sorted by {@code take}, 1: every row to every expert, 2: x is sorted
+     * already), widest, then index 5: the first half of the experts on another thread.
+     */
+    static String expertMethods(String self) {
+        StringBuilder s = new StringBuilder();
+        // Ops.gatedSilu: SiLU of the first half of the last axis times the second half
+        s.append("  def glu(").append(self).append(",\n    gu: Tensor) -> Tensor:\n");
+        s.append("    two = torch.size(gu, -1)\n");
+        s.append("    m = torch.floordiv(two, 2)\n");
+        s.append("    g = torch.slice(gu, -1, 0, m)\n");
+        s.append("    u = torch.slice(gu, -1, m, two)\n");
+        s.append("    return torch.mul(torch.mul(g, torch.sigmoid(g)), u)\n");
         // MoeFeedForward.shared: one SwiGLU expert of fused gate/up
         s.append("  def expert(").append(self).append(",\n    x: Tensor,\n    gu: Tensor,\n    dn: Tensor) -> Tensor:\n");
         s.append("    return self.proj(self.glu(self.proj(x, gu)), dn)\n");
@@ -464,57 +491,45 @@ public final class LayerScript {
         s.append("    for i in range(lo, hi):\n");
         s.append("      _0 = torch.append(outs, self.expert(ins[i], gu[i], dn[i]))\n");
         s.append("    return outs\n");
-        s.append("  def routed(").append(self).append(",\n    x: Tensor,\n    take: Tensor,\n")
-                .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int],\n")
-                .append("    ca: Tensor,\n    cb: Tensor) -> Tensor:\n");
+        s.append("  def outputs(").append(self).append(",\n    x: Tensor,\n    take: Tensor,\n")
+                .append("    gu: List[Tensor],\n    dn: List[Tensor],\n    cuts: List[int],\n    flags: List[int]) -> Tensor:\n");
         s.append("    hidden = torch.size(x, 1)\n");
         s.append("    if torch.eq(flags[0], 1):\n");
         s.append("      r = torch.size(gu[0], 0)\n");
         s.append("      padded = torch.reshape(torch.index_select(x, 0, take), [r, flags[2], hidden])\n");
         s.append("      y = self.proj(self.glu(self.proj(padded, gu[0])), dn[0])\n");
-        s.append("      outputs = torch.reshape(y, [torch.mul(r, flags[2]), hidden])\n");
+        s.append("      return torch.reshape(y, [torch.mul(r, flags[2]), hidden])\n");
+        s.append("    n = torch.len(gu)\n");
+        s.append("    ins = annotate(List[Tensor], [])\n");
+        s.append("    if torch.eq(flags[1], 1):\n");
+        s.append("      for i in range(n):\n");
+        s.append("        _0 = torch.append(ins, x)\n");
         s.append("    else:\n");
-        s.append("      n = torch.len(gu)\n");
-        s.append("      ins = annotate(List[Tensor], [])\n");
-        s.append("      if torch.eq(flags[1], 1):\n");
-        s.append("        for i in range(n):\n");
-        s.append("          _0 = torch.append(ins, x)\n");
-        s.append("      else:\n");
+        s.append("      srt = x\n");
+        s.append("      if torch.eq(flags[1], 0):\n");
         s.append("        srt = torch.index_select(x, 0, take)\n");
-        s.append("        if torch.eq(n, 1):\n");
-        s.append("          _1 = torch.append(ins, srt)\n");
-        s.append("        else:\n");
-        s.append("          ins = torch.tensor_split(srt, cuts, 0)\n");
+        s.append("      if torch.eq(n, 1):\n");
+        s.append("        _1 = torch.append(ins, srt)\n");
+        s.append("      else:\n");
+        s.append("        ins = torch.tensor_split(srt, cuts, 0)\n");
         // with a second thread, a few rows and three or more experts, the first half of the
         // experts runs on another thread (the activation is elementwise: per expert it is the same)
-        s.append("      if torch.__and__(torch.eq(flags[5], 1), torch.__and__(torch.ge(n, 3), ")
+        s.append("    if torch.__and__(torch.eq(flags[5], 1), torch.__and__(torch.ge(n, 3), ")
                 .append("torch.le(torch.size(x, 0), ").append(SPLIT_ROWS).append("))):\n");
-        s.append("        half = torch.floordiv(n, 2)\n");
-        s.append("        fut = fork(self.experts, ins, gu, dn, 0, half)\n");
-        s.append("        rest = self.experts(ins, gu, dn, half, n)\n");
-        s.append("        outputs = torch.cat(torch.add(torch.wait(fut), rest), 0)\n");
-        s.append("      else:\n");
-        s.append("        parts = annotate(List[Tensor], [])\n");
-        s.append("        for i in range(n):\n");
-        s.append("          _2 = torch.append(parts, self.proj(ins[i], gu[i]))\n");
-        s.append("        if torch.eq(n, 1):\n");
-        s.append("          act = self.glu(parts[0])\n");
-        s.append("          acts = [act]\n");
-        s.append("        else:\n");
-        s.append("          act = self.glu(torch.cat(parts, 0))\n");
-        s.append("          acts = torch.tensor_split(act, cuts, 0)\n");
-        s.append("        outs = annotate(List[Tensor], [])\n");
-        s.append("        for i in range(n):\n");
-        s.append("          _3 = torch.append(outs, self.proj(acts[i], dn[i]))\n");
-        s.append("        if torch.eq(n, 1):\n");
-        s.append("          outputs = outs[0]\n");
-        s.append("        else:\n");
-        s.append("          outputs = torch.cat(outs, 0)\n");
-        s.append("    if torch.eq(flags[3], 1):\n");
-        s.append("      return torch.matmul(ca, outputs)\n");
-        s.append("    t = torch.floordiv(torch.size(ca, 0), flags[4])\n");
-        s.append("    picked = torch.mul(torch.index_select(outputs, 0, ca), cb)\n");
-        s.append("    return torch.sum(torch.reshape(picked, [t, flags[4], hidden]), [1])\n");
+        s.append("      half = torch.floordiv(n, 2)\n");
+        s.append("      fut = fork(self.experts, ins, gu, dn, 0, half)\n");
+        s.append("      rest = self.experts(ins, gu, dn, half, n)\n");
+        s.append("      return torch.cat(torch.add(torch.wait(fut), rest), 0)\n");
+        s.append("    parts = annotate(List[Tensor], [])\n");
+        s.append("    for i in range(n):\n");
+        s.append("      _2 = torch.append(parts, self.proj(ins[i], gu[i]))\n");
+        s.append("    if torch.eq(n, 1):\n");
+        s.append("      return self.proj(self.glu(parts[0]), dn[0])\n");
+        s.append("    acts = torch.tensor_split(self.glu(torch.cat(parts, 0)), cuts, 0)\n");
+        s.append("    outs = annotate(List[Tensor], [])\n");
+        s.append("    for i in range(n):\n");
+        s.append("      _3 = torch.append(outs, self.proj(acts[i], dn[i]))\n");
+        s.append("    return torch.cat(outs, 0)\n");
         return s.toString();
     }
 

@@ -5,6 +5,7 @@ import dev.cmoe.model.llama.FeedForward;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.server.scheduler.UnavailableException;
 import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -15,7 +16,7 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
 
 /**
  * A carved layer's FFN served by actors: {@link #forward} asks the layer's {@link RouterActor}
- * and blocks for its answer. It runs inside {@code LlamaModel.forward} on the
+ * for the routed experts, computes the shared expert meanwhile, and blocks for the answer. It runs inside {@code LlamaModel.forward} on the
  * {@code cmoe.model-dispatcher}, where blocking is allowed; a failure or a timeout becomes an
  * exception, which the runner turns into INTERNAL for the affected requests.
  */
@@ -48,11 +49,16 @@ public final class ActorMoeFeedForward implements FeedForward {
         int tokens = Math.toIntExact(x.getShape().get(0));
         float[] values = x.toFloatArray();
         long step = STEPS.incrementAndGet();
+        boolean hasShared = local.config().shared() > 0;
+        CompletableFuture<RouterActor.Reply> pending = AskPattern.<RouterActor.Command, RouterActor.Reply>ask(router,
+                replyTo -> new RouterActor.Route(step, values, tokens, !hasShared, replyTo), timeout, scheduler)
+                .toCompletableFuture();
+        // The shared expert waits for nothing: this thread computes it while the routed rows are away,
+        // instead of a hop to the router's pool and back.
+        NDArray shared = hasShared ? local.shared(x) : null;
         RouterActor.Reply reply;
         try {
-            reply = AskPattern.<RouterActor.Command, RouterActor.Reply>ask(router,
-                            replyTo -> new RouterActor.Route(step, values, tokens, replyTo), timeout, scheduler)
-                    .toCompletableFuture().get(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
+            reply = pending.get(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted waiting for layer " + layer + "'s router", e);
@@ -62,7 +68,11 @@ public final class ActorMoeFeedForward implements FeedForward {
                     + timeout + ": " + cause, cause);
         }
         return switch (reply) {
-            case RouterActor.Routed r -> x.getManager().create(r.output(), x.getShape());
+            case RouterActor.Routed r -> {
+                NDArray routed = x.getManager().create(r.output(), x.getShape());
+                // the same sum, in the same order, as the router's shared(x) + combine
+                yield shared == null ? routed : shared.add(routed);
+            }
             case RouterActor.Failed f -> throw f.unavailable() ? new UnavailableException("MoE " + f.reason())
                     : new IllegalStateException("MoE " + f.reason());
         };

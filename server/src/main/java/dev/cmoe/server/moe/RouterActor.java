@@ -55,8 +55,15 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
      * The FFN input of one whole step.
      *
      * @param x (tokens, hidden) row-major: every token of the step's batch
+     * @param withShared whether the answer includes the shared expert; the model's own block
+     *     sends false and computes it on its thread while the routed experts work
      */
-    public record Route(long stepId, float[] x, int tokens, ActorRef<Reply> replyTo) implements Command {
+    public record Route(long stepId, float[] x, int tokens, boolean withShared, ActorRef<Reply> replyTo)
+            implements Command {
+        /** The whole layer: routed experts and the shared one. */
+        public Route(long stepId, float[] x, int tokens, ActorRef<Reply> replyTo) {
+            this(stepId, x, tokens, true, replyTo);
+        }
     }
 
     /**
@@ -101,7 +108,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         long stepId();
     }
 
-    /** @param output (tokens, hidden) row-major, the MoE layer's output */
+    /** @param output (tokens, hidden) row-major: the MoE layer's output, without the shared expert if not asked for */
     public record Routed(long stepId, float[] output) implements Reply {
     }
 

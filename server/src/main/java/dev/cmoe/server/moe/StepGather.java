@@ -114,7 +114,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         this.parts = parts.toArray(Part[]::new);
         this.outputs = new float[routing.nRouted()][];
         this.sentTo = new Replica[this.parts.length];
-        this.hasShared = ffn.config().shared() > 0;
+        this.hasShared = route.withShared() && ffn.config().shared() > 0;
         this.replies = context.messageAdapter(DeviceCompute.BatchReply.class, BatchReply::new);
         List<Integer> all = new ArrayList<>();
         for (int p = 0; p < this.parts.length; p++) {
@@ -331,7 +331,10 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         }
     }
 
-    /** Gate-weighted sum exactly as {@link MoeFeedForward#forward}: shared(x) + combine(routing, outputs). */
+    /**
+     * Gate-weighted sum exactly as {@link MoeFeedForward#forward}: shared(x) + combine(routing, outputs),
+     * or the combine alone when the asker adds the shared expert itself.
+     */
     private Behavior<Command> finish() {
         int tokens = route.tokens();
         float[] out;

@@ -1,38 +1,70 @@
 package dev.cmoe.server.moe;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.ModelDir;
+import dev.cmoe.model.moe.MoeFeedForward;
 import java.time.Duration;
+import java.util.concurrent.atomic.AtomicReference;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-/** The carved FFN block returns its router's answer, and turns a failure or silence into an exception. */
+/**
+ * The carved FFN block adds its own shared expert to its router's routed answer, and turns a
+ * failure or silence into an exception.
+ */
 @Timeout(30)
 class ActorMoeFeedForwardTest {
     private static final ActorTestKit KIT = ActorTestKit.create();
+    private static ModelDir carved;
+    private static int hidden;
+
+    @BeforeAll
+    static void open() {
+        carved = ModelDir.open(CarvedFixture.dir());
+        hidden = carved.config().hiddenSize();
+    }
 
     @AfterAll
     static void stop() {
         KIT.shutdownTestKit();
+        carved.close();
+    }
+
+    private static MoeFeedForward local() {
+        return (MoeFeedForward) carved.model().feedForward(1);
     }
 
     private static ActorMoeFeedForward block(ActorRef<RouterActor.Command> router, Duration timeout) {
-        return new ActorMoeFeedForward(3, router, KIT.system().scheduler(), timeout, null);
+        return new ActorMoeFeedForward(1, router, KIT.system().scheduler(), timeout, local());
+    }
+
+    private static NDArray input(NDManager m, int tokens) {
+        float[] x = new float[tokens * hidden];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) Math.sin(0.37 * i);
+        }
+        return m.create(x, new Shape(tokens, hidden));
     }
 
     @Test
-    void returnsTheRoutersOutputInTheCallersShape() {
+    void addsItsOwnSharedExpertToTheRoutersRoutedOutput() {
+        assertTrue(local().config().shared() > 0, "the fixture has a shared expert");
+        AtomicReference<RouterActor.Route> asked = new AtomicReference<>();
         ActorRef<RouterActor.Command> doubling = KIT.spawn(Behaviors.receiveMessage(m -> {
             RouterActor.Route r = (RouterActor.Route) m;
+            asked.set(r);
             float[] out = r.x().clone();
             for (int i = 0; i < out.length; i++) {
                 out[i] *= 2;
@@ -41,10 +73,12 @@ class ActorMoeFeedForwardTest {
             return Behaviors.same();
         }));
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray y = block(doubling, Duration.ofSeconds(5)).forward(m.create(new float[] {1, 2, 3, 4, 5, 6},
-                    new Shape(2, 3)));
-            assertArrayEquals(new long[] {2, 3}, y.getShape().getShape());
-            assertArrayEquals(new float[] {2, 4, 6, 8, 10, 12}, y.toFloatArray());
+            NDArray x = input(m, 2);
+            NDArray y = block(doubling, Duration.ofSeconds(5)).forward(x);
+            assertArrayEquals(new long[] {2, hidden}, y.getShape().getShape());
+            assertArrayEquals(local().shared(x).add(x.mul(2)).toFloatArray(), y.toFloatArray());
+            assertFalse(asked.get().withShared(), "the block computes the shared expert itself");
+            assertArrayEquals(x.toFloatArray(), asked.get().x());
         }
     }
 
@@ -58,7 +92,7 @@ class ActorMoeFeedForwardTest {
         try (NDManager m = NDManager.newBaseManager()) {
             dev.cmoe.server.scheduler.UnavailableException e = assertThrows(
                     dev.cmoe.server.scheduler.UnavailableException.class,
-                    () -> block(failing, Duration.ofSeconds(5)).forward(m.create(new float[4], new Shape(1, 4))));
+                    () -> block(failing, Duration.ofSeconds(5)).forward(input(m, 1)));
             assertTrue(e.getMessage().contains("no live replica"), e.getMessage());
         }
     }
@@ -72,7 +106,7 @@ class ActorMoeFeedForwardTest {
         }));
         try (NDManager m = NDManager.newBaseManager()) {
             IllegalStateException e = assertThrows(IllegalStateException.class,
-                    () -> block(failing, Duration.ofSeconds(5)).forward(m.create(new float[4], new Shape(1, 4))));
+                    () -> block(failing, Duration.ofSeconds(5)).forward(input(m, 1)));
             assertTrue(e.getMessage().contains("expert (3, 1) did not answer"), e.getMessage());
         }
     }
@@ -83,7 +117,7 @@ class ActorMoeFeedForwardTest {
         long start = System.nanoTime();
         try (NDManager m = NDManager.newBaseManager()) {
             IllegalStateException e = assertThrows(IllegalStateException.class,
-                    () -> block(silent, Duration.ofMillis(300)).forward(m.create(new float[4], new Shape(1, 4))));
+                    () -> block(silent, Duration.ofMillis(300)).forward(input(m, 1)));
             assertTrue(e.getMessage().contains("did not answer"), e.getMessage());
         }
         assertTrue(System.nanoTime() - start < 5_000_000_000L, "it gave up in time");

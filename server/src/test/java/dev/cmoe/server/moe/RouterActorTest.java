@@ -1,5 +1,6 @@
 package dev.cmoe.server.moe;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -143,6 +144,18 @@ class RouterActorTest {
                 for (int i = 0; i < want.length; i++) {
                     assertEquals(want[i], got.output()[i], 1e-5 * scale,
                             "layer " + l + ", " + tokens + " tokens, value " + i);
+                }
+                routedTokens += (long) tokens * carved.moe().get().active();
+                // without the shared expert: the asker adding it gets exactly the whole answer
+                TestProbe<RouterActor.Reply> probe = kit.createTestProbe();
+                router.tell(new RouterActor.Route(1000 + tokens, x, tokens, false, probe.getRef()));
+                RouterActor.Routed alone = assertInstanceOf(RouterActor.Routed.class,
+                        probe.receiveMessage(Duration.ofSeconds(20)), "layer " + l + ", " + tokens + " tokens");
+                try (NDManager m = NDManager.newBaseManager()) {
+                    Shape shape = new Shape(tokens, HIDDEN);
+                    assertArrayEquals(got.output(), local(l).shared(m.create(x, shape))
+                            .add(m.create(alone.output(), shape)).toFloatArray(), "layer " + l + ", " + tokens
+                            + " tokens: shared + routed alone");
                 }
                 routedTokens += (long) tokens * carved.moe().get().active();
             }
