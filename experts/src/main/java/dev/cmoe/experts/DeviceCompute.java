@@ -32,7 +32,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 /**
  * Where one device computes a step: a router sends it one {@link ComputeBatch} per layer and
  * step with the rows of every expert of that layer it chose on this device, and it runs them all
- * here, one expert after another, without a message per expert. Spawn it on
+ * here in one engine call ({@link ExpertsScript}), without a message per expert. Spawn it on
  * {@link ExpertActor#DISPATCHER}: the products block its thread.
  *
  * <p>The {@link ExpertActor}s stay the unit of placement and supervision: each loads its
