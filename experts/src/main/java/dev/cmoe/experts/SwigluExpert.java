@@ -58,7 +58,7 @@ public final class SwigluExpert implements ExpertKernel {
 
     @Override
     public NDArray apply(NDArray x) {
-        return kernels.project(Ops.gatedSilu(kernels.project(x, gateUpT)), downT);
+        return Ops.fusedSwiglu(x, gateUpT, downT, kernels);
     }
 
     @Override

@@ -35,11 +35,7 @@ public final class ExpertsScript {
 
     static String source(DType dtype) {
         String self = "self: __torch__." + CLASS;
-        return "class " + CLASS + "(Module):\n"
-                + "  __parameters__ = []\n  __buffers__ = []\n  training : bool\n"
-                + "  def forward(" + self + ",\n    x: Tensor) -> Tensor:\n    return x\n"
-                + LayerScript.proj(self, dtype)
-                + LayerScript.expertMethods(self);
+        return LayerScript.header(CLASS) + LayerScript.proj(self, dtype) + LayerScript.expertMethods(self);
     }
 
     /**
@@ -58,8 +54,7 @@ public final class ExpertsScript {
             at += counts[i];
             cuts[i] = at;
         }
-        boolean fork = LayerScript.splitNow()
-                && gateUps[0].size() * dtype.byteSize() >= LayerScript.SPLIT_BYTES;
+        boolean fork = LayerScript.forks(LayerScript.splitNow(), gateUps[0], dtype, LayerScript.SPLIT_BYTES);
         long[] flags = {0, 2, 0, 0, 0, fork ? 1 : 0, 0};
         List<IValue> in = new ArrayList<>(6);
         try {

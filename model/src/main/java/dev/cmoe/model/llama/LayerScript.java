@@ -249,8 +249,8 @@ public final class LayerScript {
         boolean batched = cuts == null;
         boolean twoThreads = splitNow();
         long[] flags = {batched ? 1 : 0, take == null ? 1 : 0, widest, combineB == null ? 1 : 0, active,
-            twoThreads && !batched && gateUps[0].size() * dtype.byteSize() >= splitBytes ? 1 : 0,
-            twoThreads && shared != null && shared[0].size() * dtype.byteSize() >= splitBytes ? 1 : 0};
+            !batched && forks(twoThreads, gateUps[0], dtype, splitBytes) ? 1 : 0,
+            shared != null && forks(twoThreads, shared[0], dtype, splitBytes) ? 1 : 0};
         List<IValue> in = new ArrayList<>(10);
         try {
             in.add(IValue.from((PtNDArray) residual));
@@ -334,9 +334,7 @@ public final class LayerScript {
         String pd = product("torch.mul(torch.mul(g, torch.sigmoid(g)), u)", 3, inter, d, dtype, splitBytes, f);
         String ph = product("x", 0, d, c.vocabSize(), dtype, splitBytes, 1);
         StringBuilder s = new StringBuilder();
-        s.append("class ").append(CLASS).append("(Module):\n");
-        s.append("  __parameters__ = []\n  __buffers__ = []\n  training : bool\n");
-        s.append("  def forward(").append(self).append(",\n    x: Tensor) -> Tensor:\n    return x\n");
+        s.append(header(CLASS));
         // Ops.rmsNorm: x / sqrt(mean(x²) + eps) * weight
         s.append("  def rms(").append(self).append(",\n    x: Tensor,\n    w: Tensor) -> Tensor:\n");
         s.append("    r = torch.sqrt(torch.add(torch.mean(torch.square(x), [-1], True), ").append(eps).append("))\n");
@@ -454,6 +452,18 @@ public final class LayerScript {
         s.append("    return torch.sum(torch.reshape(picked, [t, flags[4], hidden]), [1])\n");
         s.append(expertMethods(self));
         return s.toString();
+    }
+
+    /** A module's class line, its empty parameter lists and the identity {@code forward} TorchScript requires. */
+    static String header(String className) {
+        return "class " + className + "(Module):\n"
+                + "  __parameters__ = []\n  __buffers__ = []\n  training : bool\n"
+                + "  def forward(self: __torch__." + className + ",\n    x: Tensor) -> Tensor:\n    return x\n";
+    }
+
+    /** Whether an expert block of weight {@code w} runs on a thread of its own: a second thread, and weights worth the hand-off. */
+    static boolean forks(boolean twoThreads, NDArray w, DType dtype, long splitBytes) {
+        return twoThreads && w.size() * dtype.byteSize() >= splitBytes;
     }
 
     /** WeightKernels.project: input to the weights' dtype, product, result to float32. */

@@ -46,6 +46,14 @@ public final class Ops {
     }
 
     /**
+     * {@link #swiglu} over a fused gate/up weight (hidden, 2m) and the down weight (m, hidden),
+     * both transposed and held by {@code kernels}: one product for gate and up together.
+     */
+    public static NDArray fusedSwiglu(NDArray x, NDArray gateUpT, NDArray downT, WeightKernels kernels) {
+        return kernels.project(gatedSilu(kernels.project(x, gateUpT)), downT);
+    }
+
+    /**
      * The SwiGLU activation of a fused gate/up projection: {@code SiLU(g) ⊙ u} where g and u are
      * the first and second halves of the last axis, so one product of the concatenated weights
      * replaces the two projections.

@@ -119,7 +119,7 @@ final class GroupedExperts implements AutoCloseable {
 
     /** Expert {@code j}'s SwiGLU, unweighted. rows: (n, hidden) → (n, hidden). */
     NDArray expert(int j, NDArray rows) {
-        return kernels.project(Ops.gatedSilu(kernels.project(rows, gateUpOf[j])), downOf[j]);
+        return Ops.fusedSwiglu(rows, gateUpOf[j], downOf[j], kernels);
     }
 
     /**
@@ -278,7 +278,7 @@ final class GroupedExperts implements AutoCloseable {
     private NDArray batched(NDArray x, Plan p) {
         long hidden = x.getShape().get(1);
         NDArray padded = x.get(new NDIndex("{}", x.getManager().create(p.take()))).reshape(routed, p.widest(), hidden);
-        NDArray out = kernels.project(Ops.gatedSilu(kernels.project(padded, gateUpT)), downT);
+        NDArray out = Ops.fusedSwiglu(padded, gateUpT, downT, kernels);
         return out.reshape((long) routed * p.widest(), hidden);
     }
 

@@ -229,7 +229,7 @@ public final class MoeFeedForward implements FeedForward {
         if (sharedGateUpT == null) {
             return x.getManager().zeros(x.getShape(), x.getDataType());
         }
-        return kernels.project(Ops.gatedSilu(kernels.project(x, sharedGateUpT)), sharedDownT);
+        return Ops.fusedSwiglu(x, sharedGateUpT, sharedDownT, kernels);
     }
 
     /**
