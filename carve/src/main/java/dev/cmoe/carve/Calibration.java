@@ -93,6 +93,11 @@ final class Calibration {
             }
         }
 
+        /** The stream entering the current layer, (windows·seqlen, hidden): rows in the order of {@link #ffnInput}'s. */
+        float[] residual() {
+            return residual;
+        }
+
         /** The layer whose input the stream holds. */
         int layer() {
             return layer;

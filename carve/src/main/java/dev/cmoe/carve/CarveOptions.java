@@ -23,11 +23,13 @@ import java.util.Objects;
  *     balancing sees: the bias has few degrees of freedom and many tokens help it hold on other
  *     text, while the clustering and the router keep the calibration's cost
  * @param method {@link Method#CMOE} reproduces the reference; {@link Method#OURS} is our variant
+ * @param budgets whether the layers share the routed-expert budget out by their carving error
+ *     ({@link Budgets#METHOD}: as the method does) or each selects N_k
  * @param force replace an existing output directory
  */
 public record CarveOptions(int shared, int active, int experts, int kAct, int calibSamples, int calibSeqlen,
                            long seed, int balanceSteps, double balanceGamma, int balanceSamples, Method method,
-                           boolean force) {
+                           Budgets budgets, boolean force) {
 
     /** How neurons are grouped and the router is built. */
     public enum Method {
@@ -63,6 +65,20 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
         }
     }
 
+    /** Routed experts per token by layer. */
+    public enum Budgets {
+        /** As the method does: {@link Method#OURS} shares them out by layer, the others are uniform. */
+        METHOD,
+        /** N_k in every layer. */
+        UNIFORM,
+        /**
+         * Shared out over the layers by each layer's measured carving error, within the same total
+         * and no layer below N_k − 1: the first layers, whose FFN writes most of the residual
+         * stream, get more (carve/README.md).
+         */
+        ADAPTIVE
+    }
+
     public static final int DEFAULT_K_ACT = 10;
     public static final int DEFAULT_SAMPLES = 8;
     public static final int MAX_DEFAULT_SEQLEN = 512;
@@ -71,6 +87,7 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
 
     public CarveOptions {
         Objects.requireNonNull(method, "method");
+        Objects.requireNonNull(budgets, "budgets");
         if (shared < 0) {
             throw new IllegalArgumentException("shared experts must not be negative, got " + shared);
         }
@@ -105,38 +122,43 @@ public record CarveOptions(int shared, int active, int experts, int kAct, int ca
     /** S{shared}A{active}E{experts} with every other setting at its default (the paper's). */
     public static CarveOptions of(int shared, int active, int experts) {
         return new CarveOptions(shared, active, experts, DEFAULT_K_ACT, DEFAULT_SAMPLES, 0, 0,
-                DEFAULT_BALANCE_STEPS, DEFAULT_GAMMA, 0, Method.CMOE, false);
+                DEFAULT_BALANCE_STEPS, DEFAULT_GAMMA, 0, Method.CMOE, Budgets.METHOD, false);
     }
 
     public CarveOptions withMethod(Method m) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, balanceSamples, m, force);
+                balanceGamma, balanceSamples, m, budgets, force);
     }
 
     public CarveOptions withCalibration(int samples, int seqlen, long newSeed) {
         return new CarveOptions(shared, active, experts, kAct, samples, seqlen, newSeed, balanceSteps,
-                balanceGamma, balanceSamples, method, force);
+                balanceGamma, balanceSamples, method, budgets, force);
     }
 
     public CarveOptions withBalance(int steps, double gamma) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, steps, gamma,
-                balanceSamples, method, force);
+                balanceSamples, method, budgets, force);
     }
 
     /** The same with {@code samples} windows for the bias balancing alone (see {@link #balanceSamples}). */
     public CarveOptions withBalanceSamples(int samples) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, samples, method, force);
+                balanceGamma, samples, method, budgets, force);
     }
 
     public CarveOptions withKAct(int k) {
         return new CarveOptions(shared, active, experts, k, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, balanceSamples, method, force);
+                balanceGamma, balanceSamples, method, budgets, force);
+    }
+
+    public CarveOptions withBudgets(Budgets b) {
+        return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
+                balanceGamma, balanceSamples, method, b, force);
     }
 
     public CarveOptions withForce(boolean f) {
         return new CarveOptions(shared, active, experts, kAct, calibSamples, calibSeqlen, seed, balanceSteps,
-                balanceGamma, balanceSamples, method, f);
+                balanceGamma, balanceSamples, method, budgets, f);
     }
 
     /**

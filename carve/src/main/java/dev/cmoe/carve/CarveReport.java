@@ -60,12 +60,24 @@ public record CarveReport(String model, String output, CarveOptions options, int
      * @param imbalanceBefore max load / mean load with b = 0
      * @param imbalanceAfter the same after balancing
      * @param bias the final b
+     * @param active routed experts the layer selects per token (its budget)
+     * @param budgetErrors with per-layer budgets, the layer's error for 0 … N_r routed experts per
+     *     token on its calibration tokens ({@code LayerBudgets}); null for a uniform budget
      * @param seconds timings of the layer's phases
      */
     public record Layer(int layer, float[] rates, RateStats rateStats, int sharedSize, int[] sharedNeurons, float[] sharedRates,
                         int[] expertSizes, int[][] experts, int[] representatives, int clusterPasses,
                         boolean converged, long[] loadsBefore, long[] loadsAfter, double imbalanceBefore,
-                        double imbalanceAfter, float[] bias, LayerTimings seconds) {
+                        double imbalanceAfter, float[] bias, int active, double[] budgetErrors, LayerTimings seconds) {
+        /** This layer with budget {@code k} and the balance made for it, which took {@code seconds} more. */
+        Layer rebalanced(int k, LoadBalancer.Result balanced, double seconds) {
+            LayerTimings t = this.seconds;
+            return new Layer(layer, rates, rateStats, sharedSize, sharedNeurons, sharedRates, expertSizes, experts,
+                    representatives, clusterPasses, converged, balanced.loadsBefore(), balanced.loadsAfter(),
+                    balanced.imbalanceBefore(), balanced.imbalanceAfter(), balanced.bias(), k, budgetErrors,
+                    new LayerTimings(t.capture(), t.markers(), t.cluster(), t.router(), t.balance() + seconds,
+                            t.total() + seconds));
+        }
     }
 
     /** min, mean, max and percentiles of μ over a layer's neurons. */

@@ -71,11 +71,21 @@ final class CarvedCheckpoint implements AutoCloseable {
         return new CarvedCheckpoint(writer);
     }
 
-    /** Writes one carved layer's tensors, rounded to the checkpoint's dtype. */
+    /**
+     * Writes one carved layer's tensors, rounded to the checkpoint's dtype, all but the router's
+     * bias b: {@link #bias} writes that once the layer's budget, and so its balance, is final.
+     */
     void layer(TensorMap tensors) {
         for (String name : tensors.names()) {
-            writer.write(name, tensors.read(name));
+            if (!MoeWeightNames.isRouterBias(name)) {
+                writer.write(name, tensors.read(name));
+            }
         }
+    }
+
+    /** Writes layer {@code layer}'s router bias b. */
+    void bias(int layer, float[] b) {
+        writer.write(MoeWeightNames.routerBias(layer), java.nio.FloatBuffer.wrap(b));
     }
 
     /**

@@ -4,6 +4,7 @@ import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.io.AtomicDir;
 import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.moe.MoeConfig;
+import dev.cmoe.model.moe.MoeWeightNames;
 import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.tokenizer.TextTokenizer;
 import java.nio.file.Path;
@@ -65,7 +66,10 @@ public final class CarvedModel implements AutoCloseable {
         AtomicDir.write(out, force, staging -> {
             try (CarvedCheckpoint files = CarvedCheckpoint.start(staging, dense, dir.config(), moe,
                     CarvedCheckpoint.SHARD_BYTES)) {
-                layers.forEach(files::layer);
+                for (int l = 0; l < layers.size(); l++) {
+                    files.layer(layers.get(l));
+                    files.bias(l, layers.get(l).values(MoeWeightNames.routerBias(l)));
+                }
                 files.finish(staging, dir.dir(), dir.config(), moe);
             }
             saved[0] = CarvedCheckpoint.writeReport(staging, report, out, start);

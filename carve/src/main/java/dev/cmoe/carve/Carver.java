@@ -35,10 +35,15 @@ import java.util.function.IntConsumer;
 public final class Carver {
     /** The choices behind a {@link CarveOptions.Method}: kept apart so experiments can vary them. */
     record Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
-                  LoadBalancer.Rule balance) {
+                  LoadBalancer.Rule balance, Budget budget) {
         static final int MAX_PASSES = 20;
         /** Passes of the profile k-means: bounds the carve time (each pass is one exact assignment). */
         static final int PROFILE_PASSES = 5;
+
+        Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
+               LoadBalancer.Rule balance) {
+            this(maxPasses, router, grouping, importance, balance, Budget.UNIFORM);
+        }
 
         Recipe(int maxPasses, RouterFit.Kind router) {
             this(maxPasses, router, false);
@@ -54,8 +59,9 @@ public final class Carver {
                 case CMOE -> new Recipe(1, RouterFit.Kind.REPRESENTATIVE);
                 // measured (CompareExperiment, carve/README.md): the contribution importance lowered
                 // perplexity at every shape; iterating the marker clustering did not (VariantsExperiment)
+                // per-layer budgets: measured the largest single gain of all (carve/README.md)
                 case OURS -> new Recipe(1, RouterFit.Kind.FITTED, Grouping.MARKERS,
-                        NeuronScores.Importance.CONTRIBUTION, LoadBalancer.Rule.QUANTILE);
+                        NeuronScores.Importance.CONTRIBUTION, LoadBalancer.Rule.QUANTILE, Budget.ADAPTIVE);
                 case FITTED -> new Recipe(1, RouterFit.Kind.FITTED);
                 case PROFILES -> new Recipe(PROFILE_PASSES, RouterFit.Kind.FITTED, Grouping.PROFILES,
                         NeuronScores.Importance.CONTRIBUTION, LoadBalancer.Rule.QUANTILE);
@@ -64,20 +70,49 @@ public final class Carver {
             };
         }
 
+        /** The method's recipe, with the layer budgets {@code opts} asks for. */
+        static Recipe of(CarveOptions opts) {
+            Recipe r = of(opts.method());
+            return switch (opts.budgets()) {
+                case METHOD -> r;
+                case UNIFORM -> r.withBudget(Budget.UNIFORM);
+                case ADAPTIVE -> r.withBudget(Budget.ADAPTIVE);
+            };
+        }
+
         Recipe withGrouping(Grouping g, int passes) {
-            return new Recipe(passes, router, g, importance, balance);
+            return new Recipe(passes, router, g, importance, balance, budget);
         }
 
         Recipe withImportance(NeuronScores.Importance i) {
-            return new Recipe(maxPasses, router, grouping, i, balance);
+            return new Recipe(maxPasses, router, grouping, i, balance, budget);
         }
 
         Recipe withRouter(RouterFit.Kind k) {
-            return new Recipe(maxPasses, k, grouping, importance, balance);
+            return new Recipe(maxPasses, k, grouping, importance, balance, budget);
         }
 
         Recipe withBalance(LoadBalancer.Rule rule) {
-            return new Recipe(maxPasses, router, grouping, importance, rule);
+            return new Recipe(maxPasses, router, grouping, importance, rule, budget);
+        }
+
+        Recipe withBudget(Budget b) {
+            return new Recipe(maxPasses, router, grouping, importance, balance, b);
+        }
+    }
+
+    /** How many routed experts each layer selects ({@link LayerBudgets}). */
+    enum Budget {
+        /** N_k in every layer: the reference. */
+        UNIFORM,
+        /** Shared out by each layer's measured error, no layer below N_k − 1. */
+        ADAPTIVE,
+        /** Shared out by each layer's measured error, no layer below 1. */
+        ADAPTIVE_FREE;
+
+        /** The fewest routed experts a layer may get. */
+        int floor(int active) {
+            return this == ADAPTIVE ? Math.max(1, active - 1) : Math.min(1, active);
         }
     }
 
@@ -123,7 +158,7 @@ public final class Carver {
         long start = System.nanoTime();
         ModelConfig config = ModelConfig.load(modelDir);
         opts.validate(config);
-        Recipe recipe = Recipe.of(opts.method());
+        Recipe recipe = Recipe.of(opts);
         requireHeap(config, opts, recipe, Runtime.getRuntime().maxMemory());
         CarveReport[] report = new CarveReport[1];
         AtomicDir.write(outDir, opts.force(), staging -> {
@@ -145,11 +180,15 @@ public final class Carver {
                 double carve;
                 long saving;
                 try (CarvedCheckpoint files = CarvedCheckpoint.start(staging, checkpoint, config, moe, shardBytes)) {
-                    layers = carveLayers(model, TensorSource.of(checkpoint), calibration, moe, opts, recipe, listener,
-                            files::layer);
+                    Layers carved = carveLayers(model, TensorSource.of(checkpoint), calibration, moe, opts, recipe,
+                            listener, files::layer);
+                    layers = carved.reports();
                     carve = seconds(t);
                     saving = System.nanoTime();
-                    files.finish(staging, modelDir, config, moe);
+                    for (CarveReport.Layer layer : layers) { // final only once every layer's budget is known
+                        files.bias(layer.layer(), layer.bias());
+                    }
+                    files.finish(staging, modelDir, config, carved.moe());
                 }
                 CarveReport carved = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
                         opts.calibSamples() * seqlen, seqlen, layers,
@@ -191,7 +230,7 @@ public final class Carver {
 
     /** Carves {@code modelDir} and keeps the result in memory, not yet saved. */
     public static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, CarveListener listener) {
-        return carveInMemory(modelDir, calibText, opts, Recipe.of(opts.method()), listener);
+        return carveInMemory(modelDir, calibText, opts, Recipe.of(opts), listener);
     }
 
     static CarvedModel carveInMemory(Path modelDir, Path calibText, CarveOptions opts, Recipe recipe,
@@ -227,13 +266,13 @@ public final class Carver {
             MoeConfig moe = moeConfig(config, opts, recipe, calibText, seqlen);
             t = System.nanoTime();
             List<TensorMap> tensors = new ArrayList<>();
-            List<CarveReport.Layer> layers = carveLayers(dense.model(), TensorSource.of(checkpoint), calibration,
-                    moe, opts, recipe, listener, tensors::add);
+            Layers carved = carveLayers(dense.model(), TensorSource.of(checkpoint), calibration, moe, opts, recipe,
+                    listener, tensors::add);
             double carve = seconds(t);
             CarveReport report = new CarveReport(modelDir.toString(), null, opts, moe.expertSize(),
-                    opts.calibSamples() * seqlen, seqlen, layers,
+                    opts.calibSamples() * seqlen, seqlen, carved.reports(),
                     new CarveReport.Timings(load, text, carve, 0, seconds(start)));
-            return new CarvedModel(dense, checkpoint, moe, tensors, report);
+            return new CarvedModel(dense, checkpoint, carved.moe(), tensors, report);
         } catch (RuntimeException | Error e) {
             dense.close();
             if (checkpoint != null) {
@@ -264,6 +303,7 @@ public final class Carver {
         details.addProperty("importance", recipe.importance().name().toLowerCase(Locale.ROOT));
         details.addProperty("grouping", recipe.grouping().name().toLowerCase(Locale.ROOT));
         balance.addProperty("rule", recipe.balance().name().toLowerCase(Locale.ROOT));
+        details.addProperty("layer_budgets", recipe.budget().name().toLowerCase(Locale.ROOT));
         details.addProperty("source_architecture", config.architectureName());
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
                 config.intermediateSize() / opts.experts(), MoeConfig.ANALYTICAL,
@@ -275,28 +315,79 @@ public final class Carver {
      * {@link LlamaModel#isLayerwise layerwise} model loads each dense layer just before and frees it
      * just after.
      */
-    private static List<CarveReport.Layer> carveLayers(LlamaModel model, TensorSource dense, int[][] calibration,
-                                                       MoeConfig moe, CarveOptions opts, Recipe recipe,
-                                                       CarveListener listener, Consumer<TensorMap> sink) {
+    private static Layers carveLayers(LlamaModel model, TensorSource dense, int[][] calibration, MoeConfig moe,
+                                      CarveOptions opts, Recipe recipe, CarveListener listener,
+                                      Consumer<TensorMap> sink) {
         boolean layerwise = model.isLayerwise();
-        List<CarveReport.Layer> layers = new ArrayList<>();
+        List<LayerResult> results = new ArrayList<>();
+        List<TensorMap> kept = new ArrayList<>(); // in memory: to reload a layer whose budget changes
         Calibration.ResidualStream stream = new Calibration.ResidualStream(model, calibration);
         for (int l = 0; l < model.config().numLayers(); l++) {
             if (layerwise) {
                 model.loadLayer(l);
             }
             TensorMap tensors = new TensorMap();
-            layers.add(carveLayer(model, dense, stream, calibration, moe, opts, recipe, tensors, listener));
+            results.add(carveLayer(model, dense, stream, calibration, moe, opts, recipe, tensors, listener));
             sink.accept(tensors);
             if (layerwise) {
                 model.releaseLayer(l);
+            } else {
+                kept.add(tensors);
             }
         }
-        return layers;
+        if (recipe.budget() == Budget.UNIFORM) {
+            return new Layers(results.stream().map(LayerResult::report).toList(), moe);
+        }
+        return withBudgets(model, results, kept, moe, opts, recipe);
+    }
+
+    /** Every layer's carving, and the block with the layers' budgets. */
+    private record Layers(List<CarveReport.Layer> reports, MoeConfig moe) {
+    }
+
+    /**
+     * One carved layer: its report, and for per-layer budgets the router's s' on the balance
+     * tokens and the layer's error by budget ({@link LayerBudgets#errors}), else nulls.
+     */
+    private record LayerResult(CarveReport.Layer report, float[] probs, double[] errors) {
+    }
+
+    /**
+     * Shares the routed-expert budget out over the layers by their errors, then balances again each
+     * layer whose budget moved, for its own N_k. Layers were calibrated on the layers before them
+     * at the uniform N_k: the budgets are known only once the last layer is carved.
+     */
+    private static Layers withBudgets(LlamaModel model, List<LayerResult> results, List<TensorMap> kept,
+                                      MoeConfig moe, CarveOptions opts, Recipe recipe) {
+        double[][] errors = results.stream().map(LayerResult::errors).toArray(double[][]::new);
+        int[] k = LayerBudgets.allocate(errors, moe.active() * results.size(), recipe.budget().floor(moe.active()));
+        MoeConfig budgeted = moe.withActivePerLayer(k);
+        List<CarveReport.Layer> reports = new ArrayList<>();
+        for (int l = 0; l < results.size(); l++) {
+            LayerResult r = results.get(l);
+            CarveReport.Layer layer = r.report();
+            if (k[l] != moe.active()) {
+                int tokens = r.probs().length / moe.routed();
+                long t = System.nanoTime();
+                LoadBalancer.Result balanced = LoadBalancer.balance(recipe.balance(), r.probs(), tokens, k[l],
+                        new float[moe.routed()], new float[moe.routed()], opts.balanceSteps(), opts.balanceGamma(),
+                        done -> { });
+                layer = layer.rebalanced(k[l], balanced, seconds(t));
+                if (!kept.isEmpty()) {
+                    TensorMap tensors = kept.get(l);
+                    System.arraycopy(balanced.bias(), 0, tensors.values(MoeWeightNames.routerBias(l)), 0,
+                            moe.routed());
+                    model.replaceFeedForward(l, MoeFeedForward.load(model.layerManager(l), tensors, l,
+                            model.config(), budgeted, true, model.kernels())).close();
+                }
+            }
+            reports.add(layer);
+        }
+        return new Layers(reports, budgeted);
     }
 
     /** Carves layer {@code l} into {@code out} and installs it in {@code model} in place of the dense FFN. */
-    private static CarveReport.Layer carveLayer(LlamaModel model, TensorSource dense,
+    private static LayerResult carveLayer(LlamaModel model, TensorSource dense,
                                                 Calibration.ResidualStream stream, int[][] windows, MoeConfig moe,
                                                 CarveOptions opts, Recipe recipe, TensorMap out,
                                                 CarveListener listener) {
@@ -364,18 +455,22 @@ public final class Carver {
         carved.setBias(balanced.bias());
         System.arraycopy(balanced.bias(), 0, out.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
         double balance = seconds(t);
+        // the layer's error by budget, against the dense FFN it is about to replace
+        double[] errors = recipe.budget() == Budget.UNIFORM ? null
+                : LayerBudgets.errors(x, stream.residual(), probs, d, model.feedForward(l), carved);
         // 7. the carved layer replaces the dense one before the next layer is calibrated
         model.replaceFeedForward(l, carved).close();
         int advanced = base + tokens + 2 + opts.balanceSteps();
         stream.advance(done -> listener.progress(advanced + done, "advance"));
 
-        CarveReport.Layer report = layerReport(l, rates, c, router, balanced,
+        CarveReport.Layer report = layerReport(l, moe.active(), errors, rates, c, router, balanced,
                 new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance, seconds(start)));
         listener.layerFinished(report);
-        return report;
+        return new LayerResult(report, errors == null ? null : probs, errors);
     }
 
-    private static CarveReport.Layer layerReport(int l, double[] rates, Clustering.Result c, RouterFit.Rows router,
+    private static CarveReport.Layer layerReport(int l, int active, double[] errors, double[] rates,
+                                                 Clustering.Result c, RouterFit.Rows router,
                                                  LoadBalancer.Result balanced, CarveReport.LayerTimings seconds) {
         float[] mu = toFloats(rates);
         float[] sharedRates = new float[c.shared().length];
@@ -389,7 +484,7 @@ public final class Carver {
         return new CarveReport.Layer(l, mu, CarveReport.RateStats.of(mu), c.shared().length, c.shared(),
                 sharedRates, sizes, c.experts(), router.representatives(), c.passes(), c.converged(),
                 balanced.loadsBefore(), balanced.loadsAfter(), balanced.imbalanceBefore(), balanced.imbalanceAfter(),
-                balanced.bias(), seconds);
+                balanced.bias(), active, errors, seconds);
     }
 
     private static float[] toFloats(double[] v) {

@@ -28,7 +28,7 @@ class CarveOptionsTest {
     static CarveOptions opts(int shared, int active, int experts, int kAct, int samples, int seqlen, int steps,
                              double gamma) {
         return new CarveOptions(shared, active, experts, kAct, samples, seqlen, 0, steps, gamma, 0, Method.CMOE,
-                false);
+                CarveOptions.Budgets.METHOD, false);
     }
 
     @Test
@@ -57,7 +57,7 @@ class CarveOptionsTest {
         fails("balance samples must not be negative, got -2",
                 () -> CarveOptions.of(2, 2, 8).withBalance(10, 1e-3).withBalanceSamples(-2));
         assertThrows(NullPointerException.class,
-                () -> new CarveOptions(2, 2, 8, 10, 8, 0, 0, 0, 1e-3, 0, null, false));
+                () -> new CarveOptions(2, 2, 8, 10, 8, 0, 0, 0, 1e-3, 0, null, CarveOptions.Budgets.METHOD, false));
     }
 
     @Test

@@ -69,7 +69,7 @@ class CompareExperiment {
         Recipe ours = Recipe.of(CarveOptions.Method.OURS);
         put("cmoe", new Variant("cmoe (reference)", cmoe));
         put("fitted", new Variant("fitted router (the previous ours)", fitted));
-        put("ours", new Variant("ours (the default: 16 calibration windows)", ours)
+        put("ours", new Variant("ours (the default: 16 calibration windows, per-layer budgets)", ours)
                 .withSamples(CarveOptions.Method.OURS.defaultSamples()));
         put("ours-s8", new Variant("ours with 8 calibration windows (the default before)", ours).withSamples(8));
         put("profiles", new Variant("ours + profile clustering (5 passes)", Recipe.of(CarveOptions.Method.PROFILES)));
@@ -115,6 +115,11 @@ class CompareExperiment {
                 ours.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(64).withBalance(20, CarveOptions.DEFAULT_GAMMA));
         put("ours-quantile-b56", new Variant("ours + quantile balance on 8 + 56 windows", ours)
                 .withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(56));
+        put("ours-uniform", new Variant("ours with N_k in every layer (the default before)",
+                ours.withBudget(Carver.Budget.UNIFORM)).withSamples(CarveOptions.Method.OURS.defaultSamples()));
+        put("ours-budget-free", new Variant("ours, per-layer budgets with no layer below 1",
+                ours.withBudget(Carver.Budget.ADAPTIVE_FREE)).withSamples(CarveOptions.Method.OURS.defaultSamples()));
+        put("cmoe-budget", new Variant("cmoe + per-layer budgets", cmoe.withBudget(Carver.Budget.ADAPTIVE)));
         put("cmoe-sign", new Variant("cmoe + sign balance 500, γ 1e-3", cmoe).withBalance(500, 1e-3));
     }
 
@@ -186,9 +191,10 @@ class CompareExperiment {
                         }
                         Run r = new Run(ppl, imbalance, c.report().seconds().total());
                         runs.add(r);
-                        System.out.printf(Locale.ROOT, "%s %-34s seed %d: PPL %.2f / %.2f, imbalance %s / %s, carve %.1f s%n",
-                                shape, v.name(), seed, ppl[0], ppl[1], fmt(imbalance[0]), fmt(imbalance[1]),
-                                r.carveSeconds());
+                        System.out.printf(Locale.ROOT, "%s %-34s seed %d: PPL %.2f / %.2f, imbalance %s / %s, carve %.1f s,"
+                                        + " budgets %s%n", shape, v.name(), seed, ppl[0], ppl[1], fmt(imbalance[0]),
+                                fmt(imbalance[1]), r.carveSeconds(), c.moe().hasLayerBudgets()
+                                        ? c.moe().activePerLayer() : "uniform");
                     }
                 }
                 double[] mean = new double[texts.length];

@@ -49,7 +49,11 @@ public record ModelSummary(Path dir, ModelConfig config, Optional<MoeConfig> moe
         long active = params;
         if (moe.isPresent()) {
             MoeConfig m = moe.get();
-            active = params - routed + routed / m.routed() * m.active();
+            long picks = 0; // routed experts a token runs through, over all layers
+            for (int l = 0; l < config.numLayers(); l++) {
+                picks += m.active(l);
+            }
+            active = params - routed + routed / ((long) m.routed() * config.numLayers()) * picks;
         }
         return new ModelSummary(dir, config, moe, params, bytes, active);
     }
@@ -89,6 +93,11 @@ public record ModelSummary(Path dir, ModelConfig config, Optional<MoeConfig> moe
             line(s, "carved", String.format(Locale.ROOT, "S%dA%dE%d: %d shared + %d of %d routed experts per token, "
                     + "%d neurons each (method %s)", m.shared(), m.active(), m.experts(), m.shared(), m.active(),
                     m.routed(), m.expertSize(), m.method()));
+            if (m.hasLayerBudgets()) {
+                line(s, "routed per layer", m.activePerLayer().stream().map(String::valueOf)
+                        .collect(java.util.stream.Collectors.joining(", ")) + " (the same total as " + m.active()
+                        + " in every layer)");
+            }
             line(s, "active parameters", String.format(Locale.ROOT, "%,d per token (%.1f%%)", activeParameters,
                     100.0 * activeParameters / parameters));
         });

@@ -51,6 +51,16 @@ class ModelSummaryTest {
         long expert = 3L * 12 * 64; // gate, up, down of one routed expert, per layer
         assertEquals(s.parameters() - 2 * (6 - 2) * expert, s.activeParameters());
         assertTrue(s.render().contains("S2A2E8"), s.render());
+        // budgets of 3 and 1 over the two layers: the same routed experts per token in all
+        MoeConfig budgets = moe.withActivePerLayer(new int[] {3, 1});
+        ModelSummary b = ModelSummary.of(SplitCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 3), budgets,
+                tmp.resolve("b")));
+        assertEquals(s.activeParameters(), b.activeParameters());
+        assertTrue(b.render().matches("(?s).*routed per layer +3, 1 .*"), b.render());
+        MoeConfig more = new MoeConfig(8, 2, 3, 12, MoeConfig.ANALYTICAL, "test", null).withActivePerLayer(new int[] {5, 1});
+        ModelSummary c = ModelSummary.of(SplitCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 3), more,
+                tmp.resolve("m")));
+        assertEquals(s.activeParameters() + 2 * expert, c.activeParameters(), "one more expert per token per layer");
     }
 
     @Test

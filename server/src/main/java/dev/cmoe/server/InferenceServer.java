@@ -176,7 +176,7 @@ public final class InferenceServer implements AutoCloseable {
         MoeConfig moe = dir.moe().orElseThrow(() -> new IllegalArgumentException("model " + dir.dir()
                 + " is dense (no cmoe block in config.json): a cluster head serves a carved model's experts"));
         ExpertShape shape = ExpertShape.of(dir.config(), moe, dir.model().kernels().dtype());
-        int frame = ClusterSettings.frameBytesFor(config.maxBatchTokens(), moe.active(), shape.hidden());
+        int frame = ClusterSettings.frameBytesFor(config.maxBatchTokens(), moe.maxActive(), shape.hidden());
         List<String> roles = options.localDevices().isEmpty() ? List.of(ClusterSettings.ROLE_HEAD)
                 : List.of(ClusterSettings.ROLE_HEAD, ClusterSettings.ROLE_WORKER);
         ClusterSettings cluster = new ClusterSettings(options.host(), options.port(), options.seeds(), roles, frame,

@@ -119,7 +119,7 @@ public final class DispatchBench {
                 out.printf(Locale.ROOT, "cmoe bench-dispatch: %s (hidden %d, %d routed experts, top-%d, %s on the "
                                 + "wire), %d worker JVM(s) on loopback, batch 1, %d iterations after %d warm-up, "
                                 + "measurements interleaved; %d cores, load average %.2f at start%n", o.model(), hidden,
-                        moe.routed(), moe.active(), dtype.shortName(), o.workers(), o.iterations(), o.warmup(),
+                        moe.routed(), moe.active(0), dtype.shortName(), o.workers(), o.iterations(), o.warmup(),
                         Runtime.getRuntime().availableProcessors(), loadStart);
                 measure(o, out, head, workers, ffn, moe, hidden, dtype);
             } finally {
@@ -226,7 +226,7 @@ public final class DispatchBench {
         }
         // the batch a device gets at batch 1 when both of the token's experts are there
         Worker first = workers.getFirst();
-        int[] firstExperts = first.experts().keySet().stream().sorted().limit(moe.active()).mapToInt(i -> i)
+        int[] firstExperts = first.experts().keySet().stream().sorted().limit(moe.active(0)).mapToInt(i -> i)
                 .toArray();
         int rows = firstExperts.length;
         int[] ones = new int[rows];

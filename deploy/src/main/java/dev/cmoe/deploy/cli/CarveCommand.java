@@ -76,6 +76,12 @@ public final class CarveCommand implements Callable<Integer> {
                     + " random-router; default ${DEFAULT-VALUE}.")
     String method;
 
+    @Option(names = "--layer-budgets", defaultValue = "method",
+            description = "Routed experts per token by layer: adaptive (shared out over the layers by each layer's"
+                    + " measured carving error, within the same total, no layer below A - 1), uniform (A in every"
+                    + " layer), or method (adaptive for ours, uniform for the others); default ${DEFAULT-VALUE}.")
+    String layerBudgets;
+
     @Mixin
     DtypeOption dtype;
 
@@ -94,9 +100,16 @@ public final class CarveCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--method must be cmoe, ours, fitted, profiles,"
                     + " random-groups or random-router, got '" + method + "'");
         };
+        CarveOptions.Budgets budgets = switch (layerBudgets.toLowerCase(Locale.ROOT)) {
+            case "method" -> CarveOptions.Budgets.METHOD;
+            case "uniform" -> CarveOptions.Budgets.UNIFORM;
+            case "adaptive" -> CarveOptions.Budgets.ADAPTIVE;
+            default -> throw new IllegalArgumentException("--layer-budgets must be adaptive, uniform or method, got '"
+                    + layerBudgets + "'");
+        };
         int samples = calibSamples == 0 ? m.defaultSamples() : calibSamples;
         CarveOptions opts = new CarveOptions(shared, active, experts, kAct, samples, calibSeqlen, seed,
-                balanceSteps, balanceGamma, balanceSamples, m, force);
+                balanceSteps, balanceGamma, balanceSamples, m, budgets, force);
         Path text = calib;
         if (text == null) {
             Path data = BrownCorpus.defaultDataDir();

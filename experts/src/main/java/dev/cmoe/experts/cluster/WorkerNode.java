@@ -131,7 +131,7 @@ public final class WorkerNode implements AutoCloseable {
                 throw new IllegalArgumentException("--memory-per-device " + memoryPerDevice
                         + " cannot hold one expert of " + shape.expertBytes() + " bytes");
             }
-            int frame = ClusterSettings.frameBytesFor(maxBatchTokens, moe.active(), shape.hidden());
+            int frame = ClusterSettings.frameBytesFor(maxBatchTokens, moe.maxActive(), shape.hidden());
             for (DeviceSpec d : devices) {
                 // Start the engine on every device before joining: loading its natives takes seconds,
                 // better spent while the cluster forms than in the head's first placement, and a

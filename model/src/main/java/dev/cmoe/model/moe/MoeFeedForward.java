@@ -65,14 +65,16 @@ public final class MoeFeedForward implements FeedForward {
     }
 
     /**
-     * As {@link #load}, the experts held by {@code kernels}; without {@code routedExperts} no
+     * As {@link #load}, the experts held by {@code kernels}; its {@link #config()} is the
+     * block {@link MoeConfig#forLayer as this layer sees it}. Without {@code routedExperts} no
      * routed expert tensor is read: the layer routes, runs its shared expert and combines, for a
      * server whose expert actors hold the rest. The routed experts are stacked per layer (see
      * {@link GroupedExperts}); the shared expert's gate and up, and the router's two matrices,
      * are each fused into one projection.
      */
     public static MoeFeedForward load(NDManager manager, TensorSource source, int layer, ModelConfig config,
-                                      MoeConfig moe, boolean routedExperts, WeightKernels kernels) {
+                                      MoeConfig block, boolean routedExperts, WeightKernels kernels) {
+        MoeConfig moe = block.forLayer(layer); // this layer's N_k where the carve gave layers their own
         int d = config.hiddenSize();
         int nRouted = moe.routed();
         NDArray[] shared = null;

@@ -63,6 +63,11 @@ public final class MoeWeightNames {
         return mlp(layer) + "router.bias";
     }
 
+    /** Whether {@code name} is some layer's {@link #routerBias}. */
+    public static boolean isRouterBias(String name) {
+        return name.startsWith("model.layers.") && name.endsWith(".mlp.router.bias");
+    }
+
     /** The dense FFN's weight that carving replaces, e.g. {@code dense(3, "gate_proj")}. */
     public static String dense(int layer, String proj) {
         return mlp(layer) + proj + ".weight";

@@ -64,6 +64,48 @@ class MoeConfigTest {
     }
 
     @Test
+    void perLayerBudgetsAreEachLayersOwnNkAndRoundTrip() {
+        String block = BLOCK.replace("\"active\": 2,", "\"active\": 2, \"active_per_layer\": [3, 1],");
+        MoeConfig moe = MoeConfig.of(withBlock(block)).orElseThrow();
+        assertTrue(moe.hasLayerBudgets());
+        assertEquals(java.util.List.of(3, 1), moe.activePerLayer());
+        assertEquals(3, moe.active(0));
+        assertEquals(1, moe.active(1));
+        assertEquals(3, moe.maxActive());
+        assertEquals(2, moe.active(), "N_k stays the mean");
+        MoeConfig layer1 = moe.forLayer(1);
+        assertEquals(1, layer1.active());
+        assertTrue(!layer1.hasLayerBudgets());
+        assertEquals(moe.details(), layer1.details());
+        assertEquals(JsonParser.parseString(block), moe.toJson());
+        assertEquals(moe, MoeConfig.parse(moe.toJson()));
+        // uniform budgets are written as no budgets at all
+        MoeConfig uniform = MoeConfig.of(withBlock(BLOCK)).orElseThrow();
+        assertEquals(uniform, uniform.withActivePerLayer(new int[] {2, 2}));
+        assertEquals(moe.activePerLayer(), uniform.withActivePerLayer(new int[] {3, 1}).activePerLayer());
+        assertEquals(2, uniform.maxActive());
+        assertEquals(2, uniform.active(1));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> uniform.withActivePerLayer(new int[] {3, 2}));
+        assertTrue(e.getMessage().contains("sums to 5, but cmoe.active × 2 layers = 4"), e.getMessage());
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', quoteCharacter = '`', value = {
+        "[3, 1, 1]|has 3 entries, the model has 2 layers",
+        "[3, 2]|sums to 5, but cmoe.active × 2 layers = 4",
+        "[4, 0]|cmoe.active_per_layer[1] = 0 is outside 1..6",
+        "[-3, 7]|cmoe.active_per_layer[0] = -3 is outside 1..6",
+        "[2.5, 1.5]|field 'active_per_layer[0]' must be an integer",
+        "[]|must be a non-empty array of integers",
+        "2|must be a non-empty array of integers"})
+    void badBudgetsAreRefusedByName(String budgets, String message) {
+        String block = BLOCK.replace("\"active\": 2,", "\"active\": 2, \"active_per_layer\": " + budgets + ",");
+        ModelConfigException e = assertThrows(ModelConfigException.class, () -> MoeConfig.of(withBlock(block)));
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
+    @Test
     void blockMustBeAnObject() {
         ModelConfigException e = assertThrows(ModelConfigException.class, () -> MoeConfig.of(withBlock("[1]")));
         assertTrue(e.getMessage().contains("'cmoe' must be an object"), e.getMessage());

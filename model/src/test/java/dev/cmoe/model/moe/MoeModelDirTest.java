@@ -35,6 +35,41 @@ class MoeModelDirTest {
     @TempDir
     Path tmp;
 
+    /**
+     * With budgets of 6 and 2, layer 0 selects every routed expert, as the carve with N_k = 6
+     * does, and layer 1 two, as the carve with N_k = 2 does: each layer of the loaded model is
+     * exactly that carve's.
+     */
+    @Test
+    void eachLayerSelectsItsOwnBudget() throws Exception {
+        MoeConfig all = new MoeConfig(8, 2, 6, 12, MoeConfig.ANALYTICAL, "test", null);
+        MoeConfig two = new MoeConfig(8, 2, 2, 12, MoeConfig.ANALYTICAL, "test", null);
+        MoeConfig budgets = new MoeConfig(8, 2, 4, 12, MoeConfig.ANALYTICAL, "test", null)
+                .withActivePerLayer(new int[] {6, 2});
+        Path dirAll = SplitCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 23), all, tmp.resolve("all"));
+        Path dirTwo = SplitCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 23), two, tmp.resolve("two"));
+        Path dirBudgets = SplitCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 23), budgets,
+                tmp.resolve("budgets"));
+        java.util.Random r = new java.util.Random(2);
+        float[] x = new float[9 * 64];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        try (ModelDir a = ModelDir.open(dirAll); ModelDir t = ModelDir.open(dirTwo); ModelDir b = ModelDir.open(dirBudgets);
+             NDManager m = NDManager.newBaseManager()) {
+            assertEquals(List.of(6, 2), b.moe().orElseThrow().activePerLayer());
+            NDArray in = m.create(x, new Shape(9, 64));
+            for (int l = 0; l < 2; l++) {
+                MoeFeedForward got = (MoeFeedForward) b.model().feedForward(l);
+                MoeFeedForward want = (MoeFeedForward) (l == 0 ? a : t).model().feedForward(l);
+                assertEquals(l == 0 ? 6 : 2, got.config().active());
+                assertEquals(l == 0 ? 6 : 2, got.route(in).nActive());
+                org.junit.jupiter.api.Assertions.assertArrayEquals(want.forward(in).toFloatArray(),
+                        got.forward(in).toFloatArray(), "layer " + l);
+            }
+        }
+    }
+
     @Test
     void everyExpertActiveLoadsAsTheDenseModel() throws Exception {
         RandomModel dense = RandomModel.of(TinyCheckpoint.llama(), 21); // intermediate 96 = 8 × 12

@@ -75,6 +75,7 @@ class CarvedGenerateServiceTest {
                 .getModelInfo(GetModelInfoRequest.getDefaultInstance());
         assertEquals(CarvedFixture.EXPERTS - CarvedFixture.SHARED, info.getRoutedExperts());
         assertEquals(CarvedFixture.ACTIVE, info.getActiveExperts());
+        assertTrue(reference.moe().orElseThrow().hasLayerBudgets(), "the fixture's layers select different N_k");
         assertEquals(CarvedFixture.SHARED, info.getSharedExperts());
         assertEquals(2, info.getLayers());
         assertTrue(info.getPlacement().contains("hosts 14 routed experts"), info.getPlacement());

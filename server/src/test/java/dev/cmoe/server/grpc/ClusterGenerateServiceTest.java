@@ -254,9 +254,9 @@ class ClusterGenerateServiceTest {
     @Order(2)
     void theLargestConfiguredBatchCrossesNodesIntact() throws Exception {
         int hidden = reference.config().hiddenSize();
-        int active = reference.moe().orElseThrow().active();
+        int active = reference.moe().orElseThrow().maxActive();
         // the largest batch one device can get: every token of the largest step chose `active`
-        // experts, all of them there
+        // experts (the most any layer selects), all of them there
         int rowsIn = MAX_BATCH_TOKENS * active;
         long bytes = ClusterSettings.tensorMessageBytes(rowsIn, active, hidden, DType.F32);
         assertTrue(bytes > ClusterSettings.DEFAULT_FRAME_BYTES, "the test message exceeds Artery's default frame: "

@@ -145,7 +145,7 @@ class RouterActorTest {
                     assertEquals(want[i], got.output()[i], 1e-5 * scale,
                             "layer " + l + ", " + tokens + " tokens, value " + i);
                 }
-                routedTokens += (long) tokens * carved.moe().get().active();
+                routedTokens += (long) tokens * carved.moe().get().active(l);
                 // without the shared expert: the asker adding it gets exactly the whole answer
                 TestProbe<RouterActor.Reply> probe = kit.createTestProbe();
                 router.tell(new RouterActor.Route(1000 + tokens, x, tokens, false, probe.getRef()));
@@ -157,7 +157,7 @@ class RouterActorTest {
                             .add(m.create(alone.output(), shape)).toFloatArray(), "layer " + l + ", " + tokens
                             + " tokens: shared + routed alone");
                 }
-                routedTokens += (long) tokens * carved.moe().get().active();
+                routedTokens += (long) tokens * carved.moe().get().active(l);
             }
         }
         double counted = metrics.registry().find("cmoe.expert.tokens").counters().stream()

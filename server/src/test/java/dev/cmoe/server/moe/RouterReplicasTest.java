@@ -48,7 +48,7 @@ class RouterReplicasTest {
     @BeforeAll
     static void start() {
         kit = ActorTestKit.create();
-        carved = ModelDir.open(CarvedFixture.dir());
+        carved = ModelDir.open(CarvedFixture.uniformDir());
         routed = carved.moe().orElseThrow().routed();
     }
 

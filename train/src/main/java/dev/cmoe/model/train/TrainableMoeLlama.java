@@ -279,9 +279,11 @@ public final class TrainableMoeLlama implements AutoCloseable {
         final NDArray scale;         // (N_r) u, trainable
         final float[] bias;          // (N_r) b
         final long[] loads;          // (N_r) tokens routed to each expert since takeLoads()
+        final int active;            // N_k of this layer
 
         AdaptedMoe(NDManager manager, TensorSource source, int i, SplittableRandom random) {
             int d = config.hiddenSize();
+            active = moe.active(i);
             int nr = moe.routed();
             if (moe.shared() > 0) {
                 int s = moe.sharedSize();
@@ -316,10 +318,10 @@ public final class TrainableMoeLlama implements AutoCloseable {
             int nr = moe.routed();
             // route: s' on the engine (differentiable, for the gates), top-N_k of s' + b in Java
             NDArray probs = f.matMul(classifierT).mul(Ops.silu(f.matMul(routerGateT))).abs().softmax(-1); // (N, N_r)
-            Routing routing = Routing.select(probs.toFloatArray(), n, moe.active(), bias, scale.toFloatArray());
+            Routing routing = Routing.select(probs.toFloatArray(), n, active, bias, scale.toFloatArray());
             float[] chosen = new float[n * nr]; // (N, N_r) 1 on each token's selected experts
             for (int tok = 0; tok < n; tok++) {
-                for (int s = 0; s < moe.active(); s++) {
+                for (int s = 0; s < active; s++) {
                     int j = routing.expert(tok, s);
                     chosen[tok * nr + j] = 1;
                     loads[j]++;
