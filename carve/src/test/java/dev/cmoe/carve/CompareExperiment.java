@@ -67,11 +67,14 @@ class CompareExperiment {
         Recipe cmoe = Recipe.of(CarveOptions.Method.CMOE);
         Recipe fitted = Recipe.of(CarveOptions.Method.FITTED);
         Recipe ours = Recipe.of(CarveOptions.Method.OURS);
+        // the variants measured before per-layer budgets keep N_k in every layer, so that their
+        // rows in carve/README.md reproduce
+        Recipe oursUniform = ours.withBudget(Carver.Budget.UNIFORM);
         put("cmoe", new Variant("cmoe (reference)", cmoe));
         put("fitted", new Variant("fitted router (the previous ours)", fitted));
         put("ours", new Variant("ours (the default: 16 calibration windows, per-layer budgets)", ours)
                 .withSamples(CarveOptions.Method.OURS.defaultSamples()));
-        put("ours-s8", new Variant("ours with 8 calibration windows (the default before)", ours).withSamples(8));
+        put("ours-s8", new Variant("ours with 8 calibration windows (the default before)", oursUniform).withSamples(8));
         put("profiles", new Variant("ours + profile clustering (5 passes)", Recipe.of(CarveOptions.Method.PROFILES)));
         put("profiles20", new Variant("ours + profile clustering (20 passes)",
                 ours.withGrouping(Grouping.PROFILES, Recipe.MAX_PASSES)));
@@ -83,42 +86,47 @@ class CompareExperiment {
         put("lsq", new Variant("lsq router", fitted.withRouter(Kind.LSQ)));
         put("fitted-k32", new Variant("fitted, K_a 32", fitted).withKAct(32));
         put("fitted-s32", new Variant("fitted, 32 calibration windows", fitted).withSamples(32));
-        put("ours-s32", new Variant("ours, 32 calibration windows", ours).withSamples(32));
-        put("ours-s16", new Variant("ours, 16 calibration windows", ours).withSamples(16));
-        put("ours-s24", new Variant("ours, 24 calibration windows", ours).withSamples(24));
-        put("ours-s16-quantile", new Variant("ours, 16 windows, quantile balance, 20 sweeps", ours)
+        put("ours-s32", new Variant("ours, 32 calibration windows", oursUniform).withSamples(32));
+        put("ours-s16", new Variant("ours, 16 calibration windows", oursUniform).withSamples(16));
+        put("ours-s24", new Variant("ours, 24 calibration windows", oursUniform).withSamples(24));
+        put("ours-s16-quantile", new Variant("ours, 16 windows, quantile balance, 20 sweeps", oursUniform)
                 .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA));
-        put("ours-s16-quantile-b48", new Variant("ours, 16 windows, quantile balance on 16 + 48 windows", ours)
+        put("ours-s16-quantile-b48", new Variant("ours, 16 windows, quantile balance on 16 + 48 windows", oursUniform)
                 .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(48));
-        put("ours-s16-quantile-b112", new Variant("ours, 16 windows, quantile balance on 16 + 112 windows", ours)
+        put("ours-s16-quantile-b112", new Variant("ours, 16 windows, quantile balance on 16 + 112 windows", oursUniform)
                 .withSamples(16).withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(112));
-        put("ours-lsq", new Variant("ours with the least-squares router", ours.withRouter(Kind.LSQ)));
-        put("ours-s32-lsq", new Variant("ours, 32 windows, least-squares router", ours.withRouter(Kind.LSQ))
+        put("ours-lsq", new Variant("ours with the least-squares router", oursUniform.withRouter(Kind.LSQ)));
+        put("ours-s32-lsq", new Variant("ours, 32 windows, least-squares router", oursUniform.withRouter(Kind.LSQ))
                 .withSamples(32));
-        put("ours-k5", new Variant("ours, K_a 5", ours).withKAct(5));
-        put("ours-k20", new Variant("ours, K_a 20", ours).withKAct(20));
-        put("ours-sign", new Variant("ours + sign balance 500, γ 1e-3", ours.withBalance(LoadBalancer.Rule.SIGN))
+        put("ours-k5", new Variant("ours, K_a 5", oursUniform).withKAct(5));
+        put("ours-k20", new Variant("ours, K_a 20", oursUniform).withKAct(20));
+        put("ours-sign", new Variant("ours + sign balance 500, γ 1e-3", oursUniform.withBalance(LoadBalancer.Rule.SIGN))
                 .withBalance(500, 1e-3));
-        put("ours-anneal", new Variant("ours + annealed balance 500, γ 1e-2", ours.withBalance(LoadBalancer.Rule.ANNEALED))
+        put("ours-anneal", new Variant("ours + annealed balance 500, γ 1e-2", oursUniform.withBalance(LoadBalancer.Rule.ANNEALED))
                 .withBalance(500, 1e-2));
         put("ours-s32-anneal", new Variant("ours, 32 windows, annealed balance 500, γ 1e-2",
-                ours.withBalance(LoadBalancer.Rule.ANNEALED))
+                oursUniform.withBalance(LoadBalancer.Rule.ANNEALED))
                 .withSamples(32).withBalance(500, 1e-2));
         put("ours-s64-anneal", new Variant("ours, 64 windows, annealed balance 500, γ 1e-2",
-                ours.withBalance(LoadBalancer.Rule.ANNEALED))
+                oursUniform.withBalance(LoadBalancer.Rule.ANNEALED))
                 .withSamples(64).withBalance(500, 1e-2));
-        put("ours-quantile", new Variant("ours + quantile balance, 20 sweeps", ours.withBalance(LoadBalancer.Rule.QUANTILE))
+        put("ours-quantile", new Variant("ours + quantile balance, 20 sweeps", oursUniform.withBalance(LoadBalancer.Rule.QUANTILE))
                 .withBalance(20, CarveOptions.DEFAULT_GAMMA));
         put("ours-s32-quantile", new Variant("ours, 32 windows, quantile balance, 20 sweeps",
-                ours.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(32).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+                oursUniform.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(32).withBalance(20, CarveOptions.DEFAULT_GAMMA));
         put("ours-s64-quantile", new Variant("ours, 64 windows, quantile balance, 20 sweeps",
-                ours.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(64).withBalance(20, CarveOptions.DEFAULT_GAMMA));
-        put("ours-quantile-b56", new Variant("ours + quantile balance on 8 + 56 windows", ours)
+                oursUniform.withBalance(LoadBalancer.Rule.QUANTILE)).withSamples(64).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-quantile-b56", new Variant("ours + quantile balance on 8 + 56 windows", oursUniform)
                 .withBalance(20, CarveOptions.DEFAULT_GAMMA).withBalanceSamples(56));
         put("ours-uniform", new Variant("ours with N_k in every layer (the default before)",
                 ours.withBudget(Carver.Budget.UNIFORM)).withSamples(CarveOptions.Method.OURS.defaultSamples()));
         put("ours-budget-free", new Variant("ours, per-layer budgets with no layer below 1",
                 ours.withBudget(Carver.Budget.ADAPTIVE_FREE)).withSamples(CarveOptions.Method.OURS.defaultSamples()));
+        put("ours-balanced", new Variant("ours, quantile balance, 20 sweeps", ours)
+                .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-balanced-b48", new Variant("ours, quantile balance on 16 + 48 windows", ours)
+                .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA)
+                .withBalanceSamples(48));
         put("cmoe-budget", new Variant("cmoe + per-layer budgets", cmoe.withBudget(Carver.Budget.ADAPTIVE)));
         put("cmoe-sign", new Variant("cmoe + sign balance 500, γ 1e-3", cmoe).withBalance(500, 1e-3));
     }

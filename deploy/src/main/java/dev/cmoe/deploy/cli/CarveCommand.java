@@ -29,7 +29,8 @@ public final class CarveCommand implements Callable<Integer> {
     @Option(names = "--shared", required = true, description = "S: expert groups merged into the shared expert.")
     int shared;
 
-    @Option(names = "--active", required = true, description = "A: routed experts per token.")
+    @Option(names = "--active", required = true,
+            description = "A: routed experts per token (with per-layer budgets, their mean over the layers).")
     int active;
 
     @Option(names = "--experts", required = true, description = "E: groups the FFN neurons are split into.")
@@ -123,8 +124,9 @@ public final class CarveCommand implements Callable<Integer> {
                         + " %.1f s%n", model, out, shared, active, experts, m.name().toLowerCase(Locale.ROOT),
                 r.expertSize(), r.calibrationTokens(), r.seconds().total());
         for (CarveReport.Layer l : r.layers()) {
-            System.out.printf(Locale.ROOT, "  layer %d: mean rate %.4f, shared %d neurons, imbalance %.2f -> %.2f%n",
-                    l.layer(), l.rateStats().mean(), l.sharedSize(), l.imbalanceBefore(), l.imbalanceAfter());
+            System.out.printf(Locale.ROOT, "  layer %d: mean rate %.4f, shared %d neurons, %d routed per token,"
+                            + " imbalance %.2f -> %.2f%n", l.layer(), l.rateStats().mean(), l.sharedSize(), l.active(),
+                    l.imbalanceBefore(), l.imbalanceAfter());
         }
         return 0;
     }
