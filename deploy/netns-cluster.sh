@@ -97,13 +97,18 @@ cleanup() {
   local status=$? pid ns i
   trap - EXIT INT TERM
   for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 200; i++)); do # 20 s for the head and the workers to leave the cluster
     local alive=0
     for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ "$alive" -eq 0 ] && break
     sleep 0.1
   done
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "netns-cluster: pid $pid did not stop within 20 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
   wait 2>/dev/null || true
   # deleting a namespace deletes its end of each veth, and so the pair
   for ns in "${NAMESPACES[@]+"${NAMESPACES[@]}"}"; do ip netns del "$ns" 2>/dev/null || true; done
