@@ -32,6 +32,9 @@ ratio of output tokens/s, and deletes every namespace it made.
   --input-len N      prompt tokens (default: 32)
   --output-len N     generated tokens (default: 64)
   --skip-single      do not run the one-JVM baseline
+  --kill-worker S    then run `cmoe bench --scenario worker-loss` against the cluster: worker-1 is
+                     killed (SIGKILL) S seconds into a run of 3·S seconds, after a reference run
+                     without the kill; prints its verdict (default: not run)
   --keep-logs DIR    where the processes' logs go (default: a new directory under $TMPDIR or /tmp)
   -h, --help         this text
 
@@ -51,6 +54,7 @@ WARMUP=24
 INPUT_LEN=32
 OUTPUT_LEN=64
 SINGLE=true
+KILL_AFTER=""
 RUN_DIR=""
 BENCH_EXTRA=()
 while [ $# -gt 0 ]; do
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --input-len) INPUT_LEN="${2:?--input-len needs a number}"; shift 2 ;;
     --output-len) OUTPUT_LEN="${2:?--output-len needs a number}"; shift 2 ;;
     --skip-single) SINGLE=false; shift ;;
+    --kill-worker) KILL_AFTER="${2:?--kill-worker needs seconds}"; shift 2 ;;
     --keep-logs) RUN_DIR="${2:?--keep-logs needs a directory}"; shift 2 ;;
     --) shift; BENCH_EXTRA=("$@"); break ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -73,6 +78,8 @@ while [ $# -gt 0 ]; do
 done
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 is_uint "$WORKERS" && [ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 200 ] || die "--workers must be 1..200, got '$WORKERS'"
+[ -z "$KILL_AFTER" ] || { is_uint "$KILL_AFTER" && [ "$KILL_AFTER" -ge 1 ]; } \
+  || die "--kill-worker takes whole seconds ≥ 1, got '$KILL_AFTER'"
 for v in "$REQUESTS" "$WARMUP" "$INPUT_LEN" "$OUTPUT_LEN"; do
   is_uint "$v" || die "--requests, --warmup, --input-len and --output-len take whole numbers, got '$v'"
 done
@@ -217,4 +224,12 @@ if [ "$SINGLE" = true ]; then
     awk -v c="${levels[$i]}" -v a="${one[$i]}" -v b="${many[$i]}" \
       'BEGIN { printf "concurrency %s: %.1f output tok/s in one JVM, %.1f on the cluster: %.2fx\n", c, a, b, b / a }'
   done
+fi
+if [ -n "$KILL_AFTER" ]; then
+  echo "-- worker-loss: worker-1 (pid ${PIDS[1]}) killed ${KILL_AFTER} s into $((3 * KILL_AFTER)) s of load"
+  ip netns exec "$TAG-head" "$CMOE" bench --target 127.0.0.1:50051 --metrics 127.0.0.1:9464 --model "$MODEL" \
+    --scenario worker-loss --kill-pid "${PIDS[1]}" --kill-after "${KILL_AFTER}s" --duration "$((3 * KILL_AFTER))s" \
+    --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" --out "$RUN_DIR/worker-loss" > "$RUN_DIR/bench-loss.log" 2>&1 \
+    || { tail -n 20 "$RUN_DIR/bench-loss.log" >&2; die "the worker-loss scenario failed"; }
+  grep -E "^VERDICT|^-- " "$RUN_DIR/bench-loss.log" || true
 fi
