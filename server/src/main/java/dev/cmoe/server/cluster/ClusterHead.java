@@ -12,6 +12,7 @@ import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.CarvedTopology;
 import dev.cmoe.server.moe.LayerReplicas;
 import dev.cmoe.server.moe.RouterActor;
+import dev.cmoe.server.moe.TransportWatch;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
@@ -48,8 +49,11 @@ public final class ClusterHead {
                                       HeadOptions options, int frameBytes, TensorSource source,
                                       ServerMetrics metrics) {
         Config c = system.settings().config();
+        ActorRef<TransportWatch.Command> watch = system.systemActorOf(TransportWatch.create(), "transport-watch",
+                Props.empty());
         RouterActor.Limits limits = new RouterActor.Limits(c.getDuration(CarvedTopology.EXPERT_TIMEOUT),
-                c.getDuration("cmoe.router.unavailable-timeout"), frameBytes);
+                c.getDuration("cmoe.router.unavailable-timeout"), frameBytes, c.getDuration("cmoe.router.stall-after"),
+                watch);
         List<ActorRef<RouterActor.Command>> routers = CarvedTopology.installRouters(system, model, moe,
                 l -> LayerReplicas.empty(l, moe.routed()), limits, metrics);
         PlacementCoordinator.Settings settings = new PlacementCoordinator.Settings(options.plan(), options.policy(),
@@ -62,7 +66,7 @@ public final class ClusterHead {
         ServingGate gate = ServingGate.closed("no expert-worker device has joined the cluster yet");
         AtomicReference<String> summary = new AtomicReference<>("cluster: waiting for expert-worker devices");
         ActorRef<PlacementCoordinator.Command> coordinator = system.systemActorOf(PlacementCoordinator.create(
-                settings, new PlacementState(shape), routers, metrics, view -> {
+                settings, new PlacementState(shape), routers, watch, metrics, view -> {
                     summary.set(view.summary());
                     if (view.serving()) {
                         gate.open();

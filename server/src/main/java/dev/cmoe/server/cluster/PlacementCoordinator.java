@@ -7,6 +7,7 @@ import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.experts.placement.PlacementPolicy;
 import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.RouterActor;
+import dev.cmoe.server.moe.TransportWatch;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -34,7 +35,7 @@ public final class PlacementCoordinator {
 
     /** What the coordinator understands. */
     public sealed interface Command permits Rebalance, GetPlacement, Listing, Reachability, Described, LoadDone,
-            RoutersUpdated, RoutersDrained, Unloaded, Removed, Rediscover, Settle, Tick {
+            RoutersUpdated, RoutersDrained, Unloaded, Removed, NodeGone, Rediscover, Settle, Tick {
     }
 
     /**
@@ -104,6 +105,10 @@ public final class PlacementCoordinator {
     record Removed(ClusterEvent.MemberRemoved event) implements Command {
     }
 
+    /** The transport watch found a node's process gone. */
+    record NodeGone(TransportWatch.Gone gone) implements Command {
+    }
+
     record Rediscover(ActorRef<ExpertWorker.Command> ref) implements Command {
     }
 
@@ -142,8 +147,19 @@ public final class PlacementCoordinator {
     public static Behavior<Command> create(Settings settings, PlacementState state,
                                            List<ActorRef<RouterActor.Command>> routers, ServerMetrics metrics,
                                            Consumer<PlacementView> listener) {
+        return create(settings, state, routers, null, metrics, listener);
+    }
+
+    /** As above, attached to {@code watch}: a node whose process it finds gone loses its devices at once. */
+    public static Behavior<Command> create(Settings settings, PlacementState state,
+                                           List<ActorRef<RouterActor.Command>> routers,
+                                           ActorRef<TransportWatch.Command> watch, ServerMetrics metrics,
+                                           Consumer<PlacementView> listener) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
             ctx.setLoggerName(PlacementCoordinator.class);
+            if (watch != null) {
+                watch.tell(new TransportWatch.Attach(ctx.messageAdapter(TransportWatch.Gone.class, NodeGone::new)));
+            }
             return new PlacementPhases(ctx, timers, settings, state, routers, metrics, listener).start();
         }));
     }

@@ -12,6 +12,7 @@ import dev.cmoe.server.cluster.PlacementCoordinator.Described;
 import dev.cmoe.server.cluster.PlacementCoordinator.GetPlacement;
 import dev.cmoe.server.cluster.PlacementCoordinator.Listing;
 import dev.cmoe.server.cluster.PlacementCoordinator.LoadDone;
+import dev.cmoe.server.cluster.PlacementCoordinator.NodeGone;
 import dev.cmoe.server.cluster.PlacementCoordinator.PlacementView;
 import dev.cmoe.server.cluster.PlacementCoordinator.Reachability;
 import dev.cmoe.server.cluster.PlacementCoordinator.Rebalance;
@@ -26,6 +27,7 @@ import dev.cmoe.server.cluster.PlacementCoordinator.Tick;
 import dev.cmoe.server.cluster.PlacementCoordinator.Unloaded;
 import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.RouterActor;
+import dev.cmoe.server.moe.TransportWatch;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -243,6 +245,7 @@ final class PlacementPhases {
     private BehaviorBuilder<Command> shared(BehaviorBuilder<Command> b, Phase phase) {
         return b.onMessage(Listing.class, m -> next(phase, onListing(phase, m)))
                 .onMessage(Reachability.class, m -> next(phase, onReachability(phase, m)))
+                .onMessage(NodeGone.class, m -> next(phase, onNodeGone(phase, m.gone())))
                 .onMessage(Removed.class, m -> {
                     Address a = m.event().member().address();
                     discovery.refused.remove(a);
@@ -307,6 +310,31 @@ final class PlacementPhases {
             // unreachable is on its way out (a new incarnation of it may join): it gets nothing
             if (serving(m.event().member())) {
                 discovery.listed.forEach(this::discover);
+            }
+        }
+        return p;
+    }
+
+    /**
+     * A node whose process is gone (its cluster port refuses connections): its devices are lost
+     * now, as for an unreachable one, and it is downed, so that the failure detector's verdict is
+     * not waited for.
+     */
+    private Phase onNodeGone(Phase phase, TransportWatch.Gone gone) {
+        Address address = gone.node();
+        if (address.equals(self) || discovery.unreachable.contains(address)) {
+            return phase;
+        }
+        Phase p = phase;
+        for (PlacementState.Device d : List.copyOf(state.devices().values())) {
+            if (address(d.ref).equals(address)) {
+                p = lose(p, d, "is gone: " + gone.reason());
+            }
+        }
+        for (Member member : Cluster.get(ctx.getSystem()).state().getMembers()) {
+            if (member.address().equals(address)) {
+                discovery.unreachable.add(address); // until it is removed: a new incarnation may join
+                Cluster.get(ctx.getSystem()).manager().tell(new Down(address));
             }
         }
         return p;

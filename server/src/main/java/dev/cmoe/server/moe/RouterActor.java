@@ -127,8 +127,17 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
      * @param expert for all of a step's experts to answer
      * @param unavailable for an expert without any live replica to get one
      * @param maxMessageBytes the cluster's frame size (0 in-process): larger expert messages fail at once
+     * @param stallAfter how long a step waits on a remote device before it reports the device's
+     *     node to {@code watch}
+     * @param watch tells a dead node's process from a slow one ({@link TransportWatch}); null: none
      */
-    public record Limits(Duration expert, Duration unavailable, int maxMessageBytes) {
+    public record Limits(Duration expert, Duration unavailable, int maxMessageBytes, Duration stallAfter,
+                         ActorRef<TransportWatch.Command> watch) {
+        /** Without a transport watch. */
+        public Limits(Duration expert, Duration unavailable, int maxMessageBytes) {
+            this(expert, unavailable, maxMessageBytes, expert, null);
+        }
+
         public static Limits local(Duration expert) {
             return new Limits(expert, expert, 0);
         }

@@ -44,7 +44,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private static final int BATCH_BITS = 16;
     private static final long BATCH_MASK = (1L << BATCH_BITS) - 1;
 
-    sealed interface Command permits BatchReply, SharedDone, TableChanged, TimedOut, Homeless {
+    sealed interface Command permits BatchReply, SharedDone, TableChanged, TimedOut, Homeless, Stalled {
     }
 
     /**
@@ -73,6 +73,10 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     }
 
     private enum Homeless implements Command {
+        INSTANCE
+    }
+
+    private enum Stalled implements Command {
         INSTANCE
     }
 
@@ -128,6 +132,9 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         }
         expected = waiting.size();
         timers.startSingleTimer(TimedOut.INSTANCE, limits.expert());
+        if (limits.watch() != null) {
+            timers.startSingleTimer(Stalled.INSTANCE, limits.stallAfter());
+        }
         if (hasShared) {
             expected++;
             // The shared expert runs on this dispatcher's pool while the routed experts work.
@@ -169,6 +176,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
                 .onMessage(Homeless.class, h -> homeless().isEmpty() ? this
                         : fail("experts " + homeless() + " of layer " + layer + " have no live replica after "
                         + limits.unavailable(), true))
+                .onMessage(Stalled.class, s -> reportStalled())
                 .onMessage(TimedOut.class, t -> fail("experts " + experts(waiting) + (hasShared && shared == null
                         ? " and the shared expert" : "") + " did not answer within " + limits.expert(), false))
                 .build();
@@ -304,6 +312,18 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
             }
         }
         compute.tell(new DeviceCompute.ComputeBatch(tag(b), layer, experts, counts, rows.done(), replies));
+    }
+
+    /** Reports the node of every remote device this step still waits on to the transport watch. */
+    private Behavior<Command> reportStalled() {
+        Set<org.apache.pekko.actor.Address> nodes = new HashSet<>();
+        for (int p : waiting) {
+            if (sentTo[p] != null && sentTo[p].compute().path().address().hasGlobalScope()) {
+                nodes.add(sentTo[p].compute().path().address());
+            }
+        }
+        nodes.forEach(n -> limits.watch().tell(new TransportWatch.Stalled(n)));
+        return this;
     }
 
     /** The experts of parts without a live replica. */
