@@ -127,6 +127,9 @@ class CompareExperiment {
         put("ours-balanced-b48", new Variant("ours, quantile balance on 16 + 48 windows", ours)
                 .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA)
                 .withBalanceSamples(48));
+        put("ours-balanced-b112", new Variant("ours, quantile balance on 16 + 112 windows", ours)
+                .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA)
+                .withBalanceSamples(112));
         put("cmoe-budget", new Variant("cmoe + per-layer budgets", cmoe.withBudget(Carver.Budget.ADAPTIVE)));
         put("cmoe-sign", new Variant("cmoe + sign balance 500, γ 1e-3", cmoe).withBalance(500, 1e-3));
     }
