@@ -66,11 +66,13 @@ class HfArchsServedTest {
     @MethodSource("cases")
     void carvedAndServedThroughActorsGreedyEqualsInProcess(Path dense) throws Exception {
         Path carved = tmp.resolve("carved");
-        Carver.carve(dense, dense.resolve("text.txt"), carved,
-                CarveOptions.of(1, 2, 8).withCalibration(2, 24, 3), CarveListener.NONE);
+        // with per-layer budgets: every family carves them, and each served layer selects its own
+        Carver.carve(dense, dense.resolve("text.txt"), carved, CarveOptions.of(1, 2, 8).withCalibration(2, 24, 3)
+                .withBudgets(CarveOptions.Budgets.ADAPTIVE), CarveListener.NONE);
         JsonObject source = JsonParser.parseString(Files.readString(dense.resolve("config.json"))).getAsJsonObject();
         JsonObject config = JsonParser.parseString(Files.readString(carved.resolve("config.json"))).getAsJsonObject();
         assertEquals(source.get("model_type"), config.get("model_type"));
+        assertEquals("adaptive", config.getAsJsonObject("cmoe").get("layer_budgets").getAsString());
         assertEquals(source.getAsJsonArray("architectures").get(0).getAsString(),
                 config.getAsJsonObject("cmoe").get("source_architecture").getAsString());
         int[] prefix = HfFixtures.reference(dense).prefixIds();
