@@ -10,6 +10,7 @@ import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.safetensors.CheckpointWriter;
 import dev.cmoe.model.safetensors.RawTensor;
 import java.io.IOException;
+import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -85,7 +86,7 @@ final class CarvedCheckpoint implements AutoCloseable {
 
     /** Writes layer {@code layer}'s router bias b. */
     void bias(int layer, float[] b) {
-        writer.write(MoeWeightNames.routerBias(layer), java.nio.FloatBuffer.wrap(b));
+        writer.write(MoeWeightNames.routerBias(layer), FloatBuffer.wrap(b));
     }
 
     /**

@@ -112,7 +112,7 @@ public final class Carver {
 
         /** The fewest routed experts a layer may get. */
         int floor(int active) {
-            return this == ADAPTIVE ? Math.max(1, active - 1) : Math.min(1, active);
+            return this == ADAPTIVE ? Math.max(1, active - 1) : 1;
         }
     }
 
@@ -346,10 +346,19 @@ public final class Carver {
     }
 
     /**
-     * One carved layer: its report, and for per-layer budgets the router's s' on the balance
-     * tokens and the layer's error by budget ({@link LayerBudgets#errors}), else nulls.
+     * One carved layer: its report, and for per-layer budgets what its balance started from (to
+     * balance it again for another N_k) and its error by budget ({@link LayerBudgets#errors}), else nulls.
      */
-    private record LayerResult(CarveReport.Layer report, float[] probs, double[] errors) {
+    private record LayerResult(CarveReport.Layer report, Balancing balancing, double[] errors) {
+    }
+
+    /** A layer's balance problem: the router's s' on the balance tokens, its u, and the b it starts from. */
+    private record Balancing(float[] probs, float[] scale, float[] start) {
+        /** b for {@code active} routed experts per token, by the recipe's rule and the options' steps. */
+        LoadBalancer.Result solve(Recipe recipe, CarveOptions opts, int active, IntConsumer progress) {
+            return LoadBalancer.balance(recipe.balance(), probs, probs.length / scale.length, active, scale, start,
+                    opts.balanceSteps(), opts.balanceGamma(), progress);
+        }
     }
 
     /**
@@ -367,11 +376,8 @@ public final class Carver {
             LayerResult r = results.get(l);
             CarveReport.Layer layer = r.report();
             if (k[l] != moe.active()) {
-                int tokens = r.probs().length / moe.routed();
                 long t = System.nanoTime();
-                LoadBalancer.Result balanced = LoadBalancer.balance(recipe.balance(), r.probs(), tokens, k[l],
-                        new float[moe.routed()], new float[moe.routed()], opts.balanceSteps(), opts.balanceGamma(),
-                        done -> { });
+                LoadBalancer.Result balanced = r.balancing().solve(recipe, opts, k[l], done -> { });
                 layer = layer.rebalanced(k[l], balanced, seconds(t));
                 if (!kept.isEmpty()) {
                     TensorMap tensors = kept.get(l);
@@ -449,9 +455,9 @@ public final class Carver {
             probs = carved.route(Tensors.create(m, all, balanceTokens, d)).probs();
         }
         carved.resetLoads();
-        IntConsumer balanceProgress = done -> listener.progress(base + tokens + 2 + done, "balance");
-        LoadBalancer.Result balanced = LoadBalancer.balance(recipe.balance(), probs, balanceTokens, moe.active(),
-                carved.scale(), carved.bias(), opts.balanceSteps(), opts.balanceGamma(), balanceProgress);
+        Balancing balancing = new Balancing(probs, carved.scale(), carved.bias());
+        LoadBalancer.Result balanced = balancing.solve(recipe, opts, moe.active(),
+                done -> listener.progress(base + tokens + 2 + done, "balance"));
         carved.setBias(balanced.bias());
         System.arraycopy(balanced.bias(), 0, out.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
         double balance = seconds(t);
@@ -466,7 +472,7 @@ public final class Carver {
         CarveReport.Layer report = layerReport(l, moe.active(), errors, rates, c, router, balanced,
                 new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance, seconds(start)));
         listener.layerFinished(report);
-        return new LayerResult(report, errors == null ? null : probs, errors);
+        return new LayerResult(report, errors == null ? null : balancing, errors);
     }
 
     private static CarveReport.Layer layerReport(int l, int active, double[] errors, double[] rates,

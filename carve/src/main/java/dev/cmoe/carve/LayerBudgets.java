@@ -6,6 +6,7 @@ import dev.cmoe.model.llama.FeedForward;
 import dev.cmoe.model.llama.Tensors;
 import dev.cmoe.model.moe.MoeFeedForward;
 import dev.cmoe.model.moe.Routing;
+import java.nio.FloatBuffer;
 import java.util.Arrays;
 
 /**
@@ -54,7 +55,7 @@ final class LayerBudgets {
             float[] left; // dense output minus what the carved layer has added so far, (n, d)
             float[][] outputs = new float[routed][];
             try (NDManager m = NDManager.newBaseManager()) {
-                NDArray xs = Tensors.create(m, java.nio.FloatBuffer.wrap(x, t0 * d, n * d), n, d);
+                NDArray xs = Tensors.create(m, FloatBuffer.wrap(x, t0 * d, n * d), n, d);
                 NDArray y = dense.forward(xs);
                 left = (carved.config().shared() > 0 ? y.sub(carved.shared(xs)) : y).toFloatArray();
                 for (int j = 0; j < routed; j++) {

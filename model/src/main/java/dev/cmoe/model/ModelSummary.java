@@ -11,6 +11,7 @@ import java.util.EnumMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import java.util.stream.Collectors;
 
 /**
  * What a user checks before carving or serving a checkpoint, read from config.json and the
@@ -95,7 +96,7 @@ public record ModelSummary(Path dir, ModelConfig config, Optional<MoeConfig> moe
                     m.routed(), m.expertSize(), m.method()));
             if (m.hasLayerBudgets()) {
                 line(s, "routed per layer", m.activePerLayer().stream().map(String::valueOf)
-                        .collect(java.util.stream.Collectors.joining(", ")) + " (the same total as " + m.active()
+                        .collect(Collectors.joining(", ")) + " (the same total as " + m.active()
                         + " in every layer)");
             }
             line(s, "active parameters", String.format(Locale.ROOT, "%,d per token (%.1f%%)", activeParameters,

@@ -20,6 +20,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -316,7 +317,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
 
     /** Reports the node of every remote device this step still waits on to the transport watch. */
     private Behavior<Command> reportStalled() {
-        Set<org.apache.pekko.actor.Address> nodes = new HashSet<>();
+        Set<Address> nodes = new HashSet<>();
         for (int p : waiting) {
             if (sentTo[p] != null && sentTo[p].compute().path().address().hasGlobalScope()) {
                 nodes.add(sentTo[p].compute().path().address());
