@@ -19,8 +19,10 @@ import dev.cmoe.deploy.cli.WorkerCommand;
 import dev.cmoe.deploy.cli.TrainCommand;
 import dev.cmoe.deploy.cli.GenerateCommand;
 import dev.cmoe.deploy.cli.GgufCommand;
+import dev.cmoe.deploy.cli.GpuCheckCommand;
 import dev.cmoe.deploy.cli.HealthCommand;
 import dev.cmoe.deploy.cli.PlanCommand;
+import dev.cmoe.model.EngineNatives;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -31,7 +33,7 @@ import picocli.CommandLine.Command;
             AdaptCommand.class, InfoCommand.class, SynthCommand.class, GenerateCommand.class, EvalPplCommand.class, BaselinesCommand.class, ServeCommand.class,
             WorkerCommand.class, RebalanceCommand.class, ClientCommand.class, PlanCommand.class,
             HealthCommand.class, BenchCommand.class, BenchEngineCommand.class, BenchDecodeCommand.class, BenchDispatchCommand.class,
-            GgufCommand.class,
+            GgufCommand.class, GpuCheckCommand.class,
             CommandLine.HelpCommand.class})
 public final class Cli {
 
@@ -49,6 +51,13 @@ public final class Cli {
             }
             return 2;
         });
+        try {
+            // before anything loads the engine: which natives it loads is decided once, here
+            EngineNatives.configureFromEnvironment();
+        } catch (IllegalArgumentException e) {
+            cli.getErr().println("cmoe: " + e.getMessage());
+            return 2;
+        }
         try {
             return cli.execute(args);
         } catch (OutOfMemoryError e) {

@@ -207,6 +207,22 @@ class KubernetesManifestsTest {
         assertTrue(dockerfile.contains("USER 10001:10001"), "runAsUser in the manifests is 10001");
         assertTrue(Files.isExecutable(Path.of("docker", "cmoe")));
         assertTrue(Files.readString(Path.of("docker", "cmoe")).contains("dev.cmoe.deploy.Cli"));
+        // the GPU workers' image: same ports and user, and the engine pointed at its CUDA libtorch
+        String cuda = Files.readString(Path.of("..", "Dockerfile.cuda"));
+        assertTrue(cuda.contains("EXPOSE 50051 9464 25520"));
+        assertTrue(cuda.contains("USER 10001:10001"));
+        assertTrue(cuda.contains("CMOE_LIBTORCH=/opt/libtorch") && cuda.contains("COPY --from=libtorch /opt/libtorch"));
+        assertTrue(cuda.contains("2.7.1%2Bcu128.zip"), "the version and flavour of the JNI's CUDA build");
+    }
+
+    @Test
+    void gpuWorkersRunTheCudaImage() throws IOException {
+        Map<String, Map<String, Object>> all = objects();
+        assertTrue(Files.readString(Path.of("k8s", "kustomization.yaml")).contains(
+                "  - name: cmoe-cuda # workers: docker build -f Dockerfile.cuda -t cmoe:0.1.0-cuda .\n"
+                        + "    newName: cmoe\n    newTag: 0.1.0-cuda\n"), "kustomize maps the workers' image to the CUDA build's tag");
+        assertEquals("cmoe-cuda", container(all.get("StatefulSet/cmoe-worker")).get("image"));
+        assertEquals("cmoe", container(all.get("Deployment/cmoe-head")).get("image"));
     }
 
     /** Every flag the containers pass is one the command accepts. */

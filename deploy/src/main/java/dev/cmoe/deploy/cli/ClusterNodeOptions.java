@@ -31,11 +31,11 @@ final class ClusterNodeOptions {
     String name;
 
     @Option(names = "--devices", description = "Devices of this node that host experts: cpu, or gpu:0,gpu:1,..."
-            + " (one expert worker each).")
+            + " (or cuda:0,cuda:1,...; one expert worker each).")
     String devices;
 
     @Option(names = "--memory-per-device", defaultValue = "0", description = "Bytes each of this node's devices"
-            + " may spend on expert weights; 0 = unlimited (default).")
+            + " may spend on expert weights; 0 (default): a GPU 90% of its free memory at start, the CPU unlimited.")
     long memoryPerDevice;
 
     @Option(names = "--cluster-key-store", paramLabel = "FILE", description = "PKCS#12 (or .jks) key store of this"

@@ -8,7 +8,6 @@ import dev.cmoe.carve.CarveListener;
 import dev.cmoe.carve.CarveOptions;
 import dev.cmoe.carve.CarveReport;
 import dev.cmoe.carve.Carver;
-import dev.cmoe.deploy.Cli;
 import dev.cmoe.deploy.placement.LoadSources;
 import dev.cmoe.experts.ExpertId;
 import dev.cmoe.experts.placement.ExpertLoads;
@@ -17,9 +16,6 @@ import dev.cmoe.experts.placement.PlacementPlan;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.BeforeAll;
@@ -46,20 +42,8 @@ class PlanCommandTest {
 
     /** Runs the command line, returning {exit code, stdout, stderr}. */
     private static Object[] cli(String... args) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        int exit;
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            exit = Cli.run(args);
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-        return new Object[] {exit, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8)};
+        CliRun r = CliRun.of(args);
+        return new Object[] {r.exit(), r.out(), r.err()};
     }
 
     @Test

@@ -3,19 +3,15 @@ package dev.cmoe.deploy.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.cmoe.deploy.Cli;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.model.safetensors.DType;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.testing.TinyCheckpoint;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -38,22 +34,10 @@ class ServeCommandTest {
                 "--auth-token-file", token.toString(), "--max-batch-tokens", "32");
         try (ServeCommand.Running running = serve.start()) {
             String server = "127.0.0.1:" + running.port();
-            ByteArrayOutputStream out = new ByteArrayOutputStream();
-            ByteArrayOutputStream err = new ByteArrayOutputStream();
-            PrintStream oldOut = System.out;
-            PrintStream oldErr = System.err;
-            int exit;
-            try {
-                System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-                System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-                exit = Cli.run("client", "--server", server, "--auth-token-file", token.toString(),
-                        "--max-new-tokens", "6", "--ignore-eos", "The jury");
-            } finally {
-                System.setOut(oldOut);
-                System.setErr(oldErr);
-            }
-            String usage = err.toString(StandardCharsets.UTF_8);
-            assertEquals(0, exit, usage);
+            CliRun client = CliRun.of("client", "--server", server, "--auth-token-file", token.toString(),
+                    "--max-new-tokens", "6", "--ignore-eos", "The jury");
+            String usage = client.err();
+            assertEquals(0, client.exit(), usage);
             assertTrue(usage.contains("6 generated, finish LENGTH"), usage);
 
             HttpResponse<String> metrics = HttpClient.newHttpClient().send(HttpRequest.newBuilder(
@@ -65,14 +49,9 @@ class ServeCommandTest {
             assertTrue(metrics.body().contains("cmoe_generated_tokens_total 6.0"), "token counter");
 
             // Without the token the server refuses.
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            try {
-                exit = Cli.run("client", "--server", server, "--max-new-tokens", "2", "The jury");
-            } finally {
-                System.setErr(oldErr);
-            }
-            assertEquals(2, exit);
-            assertTrue(err.toString(StandardCharsets.UTF_8).contains("UNAUTHENTICATED"));
+            CliRun refused = CliRun.of("client", "--server", server, "--max-new-tokens", "2", "The jury");
+            assertEquals(2, refused.exit());
+            assertTrue(refused.err().contains("UNAUTHENTICATED"), refused.err());
         }
     }
 
@@ -117,33 +96,21 @@ class ServeCommandTest {
             }
         }
         // a worker needs a carved model; a dense one is refused naming why
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        PrintStream oldErr = System.err;
-        int exit;
+        Path dense;
         try {
-            Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"),
-                    DType.F32);
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            exit = Cli.run("worker", "--cluster-seed", "127.0.0.1:1", "--name", "w1", "--devices", "cpu", "--model",
-                    dense.toString());
+            dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"), DType.F32);
         } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
-        } finally {
-            System.setErr(oldErr);
         }
-        assertEquals(2, exit);
-        assertTrue(err.toString(StandardCharsets.UTF_8).contains("is dense"), err.toString(StandardCharsets.UTF_8));
+        CliRun worker = CliRun.of("worker", "--cluster-seed", "127.0.0.1:1", "--name", "w1", "--devices", "cpu",
+                "--model", dense.toString());
+        assertEquals(2, worker.exit());
+        assertTrue(worker.err().contains("is dense"), worker.err());
         // the shared cluster flags keep the worker's requirements, naming the flag
-        ByteArrayOutputStream missing = new ByteArrayOutputStream();
-        try {
-            System.setErr(new PrintStream(missing, true, StandardCharsets.UTF_8));
-            exit = Cli.run("worker", "--cluster-seed", "127.0.0.1:1", "--devices", "cpu", "--model", tmp.toString());
-        } finally {
-            System.setErr(oldErr);
-        }
-        assertEquals(2, exit);
-        assertTrue(missing.toString(StandardCharsets.UTF_8).contains("--name is required"),
-                missing.toString(StandardCharsets.UTF_8));
+        CliRun missing = CliRun.of("worker", "--cluster-seed", "127.0.0.1:1", "--devices", "cpu", "--model",
+                tmp.toString());
+        assertEquals(2, missing.exit());
+        assertTrue(missing.err().contains("--name is required"), missing.err());
     }
 
     @Test

@@ -23,7 +23,8 @@ public final class ExpertDevices {
      * Spawns and registers the workers of {@code devices} under {@code system}'s system guardian.
      *
      * @param worker this node's worker name (the first half of every device id)
-     * @param memoryPerDevice what each device may spend on expert weights; 0 = not limited
+     * @param memoryPerDevice what each device may spend on expert weights; 0 = a GPU's free memory
+     *     ({@link DeviceSpec#memoryBudget}), the CPU not limited
      * @param source the shared checkpoint's tensors; must stay readable while the workers live
      * @param secret what the devices prove to the head before it gives them experts
      * @return the device workers, in the order of {@code devices}
@@ -51,7 +52,7 @@ public final class ExpertDevices {
         List<ActorRef<ExpertWorker.Command>> refs = new ArrayList<>();
         for (DeviceSpec d : devices) {
             ActorRef<ExpertWorker.Command> ref = system.systemActorOf(ExpertWorker.create(d.id(worker), d.device(),
-                    shape, source, memoryPerDevice, maxFrameBytes, List.of(), secret, onRefused), d.actorName(),
+                    shape, source, d.memoryBudget(memoryPerDevice), maxFrameBytes, List.of(), secret, onRefused), d.actorName(),
                     Props.empty());
             system.receptionist().tell(Receptionist.register(ExpertWorker.SERVICE_KEY, ref));
             refs.add(ref);
