@@ -132,15 +132,42 @@ final class GroupedExperts implements AutoCloseable {
     NDArray forward(NDArray x, Routing routing, Strategy strategy) {
         Plan p = plan(routing, strategy);
         NDArray outputs = p.batched() ? batched(x, p) : used(x, p);
-        NDManager manager = x.getManager();
+        return combine(x.getManager(), routing, p.position(), outputs);
+    }
+
+    /**
+     * The combine of {@link #forward} over outputs computed elsewhere (by expert actors): the used
+     * experts' rows stacked in expert order, each expert's in its routing order, as the used
+     * plan lays them out.
+     *
+     * @param stacked (routed rows, hidden)
+     * @return (tokens, hidden)
+     */
+    static NDArray combineStacked(NDManager manager, Routing routing, NDArray stacked) {
+        return combine(manager, routing, stackedPositions(routing), stacked);
+    }
+
+    private static NDArray combine(NDManager manager, Routing routing, long[] position, NDArray outputs) {
         int tokens = routing.tokens();
         if (tokens <= MATMUL_COMBINE_TOKENS) {
-            return combineMatrix(manager, routing, p, outputs.getShape().get(0)).matMul(outputs);
+            return combineMatrix(manager, routing, position, outputs.getShape().get(0)).matMul(outputs);
         }
         long hidden = outputs.getShape().get(1);
-        return outputs.get(new NDIndex("{}", manager.create(p.position())))
+        return outputs.get(new NDIndex("{}", manager.create(position)))
                 .mul(gateColumn(manager, routing))
                 .reshape(tokens, routing.nActive(), hidden).sum(new int[] {1});
+    }
+
+    /** Slot t·N_k + k → its row among the used experts' outputs stacked in expert order. */
+    private static long[] stackedPositions(Routing routing) {
+        long[] position = new long[routing.tokens() * routing.nActive()];
+        int at = 0;
+        for (int j = 0; j < routing.nRouted(); j++) {
+            for (int slot : routing.slots(j)) {
+                position[slot] = at++;
+            }
+        }
+        return position;
     }
 
     /**
@@ -169,7 +196,7 @@ final class GroupedExperts implements AutoCloseable {
         }
         long rows = p.batched() ? (long) routed * p.widest() : (long) routing.tokens() * routing.nActive();
         boolean matrix = routing.tokens() <= MATMUL_COMBINE_TOKENS;
-        NDArray combineA = matrix ? combineMatrix(manager, routing, p, rows) : manager.create(p.position());
+        NDArray combineA = matrix ? combineMatrix(manager, routing, p.position(), rows) : manager.create(p.position());
         NDArray combineB = matrix ? null : gateColumn(manager, routing);
         return script.mixture(residual, x, take, gateUps, downs, p.cuts(), p.widest(), combineA, combineB,
                 routing.nActive(), shared);
@@ -226,12 +253,11 @@ final class GroupedExperts implements AutoCloseable {
             everyToken &= rows.length == tokens;
             experts[u] = j;
             from[u++] = at;
-            int[] slots = routing.slots(j);
-            for (int i = 0; i < rows.length; i++) {
-                take[at] = rows[i];
-                position[slots[i]] = at++;
+            for (int row : rows) {
+                take[at++] = row;
             }
         }
+        position = stackedPositions(routing);
         long[] cuts = new long[used - 1];
         for (int i = 1; i < used; i++) {
             cuts[i - 1] = from[i];
@@ -240,13 +266,13 @@ final class GroupedExperts implements AutoCloseable {
     }
 
     /** The (tokens, rows) matrix whose row t holds token t's gates at its slots' output rows, 0 elsewhere. */
-    private static NDArray combineMatrix(NDManager manager, Routing routing, Plan p, long rows) {
+    private static NDArray combineMatrix(NDManager manager, Routing routing, long[] position, long rows) {
         int tokens = routing.tokens();
         int nActive = routing.nActive();
         float[] weights = new float[Math.toIntExact(tokens * rows)];
         for (int t = 0; t < tokens; t++) {
             for (int k = 0; k < nActive; k++) {
-                weights[Math.toIntExact(t * rows + p.position()[t * nActive + k])] = routing.gate(t, k);
+                weights[Math.toIntExact(t * rows + position[t * nActive + k])] = routing.gate(t, k);
             }
         }
         return manager.create(weights, new Shape(tokens, rows));

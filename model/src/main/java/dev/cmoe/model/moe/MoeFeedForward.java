@@ -235,36 +235,36 @@ public final class MoeFeedForward implements FeedForward {
     }
 
     /**
-     * Σ over each token's slots, in slot order, of g · expert output. {@code outputs[j]} holds
-     * expert j's unweighted output for {@link Routing#rows(int)} j (null when it has none).
-     * The rows of every expert are stacked, put back in (token, slot) order by one gather, and
-     * summed over the N_k slots: an index-add without scatter, deterministic in its order.
+     * Σ over each token's slots of g · expert output, as the in-process {@link #forward} combines.
+     * {@code outputs[j]} holds expert j's unweighted output for {@link Routing#rows(int)} j (null
+     * when it has none).
      *
      * @return (tokens, hidden)
      */
     public NDArray combine(Routing routing, NDArray[] outputs) {
-        int tokens = routing.tokens();
-        int nActive = routing.nActive();
-        NDList parts = new NDList();
-        long[] position = new long[tokens * nActive]; // slot t·N_k + k → its row in the stack
-        int at = 0;
-        NDManager manager = null;
-        for (int j = 0; j < outputs.length; j++) {
-            int[] slots = routing.slots(j);
-            if (slots.length == 0) {
-                continue;
-            }
-            manager = outputs[j].getManager();
-            NDArray g = manager.create(routing.gates(j), new Shape(slots.length, 1));
-            parts.add(outputs[j].mul(g));
-            for (int slot : slots) {
-                position[slot] = at++;
+        NDList used = new NDList();
+        for (NDArray o : outputs) {
+            if (o != null) {
+                used.add(o);
             }
         }
-        NDArray stacked = parts.size() == 1 ? parts.head() : NDArrays.concat(parts); // (T·N_k, hidden)
-        long hidden = stacked.getShape().get(1);
-        return stacked.get(new NDIndex("{}", manager.create(position)))
-                .reshape(tokens, nActive, hidden).sum(new int[] {1});
+        if (used.isEmpty()) {
+            throw new IllegalArgumentException("no expert output to combine");
+        }
+        NDArray stacked = used.size() == 1 ? used.head() : NDArrays.concat(used);
+        return combineStacked(routing, stacked);
+    }
+
+    /**
+     * {@link #combine} over the used experts' outputs already stacked in expert order (each
+     * expert's rows in its routing order): one array for the whole step, as a gather of expert
+     * actors' answers builds it.
+     *
+     * @param stacked (routed rows, hidden)
+     * @return (tokens, hidden)
+     */
+    public NDArray combineStacked(Routing routing, NDArray stacked) {
+        return GroupedExperts.combineStacked(stacked.getManager(), routing, stacked);
     }
 
     public MoeConfig config() {

@@ -11,6 +11,7 @@ import dev.cmoe.model.moe.Routing;
 import dev.cmoe.server.metrics.ServerMetrics;
 import io.micrometer.core.instrument.Counter;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -33,8 +34,8 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * The router of one MoE layer: decides each token's experts with exactly the in-process code
  * ({@link MoeFeedForward#route}), shares each selected expert's rows among its replicas by the
  * outstanding work of their devices (rows sent and not yet answered; {@link RowSplit}: a hot
- * expert's rows are split over its replicas), and hands the step to a
- * {@link StepGather}, which sends each device one message with all of its rows of the step,
+ * expert's rows are split over its replicas), and hands the step to an idle
+ * {@link StepGather} (spawned only when every one is busy), which sends each device one message with all of its rows of the step,
  * computes the shared expert meanwhile and combines as {@link MoeFeedForward#combine} does.
  * Spawn it on {@link #DISPATCHER}.
  *
@@ -48,7 +49,8 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     public static final String DISPATCHER = "cmoe.router-dispatcher";
 
     /** What a router understands. */
-    public sealed interface Command permits Route, UpdateReplicas, Drain, WorkDone, WorkMoved, GatherStopped {
+    public sealed interface Command permits Route, UpdateReplicas, Drain, WorkDone, WorkMoved, GatherIdle,
+            GatherStopped {
     }
 
     /**
@@ -98,6 +100,10 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     /** A step moved {@code rows} rows from a lost replica to another (to null: none is left yet). */
     record WorkMoved(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> from,
                      ActorRef<ExpertActor.Command> to, int rows) implements Command {
+    }
+
+    /** A step has its answer; its gather takes the next one (from {@link StepGather}). */
+    record GatherIdle(ActorRef<StepGather.Command> gather) implements Command {
     }
 
     private record GatherStopped(ActorRef<StepGather.Command> gather) implements Command {
@@ -158,6 +164,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     private final Map<ActorRef<StepGather.Command>, Map<ActorRef<ExpertActor.Command>, Integer>> inFlight =
             new HashMap<>(); // step -> replica -> its rows not yet answered
     private final List<PendingDrain> drains = new ArrayList<>();
+    private final ArrayDeque<ActorRef<StepGather.Command>> idle = new ArrayDeque<>(); // gathers between steps
     private final NDManager manager = NDManager.newBaseManager();
     private LayerReplicas replicas;
     private long picks; // rotates ties between equally idle replicas
@@ -204,6 +211,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
                 .onMessage(Drain.class, this::onDrain)
                 .onMessage(WorkDone.class, this::onWorkDone)
                 .onMessage(WorkMoved.class, this::onWorkMoved)
+                .onMessage(GatherIdle.class, this::onGatherIdle)
                 .onMessage(GatherStopped.class, this::onGatherStopped)
                 .onSignal(PostStop.class, s -> release())
                 .build();
@@ -259,9 +267,13 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
                 deviceTokens.computeIfAbsent(replica.device(), this::deviceCounter).increment(share.rows());
             }
         }
-        ActorRef<StepGather.Command> gather = getContext().spawnAnonymous(StepGather.create(layer, hidden, dtype, ffn,
-                routing, r, parts, replicas, limits, getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
-        getContext().watchWith(gather, new GatherStopped(gather));
+        ActorRef<StepGather.Command> gather = idle.poll();
+        if (gather == null) {
+            gather = getContext().spawnAnonymous(StepGather.create(layer, hidden, dtype, ffn, limits,
+                    getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
+            getContext().watchWith(gather, new GatherStopped(gather));
+        }
+        gather.tell(new StepGather.Begin(routing, r, parts, replicas));
         inFlight.put(gather, work);
         return this;
     }
@@ -324,14 +336,25 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         return this;
     }
 
+    private Behavior<Command> onGatherIdle(GatherIdle g) {
+        ended(g.gather());
+        idle.push(g.gather());
+        return this;
+    }
+
     private Behavior<Command> onGatherStopped(GatherStopped g) {
-        // whatever the step did not report (it failed, or timed out) is no longer outstanding
-        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.remove(g.gather());
+        ended(g.gather());
+        idle.remove(g.gather());
+        return this;
+    }
+
+    /** Whatever {@code gather}'s step did not report (it failed, or timed out) is no longer outstanding. */
+    private void ended(ActorRef<StepGather.Command> gather) {
+        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.remove(gather);
         if (work != null) {
             work.forEach((ref, rows) -> outstanding.computeIfPresent(ref, (k, v) -> v - rows > 0 ? v - rows : null));
         }
         checkDrains();
-        return this;
     }
 
     private void settle(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> replica, int rows) {

@@ -38,14 +38,21 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * that answer {@link RouterActor.Failed} instead of hanging. When the router reports a lost device,
  * the rows sent there are sent again, one batch per surviving device (the experts are
  * deterministic, so the step's result is the same); an expert left without any replica fails the
- * step as unavailable after {@link RouterActor.Limits#unavailable()}. It answers exactly once and
- * stops; late or duplicate replies are ignored.
+ * step as unavailable after {@link RouterActor.Limits#unavailable()}. It answers exactly once,
+ * tells the router it is idle and waits for the router's next step ({@link Begin}): a layer's
+ * gather lives across steps, so a step costs no actor spawn. Late or duplicate replies of a
+ * finished step are ignored.
  */
 final class StepGather extends AbstractBehavior<StepGather.Command> {
     private static final int BATCH_BITS = 16;
     private static final long BATCH_MASK = (1L << BATCH_BITS) - 1;
 
-    sealed interface Command permits BatchReply, SharedDone, TableChanged, TimedOut, Homeless, Stalled {
+    sealed interface Command permits Begin, BatchReply, SharedDone, TableChanged, TimedOut, Homeless, Stalled {
+    }
+
+    /** The router's next step for this gather: its routing, the parts and their replicas, the table. */
+    record Begin(Routing routing, RouterActor.Route route, List<Part> parts, LayerReplicas replicas)
+            implements Command {
     }
 
     /**
@@ -65,8 +72,14 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private record BatchReply(DeviceCompute.BatchReply reply) implements Command {
     }
 
-    /** @param output (tokens, hidden) row-major, or null with {@code failure} */
-    private record SharedDone(float[] output, Throwable failure) implements Command {
+    /** @param output (tokens, hidden) row-major, or null with {@code failure}; of step {@code stepId} */
+    private record SharedDone(long stepId, float[] output, Throwable failure) implements Command {
+    }
+
+    /** What a gather keeps between steps. */
+    private record Setup(ActorContext<Command> context, TimerScheduler<Command> timers, int layer, int hidden,
+                         DType dtype, MoeFeedForward ffn, RouterActor.Limits limits,
+                         ActorRef<RouterActor.Command> router, ActorRef<DeviceCompute.BatchReply> replies) {
     }
 
     private enum TimedOut implements Command {
@@ -81,6 +94,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         INSTANCE
     }
 
+    private final Setup setup;
     private final int layer;
     private final int hidden;
     private final DType dtype;
@@ -102,25 +116,24 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private float[] shared;                    // (tokens, hidden), null until computed (or without one)
     private int expected;                      // parts and shared expert still to answer
 
-    private StepGather(ActorContext<Command> context, TimerScheduler<Command> timers, int layer, int hidden,
-                       DType dtype, MoeFeedForward ffn, Routing routing, RouterActor.Route route, List<Part> parts,
-                       LayerReplicas replicas, RouterActor.Limits limits, ActorRef<RouterActor.Command> router) {
-        super(context);
-        this.layer = layer;
-        this.hidden = hidden;
-        this.dtype = dtype;
-        this.ffn = ffn;
-        this.routing = routing;
-        this.route = route;
-        this.limits = limits;
-        this.router = router;
-        this.timers = timers;
-        this.replicas = replicas;
-        this.parts = parts.toArray(Part[]::new);
+    private StepGather(Setup setup, Begin step) {
+        super(setup.context());
+        this.setup = setup;
+        this.layer = setup.layer();
+        this.hidden = setup.hidden();
+        this.dtype = setup.dtype();
+        this.ffn = setup.ffn();
+        this.routing = step.routing();
+        this.route = step.route();
+        this.limits = setup.limits();
+        this.router = setup.router();
+        this.timers = setup.timers();
+        this.replicas = step.replicas();
+        this.replies = setup.replies();
+        this.parts = step.parts().toArray(Part[]::new);
         this.outputs = new float[routing.nRouted()][];
         this.sentTo = new Replica[this.parts.length];
         this.hasShared = route.withShared() && ffn.config().shared() > 0;
-        this.replies = context.messageAdapter(DeviceCompute.BatchReply.class, BatchReply::new);
         List<Integer> all = new ArrayList<>();
         for (int p = 0; p < this.parts.length; p++) {
             Part part = this.parts[p];
@@ -139,20 +152,29 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         if (hasShared) {
             expected++;
             // The shared expert runs on this dispatcher's pool while the routed experts work.
-            Executor executor = context.getSystem().dispatchers()
+            Executor executor = getContext().getSystem().dispatchers()
                     .lookup(DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
             CompletableFuture<float[]> done = CompletableFuture.supplyAsync(this::computeShared, executor);
-            context.pipeToSelf(done, SharedDone::new);
+            long stepId = route.stepId();
+            getContext().pipeToSelf(done, (out, failure) -> new SharedDone(stepId, out, failure));
         }
         sendByDevice(all);
         armHomeless();
     }
 
-    static Behavior<Command> create(int layer, int hidden, DType dtype, MoeFeedForward ffn, Routing routing,
-                                    RouterActor.Route route, List<Part> parts, LayerReplicas replicas,
-                                    RouterActor.Limits limits, ActorRef<RouterActor.Command> router) {
-        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new StepGather(ctx, timers, layer, hidden, dtype,
-                ffn, routing, route, parts, replicas, limits, router)));
+    /** An idle gather of layer {@code layer}'s steps, which {@code router} hands them to. */
+    static Behavior<Command> create(int layer, int hidden, DType dtype, MoeFeedForward ffn, RouterActor.Limits limits,
+                                    ActorRef<RouterActor.Command> router) {
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> idle(new Setup(ctx, timers, layer, hidden, dtype,
+                ffn, limits, router, ctx.messageAdapter(DeviceCompute.BatchReply.class, BatchReply::new)))));
+    }
+
+    /** Between steps: the next {@link Begin} starts one; anything else is a finished step's and is dropped. */
+    private static Behavior<Command> idle(Setup setup) {
+        return Behaviors.receive(Command.class)
+                .onMessage(Begin.class, b -> new StepGather(setup, b))
+                .onAnyMessage(m -> Behaviors.same())
+                .build();
     }
 
     /**
@@ -228,6 +250,9 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     }
 
     private Behavior<Command> onSharedDone(SharedDone m) {
+        if (m.stepId() != route.stepId()) {
+            return this; // an earlier step's, which ended before its shared expert did
+        }
         if (m.failure() != null) {
             return fail("shared expert: " + m.failure(), false);
         }
@@ -360,25 +385,39 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         int tokens = route.tokens();
         float[] out;
         try (NDManager m = NDManager.newBaseManager()) {
-            NDArray[] arrays = new NDArray[outputs.length]; // experts with rows: every part has answered
-            for (int j = 0; j < outputs.length; j++) {
-                if (outputs[j] != null) {
-                    arrays[j] = m.create(outputs[j], new Shape(outputs[j].length / hidden, hidden));
+            // every part has answered: the experts' rows, stacked in expert order, cross to the engine at once
+            int length = 0;
+            for (float[] o : outputs) {
+                length += o == null ? 0 : o.length;
+            }
+            float[] stacked = new float[length];
+            int at = 0;
+            for (float[] o : outputs) {
+                if (o != null) {
+                    System.arraycopy(o, 0, stacked, at, o.length);
+                    at += o.length;
                 }
             }
-            NDArray routed = ffn.combine(routing, arrays);
+            NDArray routed = ffn.combineStacked(routing, m.create(stacked, new Shape(length / hidden, hidden)));
             out = (hasShared ? m.create(shared, new Shape(tokens, hidden)).add(routed) : routed).toFloatArray();
         } catch (RuntimeException e) {
             return fail("combine failed: " + e, false);
         }
         route.replyTo().tell(new RouterActor.Routed(route.stepId(), out));
-        return Behaviors.stopped();
+        return ended();
     }
 
     private Behavior<Command> fail(String reason, boolean unavailable) {
         route.replyTo().tell(new RouterActor.Failed(route.stepId(), "layer " + layer + ", step " + route.stepId()
                 + ": " + reason, unavailable));
-        return Behaviors.stopped();
+        return ended();
+    }
+
+    /** The step has its answer: its timers go, the router settles what it did not report, and the gather idles. */
+    private Behavior<Command> ended() {
+        timers.cancelAll();
+        router.tell(new RouterActor.GatherIdle(getContext().getSelf()));
+        return idle(setup);
     }
 
     /** Runs off the actor's thread: touches only immutable inputs and its own manager. */

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import dev.cmoe.experts.DeviceCompute;
@@ -245,6 +246,45 @@ class RouterActorTest {
         c.replyTo().tell(new DeviceCompute.BatchFailed(c.stepId(), "device lost"));
         RouterActor.Failed failed = reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5));
         assertTrue(failed.reason().contains("device lost"), failed.reason());
+    }
+
+    @Test
+    void aLayersGatherServesStepAfterStepAndDropsAnEndedStepsLateAnswers() {
+        TestProbe<DeviceCompute.Command> device = kit.createTestProbe();
+        ActorRef<RouterActor.Command> router = router(1, expertRefs(), device.getRef(), Duration.ofSeconds(30),
+                ServerMetrics.discarding());
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        float[] first = random(new Random(7), HIDDEN);
+        router.tell(new RouterActor.Route(20, first, 1, reply.getRef()));
+        DeviceCompute.ComputeBatch c20 = device.expectMessageClass(DeviceCompute.ComputeBatch.class,
+                Duration.ofSeconds(5));
+        c20.replyTo().tell(new DeviceCompute.BatchFailed(c20.stepId(), "device hiccup"));
+        assertEquals(20, reply.expectMessageClass(RouterActor.Failed.class, Duration.ofSeconds(5)).stepId());
+
+        int tokens = 3;
+        float[] x = random(new Random(8), tokens * HIDDEN);
+        router.tell(new RouterActor.Route(21, x, tokens, reply.getRef()));
+        DeviceCompute.ComputeBatch c21 = device.expectMessageClass(DeviceCompute.ComputeBatch.class,
+                Duration.ofSeconds(5));
+        assertEquals(c20.replyTo(), c21.replyTo(), "the next step goes to the same gather, spawned once");
+        // a late answer of the ended step, shaped like this one's, must not be taken for it
+        int rows = c21.rows().rows();
+        float[] garbage = new float[rows * HIDDEN];
+        java.util.Arrays.fill(garbage, 1e6f);
+        c21.replyTo().tell(new DeviceCompute.BatchComputed(c20.stepId(),
+                WireTensor.writer(DType.F32, rows, HIDDEN).put(garbage, 0, garbage.length).done(), 0));
+        // the experts answer with their inputs: the step's output is then shared(x) + Σ g · x
+        float[] sent = floats(c21.rows());
+        c21.replyTo().tell(new DeviceCompute.BatchComputed(c21.stepId(),
+                WireTensor.writer(DType.F32, rows, HIDDEN).put(sent, 0, sent.length).done(), 0));
+        RouterActor.Routed got = reply.expectMessageClass(RouterActor.Routed.class, Duration.ofSeconds(5));
+        assertEquals(21, got.stepId());
+        try (NDManager m = NDManager.newBaseManager()) {
+            NDArray in = m.create(x, new Shape(tokens, HIDDEN));
+            float[] want = local(1).shared(in).add(local(1).combineStacked(local(1).route(in),
+                    m.create(sent, new Shape(rows, HIDDEN)))).toFloatArray();
+            assertArrayEquals(want, got.output());
+        }
     }
 
     @Test
