@@ -137,6 +137,13 @@ public final class InferenceServer implements AutoCloseable {
      */
     public static InferenceServer start(ModelDir dir, SchedulerConfig config, ServerBuilder<?> builder,
                                         ServerMetrics metrics, String authToken) throws IOException {
+        return start(dir, config, builder, metrics, authToken, Device.cpu());
+    }
+
+    /** As {@link #start(ModelDir, SchedulerConfig, ServerBuilder, ServerMetrics, String)}, a carved model's routed experts on {@code expertDevice}. */
+    public static InferenceServer start(ModelDir dir, SchedulerConfig config, ServerBuilder<?> builder,
+                                        ServerMetrics metrics, String authToken, Device expertDevice)
+            throws IOException {
         if (dir.moe().isEmpty()) {
             return start(dir.model(), dir.tokenizer(), config, builder, metrics, authToken);
         }
@@ -149,7 +156,7 @@ public final class InferenceServer implements AutoCloseable {
         try {
             checkpoint = Checkpoint.open(dir.dir());
             String placement = CarvedTopology.install(system.system(), dir.model(), moe, TensorSource.of(checkpoint),
-                    Device.cpu(), metrics);
+                    expertDevice, metrics);
             ModelInfo info = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())
                     .setActiveExperts(moe.active()).setSharedExperts(moe.shared()).setPlacement(placement).build();
             return serve(system, dir.config(), info, dir.tokenizer(), builder, metrics, authToken,

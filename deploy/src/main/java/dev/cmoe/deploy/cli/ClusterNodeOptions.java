@@ -31,7 +31,8 @@ final class ClusterNodeOptions {
     String name;
 
     @Option(names = "--devices", description = "Devices of this node that host experts: cpu, or gpu:0,gpu:1,..."
-            + " (or cuda:0,cuda:1,...; one expert worker each).")
+            + " (or cuda:0,cuda:1,...; one expert worker each). `serve` without --role head: one device, which"
+            + " hosts all routed experts (default cpu).")
     String devices;
 
     @Option(names = "--memory-per-device", defaultValue = "0", description = "Bytes each of this node's devices"

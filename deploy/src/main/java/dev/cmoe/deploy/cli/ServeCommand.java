@@ -1,5 +1,6 @@
 package dev.cmoe.deploy.cli;
 
+import ai.djl.Device;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
 import dev.cmoe.experts.cluster.ClusterSecurity;
@@ -183,6 +184,7 @@ public final class ServeCommand implements Callable<Integer> {
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ProcessMetrics.bindTo(registry);
         HeadOptions head = role == null ? null : headOptions(); // its files are read before the model is opened
+        Device expertDevice = role == null ? singleNodeDevice() : null;
         // a carved model's routed experts are loaded by the expert actors alone, never twice
         ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.withoutRoutedExperts()));
         InferenceServer server = null;
@@ -190,7 +192,12 @@ public final class ServeCommand implements Callable<Integer> {
             NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);
             // a carved model (cmoe block) is served through expert and router actors: in this JVM, or
             // with --role head on the cluster's expert workers
-            server = role == null ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token)
+            if (role == null && cluster.devices != null && dir.moe().isEmpty()) {
+                throw new IllegalArgumentException("--devices places routed experts, and " + model
+                        + " is dense (no cmoe block in config.json)");
+            }
+            server = role == null
+                    ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token, expertDevice)
                     : InferenceServer.startHead(dir, config, builder, new ServerMetrics(registry), token, head);
             if (httpApi.httpPort != null) {
                 server.startHttp(host, httpApi.httpPort, httpApi.modelName(model), ChatTemplate.load(dir.dir()));
@@ -215,7 +222,6 @@ public final class ServeCommand implements Callable<Integer> {
         if (role == null) {
             String stray = cluster.seeds != null ? "--cluster-seed" : cluster.host != null ? "--cluster-host"
                     : cluster.port != null ? "--cluster-port" : plan != null ? "--plan"
-                    : cluster.devices != null ? "--devices"
                     : rebalanceThreshold != null ? "--rebalance-threshold" : spareSlots != null ? "--spare-slots"
                     : cluster.anySecurity() ? "--cluster-key-store/--cluster-trust-store/--cluster-secret-file"
                     : null;
@@ -238,6 +244,23 @@ public final class ServeCommand implements Callable<Integer> {
         if (spareSlots != null && spareSlots < 0) {
             throw new IllegalArgumentException("--spare-slots must be ≥ 0, got " + spareSlots);
         }
+    }
+
+    /**
+     * Where a single node's routed experts run: the CPU, or the one device {@code --devices} names
+     * (several need the placement of {@code --role head}).
+     */
+    private Device singleNodeDevice() {
+        if (cluster.devices == null) {
+            return Device.cpu();
+        }
+        List<DeviceSpec> devices = DeviceSpec.parse(cluster.devices);
+        if (devices.size() != 1) {
+            throw new IllegalArgumentException("--devices " + cluster.devices + ": without --role head the routed"
+                    + " experts go to one device; spreading them over several is the head's placement (--role head"
+                    + " --cluster-seed 127.0.0.1:PORT --devices " + cluster.devices + ")");
+        }
+        return devices.get(0).device();
     }
 
     /** The head's rebalancing policy: greedy moves, or EPLB with replicas when spare slots are asked for. */

@@ -3,6 +3,9 @@ package dev.cmoe.deploy.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.cmoe.carve.CarveListener;
+import dev.cmoe.carve.CarveOptions;
+import dev.cmoe.carve.Carver;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.model.safetensors.DType;
@@ -52,6 +55,36 @@ class ServeCommandTest {
             CliRun refused = CliRun.of("client", "--server", server, "--max-new-tokens", "2", "The jury");
             assertEquals(2, refused.exit());
             assertTrue(refused.err().contains("UNAUTHENTICATED"), refused.err());
+        }
+    }
+
+    @Test
+    void aSingleNodePutsTheRoutedExpertsOnTheOneDeviceItIsGiven(@TempDir Path tmp) throws Exception {
+        Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"), DType.F32);
+        Path carved = tmp.resolve("carved");
+        Carver.carve(dense, TinyCheckpoint.calibrationText(tmp.resolve("calib.txt")), carved,
+                CarveOptions.of(1, 2, 8).withCalibration(4, 32, 7), CarveListener.NONE);
+        ServeCommand serve = new ServeCommand();
+        new CommandLine(serve).parseArgs("--model", carved.toString(), "--port", "0", "--devices", "cpu",
+                "--max-batch-tokens", "32");
+        try (ServeCommand.Running running = serve.start()) {
+            CliRun client = CliRun.of("client", "--server", "127.0.0.1:" + running.port(), "--max-new-tokens", "4",
+                    "--ignore-eos", "The jury");
+            assertEquals(0, client.exit(), client.err());
+            assertTrue(client.err().contains("4 generated"), client.err());
+        }
+        String[][] refused = {
+            {"--model", dense.toString(), "--devices", "cpu"},
+            {"--model", carved.toString(), "--devices", "cuda:0"},
+            {"--model", carved.toString(), "--devices", "cpu,cpu"},
+        };
+        String[] why = {"is dense", "asks for gpu:0 but the engine", "lists cpu twice"};
+        for (int i = 0; i < refused.length; i++) {
+            ServeCommand bad = new ServeCommand();
+            new CommandLine(bad).parseArgs(refused[i]);
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(
+                    IllegalArgumentException.class, bad::start, String.join(" ", refused[i]));
+            assertTrue(e.getMessage().contains(why[i]), e.getMessage());
         }
     }
 
