@@ -40,9 +40,10 @@ class EngineCallsTest {
                     carved.model().kernels(), grouped);
             assertTrue(moe.shared() > 0 && moe.active() > 1, "the fixture has a shared expert and N_k > 1");
             // router: two products, SiLU (2), product, |.|, softmax, copy; per selected expert a
-            // gather (index, take), a SwiGLU of three projections (6) and its gates (create, product);
-            // combine: concat, index and take, reshape, sum; the shared SwiGLU (6) and the sum
-            assertEquals(8 + moe.active() * (2 + 6 + 2) + 5 + 6 + 1, EngineCalls.of(perExpert, one));
+            // gather (index, take) and a SwiGLU of three projections (6); combine (the in-process
+            // one, for a few tokens): concat, the gates' matrix and its product; the shared SwiGLU
+            // (6) and the sum
+            assertEquals(8 + moe.active() * (2 + 6) + 3 + 6 + 1, EngineCalls.of(perExpert, one));
             long groupedOne = EngineCalls.of(grouped, one);
             // the fixture's experts are tiny, so one token runs all of them batched: router product
             // and copy; index, take, reshape; fused gate/up product, its SwiGLU (split, sigmoid, 2
