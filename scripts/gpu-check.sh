@@ -13,6 +13,8 @@
 # folder's version and flavour before the engine loads (see docs/ARCHITECTURE.md, GPU workers).
 # Without CARVED_MODEL it carves the shipped model (S2A2E16, seconds). Exit 0 only if every check
 # passes. Nothing here runs in CI: the build ships CPU natives and the tests run without a GPU.
+# DRY_RUN=1 runs every step on the CPU instead (no driver, no CMOE_LIBTORCH needed; the head
+# step gets one cpu device), to check the script itself on a machine without a GPU.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,11 +23,20 @@ OUT="${OUT:-$(mktemp -d /tmp/cmoe-gpu-check.XXXXXX)}"
 TOKENS="${TOKENS:-32}"
 
 die() { echo "gpu-check: $*" >&2; exit 2; }
-[ -n "${CMOE_LIBTORCH:-}" ] || die "set CMOE_LIBTORCH to a libtorch 2.7.1+cu128 folder (see the header of $0)"
-command -v nvidia-smi >/dev/null || die "no nvidia-smi: this machine has no NVIDIA driver"
-nvidia-smi --query-gpu=index,name,memory.total,memory.used,driver_version --format=csv || die "nvidia-smi failed"
-GPUS="$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)"
-[ "$GPUS" -ge 1 ] || die "nvidia-smi lists no GPU"
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  echo "gpu-check: DRY_RUN=1: every step on the CPU"
+  GPUS=2
+  dev() { echo cpu; }
+  head_devices=cpu
+else
+  [ -n "${CMOE_LIBTORCH:-}" ] || die "set CMOE_LIBTORCH to a libtorch 2.7.1+cu128 folder (see the header of $0)"
+  command -v nvidia-smi >/dev/null || die "no nvidia-smi: this machine has no NVIDIA driver"
+  nvidia-smi --query-gpu=index,name,memory.total,memory.used,driver_version --format=csv || die "nvidia-smi failed"
+  GPUS="$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)"
+  [ "$GPUS" -ge 1 ] || die "nvidia-smi lists no GPU"
+  dev() { echo "cuda:$1"; }
+  head_devices=cuda:0,cuda:1
+fi
 
 MODEL="${1:-}"
 if [ -z "$MODEL" ]; then
@@ -44,7 +55,8 @@ check() { # NAME ARGS...: runs one cmoe command, keeps its output, records PASS/
 
 for ((g = 0; g < GPUS && g < 2; g++)); do
   for dtype in f32 bf16; do
-    check "cuda$g-$dtype" "$CMOE" gpu-check --model "$MODEL" --device "cuda:$g" --dtype "$dtype" --tokens "$TOKENS"
+    check "device$g-$dtype" "$CMOE" gpu-check --model "$MODEL" --device "$(dev "$g")" --dtype "$dtype" \
+      --tokens "$TOKENS"
   done
 done
 
@@ -53,7 +65,7 @@ if [ "$GPUS" -ge 2 ]; then
   cport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   prompt="The old man said that the county had"
   "$CMOE" serve --model "$MODEL" --port "$port" --role head --cluster-seed "127.0.0.1:$cport" \
-    --devices cuda:0,cuda:1 --min-devices 2 > "$OUT/head.log" 2>&1 &
+    --devices "$head_devices" --min-devices "$(echo "$head_devices" | tr , '\n' | wc -l)" > "$OUT/head.log" 2>&1 &
   head_pid=$!
   trap 'kill "$head_pid" 2>/dev/null' EXIT
   echo; echo "== two-gpu-head"
@@ -65,7 +77,7 @@ if [ "$GPUS" -ge 2 ]; then
     grep -i "placed\|device" "$OUT/head.log" | tail -5
     # generate prints the prompt before its text, the client only the text
     if [ -s "$OUT/served.txt" ] && [ "$prompt$(cat "$OUT/served.txt")" = "$(cat "$OUT/in-process.txt")" ]; then
-      summary+=("PASS  two-gpu-head (experts over cuda:0,cuda:1; greedy text equals in-process)")
+      summary+=("PASS  two-gpu-head (experts over $head_devices; greedy text equals in-process)")
     else
       summary+=("FAIL  two-gpu-head (see $OUT/served.txt, $OUT/in-process.txt, $OUT/head.log)"); failed=1
     fi
