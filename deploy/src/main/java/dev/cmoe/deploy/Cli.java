@@ -54,7 +54,7 @@ public final class Cli {
         try {
             // before anything loads the engine: which natives it loads is decided once, here
             EngineNatives.configureFromEnvironment();
-        } catch (IllegalArgumentException e) {
+        } catch (RuntimeException e) {
             cli.getErr().println("cmoe: " + e.getMessage());
             return 2;
         }

@@ -69,7 +69,17 @@ public final class EngineNatives {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(ENV + "=" + value + ": " + e.getMessage(), e);
         }
-        // DJL takes each of these from the environment or, as here, from a system property
+        // DJL takes each of these from the environment first, then from a system property as set here:
+        // an environment that says otherwise would load another libtorch than the one checked
+        String[][] settings = {{"PYTORCH_LIBRARY_PATH", lib.lib().toString()}, {"PYTORCH_VERSION", lib.version()},
+            {"PYTORCH_FLAVOR", lib.flavor()}};
+        for (String[] kv : settings) {
+            String env = System.getenv(kv[0]);
+            if (env != null && !env.equals(kv[1])) {
+                throw new IllegalArgumentException(ENV + "=" + value + " means " + kv[0] + "=" + kv[1]
+                        + ", but the environment sets " + kv[0] + "=" + env + ": unset it");
+            }
+        }
         System.setProperty("PYTORCH_LIBRARY_PATH", lib.lib().toString());
         System.setProperty("PYTORCH_VERSION", lib.version());
         System.setProperty("PYTORCH_FLAVOR", lib.flavor());

@@ -137,13 +137,16 @@ public final class InferenceServer implements AutoCloseable {
      */
     public static InferenceServer start(ModelDir dir, SchedulerConfig config, ServerBuilder<?> builder,
                                         ServerMetrics metrics, String authToken) throws IOException {
-        return start(dir, config, builder, metrics, authToken, Device.cpu());
+        return start(dir, config, builder, metrics, authToken, Device.cpu(), 0);
     }
 
-    /** As {@link #start(ModelDir, SchedulerConfig, ServerBuilder, ServerMetrics, String)}, a carved model's routed experts on {@code expertDevice}. */
+    /**
+     * As {@link #start(ModelDir, SchedulerConfig, ServerBuilder, ServerMetrics, String)}, a carved model's
+     * routed experts on {@code expertDevice}, within {@code memoryBudget} bytes (0: not limited).
+     */
     public static InferenceServer start(ModelDir dir, SchedulerConfig config, ServerBuilder<?> builder,
-                                        ServerMetrics metrics, String authToken, Device expertDevice)
-            throws IOException {
+                                        ServerMetrics metrics, String authToken, Device expertDevice,
+                                        long memoryBudget) throws IOException {
         if (dir.moe().isEmpty()) {
             return start(dir.model(), dir.tokenizer(), config, builder, metrics, authToken);
         }
@@ -156,7 +159,7 @@ public final class InferenceServer implements AutoCloseable {
         try {
             checkpoint = Checkpoint.open(dir.dir());
             String placement = CarvedTopology.install(system.system(), dir.model(), moe, TensorSource.of(checkpoint),
-                    expertDevice, metrics);
+                    expertDevice, memoryBudget, metrics);
             ModelInfo info = denseInfo(dir.config()).toBuilder().setRoutedExperts(moe.routed())
                     .setActiveExperts(moe.active()).setSharedExperts(moe.shared()).setPlacement(placement).build();
             return serve(system, dir.config(), info, dir.tokenizer(), builder, metrics, authToken,

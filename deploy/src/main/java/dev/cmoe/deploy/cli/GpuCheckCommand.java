@@ -140,7 +140,8 @@ public final class GpuCheckCommand implements Callable<Integer> {
     static String engineReport() {
         Engine engine = Engine.getInstance();
         StringBuilder out = new StringBuilder();
-        String natives = System.getenv(EngineNatives.ENV) != null ? "local libtorch (" + EngineNatives.ENV + ", "
+        String local = System.getenv(EngineNatives.ENV);
+        String natives = local != null && !local.isBlank() ? "local libtorch (" + EngineNatives.ENV + ", "
                 + System.getProperty("PYTORCH_FLAVOR") + ")" : "the class path's CPU build";
         out.append(String.format(Locale.ROOT, "engine: %s %s, natives: %s at %s%n", engine.getEngineName(),
                 engine.getVersion(), natives, LibUtils.getLibtorchPath()));
@@ -216,6 +217,10 @@ public final class GpuCheckCommand implements Callable<Integer> {
             long start = System.nanoTime();
             out = Generator.generate(model, ids, tokens, GREEDY, Set.of(), t -> at[n[0]++] = System.nanoTime())
                     .tokens();
+            if (n[0] < 2) {
+                throw new IllegalArgumentException("the prompt of " + ids.length + " tokens leaves room for "
+                        + n[0] + " generated token(s) in the model's context: too few to time decode");
+            }
             firsts.add((at[0] - start) / 1e6);
             rates.add((n[0] - 1) / ((at[n[0] - 1] - at[0]) / 1e9));
         }

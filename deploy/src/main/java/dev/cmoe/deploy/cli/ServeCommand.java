@@ -184,7 +184,7 @@ public final class ServeCommand implements Callable<Integer> {
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         ProcessMetrics.bindTo(registry);
         HeadOptions head = role == null ? null : headOptions(); // its files are read before the model is opened
-        Device expertDevice = role == null ? singleNodeDevice() : null;
+        DeviceSpec expertDevice = role == null ? singleNodeDevice() : null;
         // a carved model's routed experts are loaded by the expert actors alone, never twice
         ModelDir dir = ModelDir.open(model, dtype.apply(LoadSpec.withoutRoutedExperts()));
         InferenceServer server = null;
@@ -197,7 +197,8 @@ public final class ServeCommand implements Callable<Integer> {
                         + " is dense (no cmoe block in config.json)");
             }
             server = role == null
-                    ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token, expertDevice)
+                    ? InferenceServer.start(dir, config, builder, new ServerMetrics(registry), token,
+                            expertDevice.device(), expertDevice.memoryBudget(cluster.memoryPerDevice))
                     : InferenceServer.startHead(dir, config, builder, new ServerMetrics(registry), token, head);
             if (httpApi.httpPort != null) {
                 server.startHttp(host, httpApi.httpPort, httpApi.modelName(model), ChatTemplate.load(dir.dir()));
@@ -250,9 +251,12 @@ public final class ServeCommand implements Callable<Integer> {
      * Where a single node's routed experts run: the CPU, or the one device {@code --devices} names
      * (several need the placement of {@code --role head}).
      */
-    private Device singleNodeDevice() {
+    private DeviceSpec singleNodeDevice() {
+        if (cluster.memoryPerDevice < 0) {
+            throw new IllegalArgumentException("--memory-per-device must be ≥ 0, got " + cluster.memoryPerDevice);
+        }
         if (cluster.devices == null) {
-            return Device.cpu();
+            return new DeviceSpec("cpu", Device.cpu());
         }
         List<DeviceSpec> devices = DeviceSpec.parse(cluster.devices);
         if (devices.size() != 1) {
@@ -260,7 +264,7 @@ public final class ServeCommand implements Callable<Integer> {
                     + " experts go to one device; spreading them over several is the head's placement (--role head"
                     + " --cluster-seed 127.0.0.1:PORT --devices " + cluster.devices + ")");
         }
-        return devices.get(0).device();
+        return devices.get(0);
     }
 
     /** The head's rebalancing policy: greedy moves, or EPLB with replicas when spare slots are asked for. */

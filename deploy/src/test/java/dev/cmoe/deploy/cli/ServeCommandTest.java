@@ -74,16 +74,17 @@ class ServeCommandTest {
             assertTrue(client.err().contains("4 generated"), client.err());
         }
         String[][] refused = {
+            {"--model", carved.toString(), "--devices", "cpu", "--memory-per-device", "1000"},
             {"--model", dense.toString(), "--devices", "cpu"},
             {"--model", carved.toString(), "--devices", "cuda:0"},
             {"--model", carved.toString(), "--devices", "cpu,cpu"},
         };
-        String[] why = {"is dense", "asks for gpu:0 but the engine", "lists cpu twice"};
+        String[] why = {"exceeds its memory budget of 1000 bytes", "is dense", "asks for gpu:0 but the engine", "lists cpu twice"};
         for (int i = 0; i < refused.length; i++) {
             ServeCommand bad = new ServeCommand();
             new CommandLine(bad).parseArgs(refused[i]);
-            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(
-                    IllegalArgumentException.class, bad::start, String.join(" ", refused[i]));
+            RuntimeException e = org.junit.jupiter.api.Assertions.assertThrows(
+                    RuntimeException.class, bad::start, String.join(" ", refused[i]));
             assertTrue(e.getMessage().contains(why[i]), e.getMessage());
         }
     }

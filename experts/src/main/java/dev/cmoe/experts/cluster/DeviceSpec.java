@@ -33,8 +33,8 @@ public record DeviceSpec(String name, Device device) {
         Set<String> seen = new HashSet<>();
         for (String raw : devices.split(",")) {
             String d = raw.strip().toLowerCase(java.util.Locale.ROOT);
-            if (d.matches("cuda:\\d+")) {
-                d = "gpu:" + d.substring(5);
+            if (d.matches("(cuda|gpu):\\d{1,9}")) {
+                d = "gpu:" + Integer.parseInt(d.substring(d.indexOf(':') + 1)); // gpu:00 is gpu:0
             }
             if (!seen.add(d)) {
                 throw new IllegalArgumentException("--devices lists " + d + " twice");

@@ -28,6 +28,8 @@ class DeviceSpecTest {
         IllegalArgumentException twice = assertThrows(IllegalArgumentException.class,
                 () -> DeviceSpec.parse("gpu:0,cuda:0"));
         assertTrue(twice.getMessage().contains("lists gpu:0 twice"), twice.getMessage());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> DeviceSpec.parse("gpu:0,gpu:00")).getMessage()
+                .contains("lists gpu:0 twice"), "one GPU, however it is written");
     }
 
     @Test

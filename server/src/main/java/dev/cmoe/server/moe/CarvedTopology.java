@@ -45,6 +45,16 @@ public final class CarvedTopology {
      */
     public static String install(ActorSystem<?> system, LlamaModel model, MoeConfig moe, TensorSource source,
                                  Device device, ServerMetrics metrics) {
+        return install(system, model, moe, source, device, 0, metrics);
+    }
+
+    /**
+     * As {@link #install(ActorSystem, LlamaModel, MoeConfig, TensorSource, Device, ServerMetrics)}, the device
+     * spending at most {@code memoryBudget} bytes on expert weights (0: not limited); a model whose
+     * experts do not fit fails the install naming the budget, before the device runs out of memory.
+     */
+    public static String install(ActorSystem<?> system, LlamaModel model, MoeConfig moe, TensorSource source,
+                                 Device device, long memoryBudget, ServerMetrics metrics) {
         Duration timeout = system.settings().config().getDuration(EXPERT_TIMEOUT);
         int layers = model.config().numLayers();
         int hidden = model.config().hiddenSize();
@@ -57,7 +67,7 @@ public final class CarvedTopology {
         String name = device.getDeviceType() + "-" + Math.max(0, device.getDeviceId());
         ActorRef<ExpertWorker.Command> worker = system.systemActorOf(
                 ExpertWorker.create(name, device, new ExpertShape(layers, moe.routed(), hidden, moe.expertSize(),
-                        model.kernels().dtype()), source, 0, 0, List.of(), ClusterSecret.OPEN),
+                        model.kernels().dtype()), source, memoryBudget, 0, List.of(), ClusterSecret.OPEN),
                 "experts-" + name,
                 Props.empty());
         ExpertWorker.Hosted hosted = load(system, worker, ids);

@@ -168,6 +168,8 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     private final NDManager manager = NDManager.newBaseManager();
     private LayerReplicas replicas;
     private long picks; // rotates ties between equally idle replicas
+    private long steps; // numbers the steps handed to gathers: their batch tags
+    private final Map<ActorRef<StepGather.Command>, Route> asked = new HashMap<>(); // gather -> its step's ask
 
     private RouterActor(ActorContext<Command> context, int layer, int hidden, DType dtype, MoeFeedForward ffn,
                         LayerReplicas replicas, Limits limits, ServerMetrics metrics) {
@@ -273,8 +275,10 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
                     getContext().getSelf()), DispatcherSelector.fromConfig(DISPATCHER));
             getContext().watchWith(gather, new GatherStopped(gather));
         }
-        gather.tell(new StepGather.Begin(routing, r, parts, replicas));
+        steps = steps % (1L << 46) + 1;
+        gather.tell(new StepGather.Begin(steps, routing, r, parts, replicas));
         inFlight.put(gather, work);
+        asked.put(gather, r);
         return this;
     }
 
@@ -337,12 +341,18 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     }
 
     private Behavior<Command> onGatherIdle(GatherIdle g) {
+        asked.remove(g.gather());
         ended(g.gather());
         idle.push(g.gather());
         return this;
     }
 
     private Behavior<Command> onGatherStopped(GatherStopped g) {
+        Route r = asked.remove(g.gather());
+        if (r != null) { // it stopped on a bug mid-step: answer for it rather than leave the asker to time out
+            r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ", step " + r.stepId()
+                    + ": its gather stopped unexpectedly (see the log)", false));
+        }
         ended(g.gather());
         idle.remove(g.gather());
         return this;

@@ -50,8 +50,13 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     sealed interface Command permits Begin, BatchReply, SharedDone, TableChanged, TimedOut, Homeless, Stalled {
     }
 
-    /** The router's next step for this gather: its routing, the parts and their replicas, the table. */
-    record Begin(Routing routing, RouterActor.Route route, List<Part> parts, LayerReplicas replicas)
+    /**
+     * The router's next step for this gather: its routing, the parts and their replicas, the table.
+     *
+     * @param seq the router's own number of the step, unique and positive: what batch tags carry, so that
+     *     a late answer is never taken for a later step whatever step ids the asker chose
+     */
+    record Begin(long seq, Routing routing, RouterActor.Route route, List<Part> parts, LayerReplicas replicas)
             implements Command {
     }
 
@@ -72,8 +77,8 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private record BatchReply(DeviceCompute.BatchReply reply) implements Command {
     }
 
-    /** @param output (tokens, hidden) row-major, or null with {@code failure}; of step {@code stepId} */
-    private record SharedDone(long stepId, float[] output, Throwable failure) implements Command {
+    /** @param output (tokens, hidden) row-major, or null with {@code failure}; of step {@code seq} */
+    private record SharedDone(long seq, float[] output, Throwable failure) implements Command {
     }
 
     /** What a gather keeps between steps. */
@@ -95,6 +100,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     }
 
     private final Setup setup;
+    private final long seq;
     private final int layer;
     private final int hidden;
     private final DType dtype;
@@ -119,6 +125,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private StepGather(Setup setup, Begin step) {
         super(setup.context());
         this.setup = setup;
+        this.seq = step.seq();
         this.layer = setup.layer();
         this.hidden = setup.hidden();
         this.dtype = setup.dtype();
@@ -155,8 +162,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
             Executor executor = getContext().getSystem().dispatchers()
                     .lookup(DispatcherSelector.fromConfig(RouterActor.DISPATCHER));
             CompletableFuture<float[]> done = CompletableFuture.supplyAsync(this::computeShared, executor);
-            long stepId = route.stepId();
-            getContext().pipeToSelf(done, (out, failure) -> new SharedDone(stepId, out, failure));
+            getContext().pipeToSelf(done, (out, failure) -> new SharedDone(seq, out, failure));
         }
         sendByDevice(all);
         armHomeless();
@@ -182,10 +188,10 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
      * low ones, so that a re-sent batch's answer is told from the first one's.
      */
     private long tag(int batch) {
-        return route.stepId() << BATCH_BITS | batch;
+        return seq << BATCH_BITS | batch;
     }
 
-    /** The step a batch's id belongs to. */
+    /** The router's number of the step ({@link Begin#seq}) a batch's id belongs to. */
     static long stepOf(long tag) {
         return tag >>> BATCH_BITS;
     }
@@ -250,7 +256,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     }
 
     private Behavior<Command> onSharedDone(SharedDone m) {
-        if (m.stepId() != route.stepId()) {
+        if (m.seq() != seq) {
             return this; // an earlier step's, which ended before its shared expert did
         }
         if (m.failure() != null) {
@@ -264,7 +270,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     /** The batch {@code tag} answers, or -1 when it is not one of this step's. */
     private int batch(long tag) {
         int b = (int) (tag & BATCH_MASK);
-        return stepOf(tag) == route.stepId() && b < batches.size() ? b : -1;
+        return stepOf(tag) == seq && b < batches.size() ? b : -1;
     }
 
     /** Re-sends the rows of parts whose replica was lost, or that had none, to a live replica. */
@@ -403,20 +409,23 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         } catch (RuntimeException e) {
             return fail("combine failed: " + e, false);
         }
-        route.replyTo().tell(new RouterActor.Routed(route.stepId(), out));
-        return ended();
+        return ended(new RouterActor.Routed(route.stepId(), out));
     }
 
     private Behavior<Command> fail(String reason, boolean unavailable) {
-        route.replyTo().tell(new RouterActor.Failed(route.stepId(), "layer " + layer + ", step " + route.stepId()
+        return ended(new RouterActor.Failed(route.stepId(), "layer " + layer + ", step " + route.stepId()
                 + ": " + reason, unavailable));
-        return ended();
     }
 
-    /** The step has its answer: its timers go, the router settles what it did not report, and the gather idles. */
-    private Behavior<Command> ended() {
+    /**
+     * The step has its answer: its timers go, the router settles what it did not report and gets
+     * this gather back, and only then does the asker hear, so that the asker's next step finds the
+     * gather idle (both messages are in the router's mailbox in that order).
+     */
+    private Behavior<Command> ended(RouterActor.Reply answer) {
         timers.cancelAll();
         router.tell(new RouterActor.GatherIdle(getContext().getSelf()));
+        route.replyTo().tell(answer);
         return idle(setup);
     }
 
