@@ -115,6 +115,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private final float[][] outputs;          // per routed expert: (rows, hidden) row-major, filled part by part
     private final Replica[] sentTo;           // per part: the replica computing it, null while homeless
     private final List<int[]> batches = new ArrayList<>(); // batch index (in the tag) -> its parts, in row order
+    private final List<ActorRef<DeviceCompute.Command>> batchDevice = new ArrayList<>(); // batch index -> where it went
     private final TreeSet<Integer> waiting = new TreeSet<>(); // parts yet to answer
     private final Set<ActorRef<DeviceCompute.Command>> lost = new HashSet<>(); // devices lost during this step
     private final boolean hasShared;
@@ -245,8 +246,10 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
                 }
             }
             case DeviceCompute.BatchFailed f -> {
+                ActorRef<DeviceCompute.Command> from = batchDevice.get(b);
                 for (int p : ps) {
-                    if (waiting.contains(p)) {
+                    // a part re-sent elsewhere since (its device was lost) waits for the new answer instead
+                    if (waiting.contains(p) && sentTo[p] != null && sentTo[p].compute().equals(from)) {
                         return fail(f.reason(), false);
                     }
                 }
@@ -318,6 +321,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         }
         int[] ids = ps.stream().mapToInt(Integer::intValue).toArray();
         batches.add(ids);
+        batchDevice.add(compute);
         int[] experts = new int[ids.length];
         int[] counts = new int[ids.length];
         int total = 0;

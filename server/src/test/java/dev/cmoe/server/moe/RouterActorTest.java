@@ -289,6 +289,35 @@ class RouterActorTest {
     }
 
     @Test
+    void aLostDevicesLateFailureDoesNotFailRowsAlreadySentElsewhere() {
+        TestProbe<DeviceCompute.Command> lost = kit.createTestProbe();
+        TestProbe<DeviceCompute.Command> spare = kit.createTestProbe();
+        List<ActorRef<ExpertActor.Command>> refs = expertRefs();
+        List<ActorRef<ExpertActor.Command>> spares = expertRefs();
+        ActorRef<RouterActor.Command> router = router(1, LayerReplicas.single(1, "w1/cpu", refs, lost.getRef()),
+                Duration.ofSeconds(30), ServerMetrics.discarding());
+        TestProbe<RouterActor.Reply> reply = kit.createTestProbe();
+        int tokens = 2;
+        float[] x = random(new Random(11), tokens * HIDDEN);
+        router.tell(new RouterActor.Route(30, x, tokens, reply.getRef()));
+        DeviceCompute.ComputeBatch first = lost.expectMessageClass(DeviceCompute.ComputeBatch.class,
+                Duration.ofSeconds(5));
+        TestProbe<RouterActor.Updated> updated = kit.createTestProbe();
+        router.tell(new RouterActor.UpdateReplicas(LayerReplicas.single(1, "w2/cpu", spares, spare.getRef()),
+                java.util.Set.of(lost.getRef()), updated.getRef()));
+        updated.expectMessageClass(RouterActor.Updated.class, Duration.ofSeconds(5));
+        DeviceCompute.ComputeBatch again = spare.expectMessageClass(DeviceCompute.ComputeBatch.class,
+                Duration.ofSeconds(5));
+        // the lost device answers after all, with a failure: its rows are the spare's now
+        first.replyTo().tell(new DeviceCompute.BatchFailed(first.stepId(), "connection reset"));
+        float[] sent = floats(again.rows());
+        again.replyTo().tell(new DeviceCompute.BatchComputed(again.stepId(),
+                WireTensor.writer(DType.F32, again.rows().rows(), HIDDEN).put(sent, 0, sent.length).done(), 0));
+        RouterActor.Routed got = reply.expectMessageClass(RouterActor.Routed.class, Duration.ofSeconds(5));
+        assertEquals(30, got.stepId());
+    }
+
+    @Test
     void hiddenStatesOfTheWrongShapeFailTheStepNamingTheShape() {
         List<ActorRef<ExpertActor.Command>> layer0 = new ArrayList<>();
         for (int j = 0; j < routed; j++) {
