@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.deploy.bench.EngineBench;
 import dev.cmoe.model.config.ModelConfig;
 import dev.cmoe.model.moe.MoeConfig;
 import com.google.gson.GsonBuilder;
@@ -113,9 +114,9 @@ public final class BenchDecodeCommand implements Callable<Integer> {
             AtomicFile.write(json, new GsonBuilder().setPrettyPrinting().create().toJson(o)
                     .getBytes(StandardCharsets.UTF_8));
             System.err.printf(Locale.ROOT, "cmoe bench-decode: prefill %d tokens %.1f ms, decode %.1f tokens/s"
-                    + " (medians of %d)%s%n", ids.length, median(prefillMs), median(decodeTps), repeats,
+                    + " (medians of %d)%s%n", ids.length, EngineBench.median(prefillMs), EngineBench.median(decodeTps), repeats,
                     bytes == 0 ? "" : String.format(Locale.ROOT, "; copy %.1f GB/s, weights %.1f MB per token read at"
-                            + " %.0f%% of it", median(copyGbps), bytes / 1e6, 100 * median(fraction)));
+                            + " %.0f%% of it", EngineBench.median(copyGbps), bytes / 1e6, 100 * EngineBench.median(fraction)));
         }
         return 0;
     }
@@ -195,11 +196,5 @@ public final class BenchDecodeCommand implements Callable<Integer> {
         JsonArray a = new JsonArray();
         Arrays.stream(v).forEach(a::add);
         return a;
-    }
-
-    private static double median(double[] v) {
-        double[] s = v.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 }

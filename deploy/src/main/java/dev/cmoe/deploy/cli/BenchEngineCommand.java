@@ -401,13 +401,13 @@ public final class BenchEngineCommand implements Callable<Integer> {
         for (int batch : batches) {
             Map<String, double[]> us = EngineBench.ffnMicrosPerToken(blocks, d, batch, ffnIterations, repeats);
             StringBuilder row = new StringBuilder(String.format(Locale.ROOT, "%6d %10.1f", batch,
-                    median(us.get(base))));
+                    EngineBench.median(us.get(base))));
             for (EngineBench.Variant v : blocks.subList(1, blocks.size())) {
                 double[] ratio = new double[repeats];
                 for (int i = 0; i < repeats; i++) {
                     ratio[i] = us.get(v.name())[i] / us.get(base)[i];
                 }
-                row.append(String.format(Locale.ROOT, " %16.1f %8.2fx %13s", median(us.get(v.name())), median(ratio),
+                row.append(String.format(Locale.ROOT, " %16.1f %8.2fx %13s", EngineBench.median(us.get(v.name())), EngineBench.median(ratio),
                         ""));
             }
             out.println(row);
@@ -472,11 +472,5 @@ public final class BenchEngineCommand implements Callable<Integer> {
 
     private static String pct(MoeConfig moe) {
         return String.format(Locale.ROOT, "(%d%%)", Math.round(100.0 * (moe.shared() + moe.active()) / moe.experts()));
-    }
-
-    private static double median(double[] v) {
-        double[] s = v.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 }

@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.jni.LibUtils;
 import ai.djl.util.cuda.CudaUtils;
+import dev.cmoe.deploy.bench.EngineBench;
 import dev.cmoe.experts.cluster.DeviceSpec;
 import dev.cmoe.model.EngineNatives;
 import dev.cmoe.model.LoadSpec;
@@ -23,7 +24,6 @@ import dev.cmoe.server.metrics.ServerMetrics;
 import dev.cmoe.server.moe.CarvedTopology;
 import java.lang.management.MemoryUsage;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
@@ -151,11 +151,11 @@ public final class GpuCheckCommand implements Callable<Integer> {
             int g = i;
             String memory;
             try {
-                MemoryUsage m = CudaUtils.getGpuMemory(Device.gpu(g));
+                MemoryUsage m = DeviceSpec.gpuMemory(Device.gpu(g));
                 memory = String.format(Locale.ROOT, "%.1f GiB of %.1f GiB free", (m.getMax() - m.getUsed())
                         / (double) (1L << 30), m.getMax() / (double) (1L << 30));
-            } catch (RuntimeException e) {
-                memory = "memory not readable: " + e.getMessage();
+            } catch (IllegalArgumentException e) {
+                memory = e.getMessage();
             }
             out.append(String.format(Locale.ROOT, "  gpu:%d: compute capability %s, %s%n", g,
                     safe(() -> CudaUtils.getComputeCapability(g)), memory));
@@ -208,8 +208,8 @@ public final class GpuCheckCommand implements Callable<Integer> {
     /** Generates greedily {@code repeats} times (after one untimed run) and keeps the median of each figure. */
     private Timing time(LlamaModel model, int[] ids) {
         Generator.generate(model, ids, tokens, GREEDY, Set.of(), t -> { }); // warms the engine and the actors
-        List<Double> firsts = new ArrayList<>();
-        List<Double> rates = new ArrayList<>();
+        double[] firsts = new double[repeats];
+        double[] rates = new double[repeats];
         int[] out = null;
         for (int r = 0; r < repeats; r++) {
             long[] at = new long[tokens];
@@ -221,17 +221,10 @@ public final class GpuCheckCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("the prompt of " + ids.length + " tokens leaves room for "
                         + n[0] + " generated token(s) in the model's context: too few to time decode");
             }
-            firsts.add((at[0] - start) / 1e6);
-            rates.add((n[0] - 1) / ((at[n[0] - 1] - at[0]) / 1e9));
+            firsts[r] = (at[0] - start) / 1e6;
+            rates[r] = (n[0] - 1) / ((at[n[0] - 1] - at[0]) / 1e9);
         }
-        return new Timing(out, median(firsts), median(rates));
-    }
-
-    private static double median(List<Double> xs) {
-        List<Double> s = new ArrayList<>(xs);
-        s.sort(null);
-        int n = s.size();
-        return n % 2 == 1 ? s.get(n / 2) : (s.get(n / 2 - 1) + s.get(n / 2)) / 2;
+        return new Timing(out, EngineBench.median(firsts), EngineBench.median(rates));
     }
 
     static int firstDifference(int[] a, int[] b) {

@@ -22,7 +22,7 @@ import picocli.CommandLine;
  * Tiny models on disk for the bench tests (a dense {@link TinyCheckpoint} and its S1A2E8 carving,
  * written once per test JVM) and a helper that runs {@code cmoe bench} on them quietly.
  */
-final class BenchFixture {
+public final class BenchFixture {
     private static Path root;
 
     private BenchFixture() {
@@ -46,11 +46,13 @@ final class BenchFixture {
         return root;
     }
 
-    static Path dense() {
+    /** The dense tiny checkpoint. */
+    public static Path dense() {
         return root().resolve("dense");
     }
 
-    static Path carved() {
+    /** Its S1A2E8 carving (read-only: shared by every test of the JVM). */
+    public static Path carved() {
         return root().resolve("carved");
     }
 

@@ -6,21 +6,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.engine.Engine;
 import ai.djl.pytorch.jni.LibUtils;
-import dev.cmoe.carve.CarveListener;
-import dev.cmoe.carve.CarveOptions;
-import dev.cmoe.carve.Carver;
+import dev.cmoe.deploy.bench.BenchFixture;
 import dev.cmoe.model.EngineNatives;
-import dev.cmoe.model.safetensors.DType;
-import dev.cmoe.model.testing.RandomModel;
-import dev.cmoe.model.testing.TinyCheckpoint;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -35,15 +28,7 @@ class GpuCheckCommandTest {
     @TempDir
     static Path tmp;
 
-    private static Path carved;
-
-    @BeforeAll
-    static void carve() throws IOException {
-        Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"), DType.F32);
-        carved = tmp.resolve("carved");
-        Carver.carve(dense, TinyCheckpoint.calibrationText(tmp.resolve("calib.txt")), carved,
-                CarveOptions.of(1, 2, 8).withCalibration(4, 32, 7), CarveListener.NONE);
-    }
+    private static final Path carved = BenchFixture.carved();
 
     @Test
     void expertsServedOnTheDeviceAgreeWithTheInProcessForward() {
@@ -59,7 +44,7 @@ class GpuCheckCommandTest {
 
     @Test
     void refusesADenseModelAndAGpuTheEngineDoesNotSee() {
-        String[] dense = cli("gpu-check", "--model", tmp.resolve("dense").toString(), "--device", "cpu");
+        String[] dense = cli("gpu-check", "--model", BenchFixture.dense().toString(), "--device", "cpu");
         assertEquals("2", dense[0]);
         assertTrue(dense[2].contains("is dense"), dense[2]);
         String[] gpu = cli("gpu-check", "--model", carved.toString(), "--device", "cuda:0");

@@ -3,9 +3,7 @@ package dev.cmoe.deploy.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.cmoe.carve.CarveListener;
-import dev.cmoe.carve.CarveOptions;
-import dev.cmoe.carve.Carver;
+import dev.cmoe.deploy.bench.BenchFixture;
 import dev.cmoe.experts.placement.DefaultPlacement;
 import dev.cmoe.experts.placement.LoadAwarePlacement;
 import dev.cmoe.model.safetensors.DType;
@@ -59,11 +57,9 @@ class ServeCommandTest {
     }
 
     @Test
-    void aSingleNodePutsTheRoutedExpertsOnTheOneDeviceItIsGiven(@TempDir Path tmp) throws Exception {
-        Path dense = TinyCheckpoint.write(RandomModel.of(TinyCheckpoint.llama(), 5), tmp.resolve("dense"), DType.F32);
-        Path carved = tmp.resolve("carved");
-        Carver.carve(dense, TinyCheckpoint.calibrationText(tmp.resolve("calib.txt")), carved,
-                CarveOptions.of(1, 2, 8).withCalibration(4, 32, 7), CarveListener.NONE);
+    void aSingleNodePutsTheRoutedExpertsOnTheOneDeviceItIsGiven() throws Exception {
+        Path dense = BenchFixture.dense();
+        Path carved = BenchFixture.carved();
         ServeCommand serve = new ServeCommand();
         new CommandLine(serve).parseArgs("--model", carved.toString(), "--port", "0", "--devices", "cpu",
                 "--max-batch-tokens", "32");

@@ -70,14 +70,23 @@ public record DeviceSpec(String name, Device device) {
         if (perDevice > 0 || !device.isGpu()) {
             return perDevice;
         }
-        MemoryUsage m;
-        try {
-            m = CudaUtils.getGpuMemory(device);
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException("cannot read the free memory of " + name + " (" + e.getMessage()
-                    + "; the JVM finds the CUDA runtime as libcudart.so): give --memory-per-device", e);
-        }
+        MemoryUsage m = gpuMemory(device);
         return (long) ((m.getMax() - m.getUsed()) * GPU_SHARE);
+    }
+
+    /**
+     * A GPU's memory as the CUDA runtime reports it: max is the total, used what is taken.
+     *
+     * @throws IllegalArgumentException when it cannot be read, naming the flag that sets a budget instead
+     */
+    public static MemoryUsage gpuMemory(Device gpu) {
+        try {
+            return CudaUtils.getGpuMemory(gpu);
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException("cannot read the free memory of gpu:" + gpu.getDeviceId() + " ("
+                    + e.getMessage() + "; the JVM finds the CUDA runtime as libcudart.so): give --memory-per-device",
+                    e);
+        }
     }
 
     /** The id {@code WORKER/DEVICE} that placement plans use. */

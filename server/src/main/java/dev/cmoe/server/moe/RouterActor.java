@@ -149,6 +149,10 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         }
     }
 
+    /** A step a gather is computing: who asked, and per replica its rows not yet answered. */
+    private record InFlight(Route ask, Map<ActorRef<ExpertActor.Command>, Integer> work) {
+    }
+
     private record PendingDrain(Set<ActorRef<ExpertActor.Command>> replicas, ActorRef<Drained> replyTo) {
     }
 
@@ -161,15 +165,13 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     private final Counter[] tokens; // per routed expert: tokens routed to it
     private final Map<String, Counter> deviceTokens = new HashMap<>(); // device -> rows sent to it
     private final Map<ActorRef<ExpertActor.Command>, Integer> outstanding = new HashMap<>(); // replica -> rows
-    private final Map<ActorRef<StepGather.Command>, Map<ActorRef<ExpertActor.Command>, Integer>> inFlight =
-            new HashMap<>(); // step -> replica -> its rows not yet answered
+    private final Map<ActorRef<StepGather.Command>, InFlight> inFlight = new HashMap<>(); // gather -> its step
     private final List<PendingDrain> drains = new ArrayList<>();
     private final ArrayDeque<ActorRef<StepGather.Command>> idle = new ArrayDeque<>(); // gathers between steps
     private final NDManager manager = NDManager.newBaseManager();
     private LayerReplicas replicas;
     private long picks; // rotates ties between equally idle replicas
     private long steps; // numbers the steps handed to gathers: their batch tags
-    private final Map<ActorRef<StepGather.Command>, Route> asked = new HashMap<>(); // gather -> its step's ask
 
     private RouterActor(ActorContext<Command> context, int layer, int hidden, DType dtype, MoeFeedForward ffn,
                         LayerReplicas replicas, Limits limits, ServerMetrics metrics) {
@@ -277,8 +279,7 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
         }
         steps = steps % (1L << 46) + 1;
         gather.tell(new StepGather.Begin(steps, routing, r, parts, replicas));
-        inFlight.put(gather, work);
-        asked.put(gather, r);
+        inFlight.put(gather, new InFlight(r, work));
         return this;
     }
 
@@ -328,10 +329,10 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
 
     private Behavior<Command> onWorkMoved(WorkMoved m) {
         settle(m.gather(), m.from(), m.rows());
-        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.get(m.gather());
-        if (m.to() != null && work != null) {
+        InFlight step = inFlight.get(m.gather());
+        if (m.to() != null && step != null) {
             outstanding.merge(m.to(), m.rows(), Integer::sum);
-            work.merge(m.to(), m.rows(), Integer::sum);
+            step.work().merge(m.to(), m.rows(), Integer::sum);
             replicas.experts().stream().flatMap(List::stream).filter(r -> r.ref().equals(m.to())).findFirst()
                     .ifPresent(r -> deviceTokens.computeIfAbsent(r.device(), this::deviceCounter)
                             .increment(m.rows()));
@@ -341,34 +342,40 @@ public final class RouterActor extends AbstractBehavior<RouterActor.Command> {
     }
 
     private Behavior<Command> onGatherIdle(GatherIdle g) {
-        asked.remove(g.gather());
         ended(g.gather());
         idle.push(g.gather());
         return this;
     }
 
     private Behavior<Command> onGatherStopped(GatherStopped g) {
-        Route r = asked.remove(g.gather());
-        if (r != null) { // it stopped on a bug mid-step: answer for it rather than leave the asker to time out
+        InFlight step = ended(g.gather());
+        if (step != null) { // it stopped on a bug mid-step: answer for it rather than leave the asker to time out
+            Route r = step.ask();
             r.replyTo().tell(new Failed(r.stepId(), "layer " + layer + ", step " + r.stepId()
                     + ": its gather stopped unexpectedly (see the log)", false));
         }
-        ended(g.gather());
         idle.remove(g.gather());
         return this;
     }
 
-    /** Whatever {@code gather}'s step did not report (it failed, or timed out) is no longer outstanding. */
-    private void ended(ActorRef<StepGather.Command> gather) {
-        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.remove(gather);
-        if (work != null) {
-            work.forEach((ref, rows) -> outstanding.computeIfPresent(ref, (k, v) -> v - rows > 0 ? v - rows : null));
+    /**
+     * Whatever {@code gather}'s step did not report (it failed, or timed out) is no longer outstanding.
+     *
+     * @return the step it was computing, or null
+     */
+    private InFlight ended(ActorRef<StepGather.Command> gather) {
+        InFlight step = inFlight.remove(gather);
+        if (step != null) {
+            step.work().forEach((ref, rows) -> outstanding.computeIfPresent(ref,
+                    (k, v) -> v - rows > 0 ? v - rows : null));
         }
         checkDrains();
+        return step;
     }
 
     private void settle(ActorRef<StepGather.Command> gather, ActorRef<ExpertActor.Command> replica, int rows) {
-        Map<ActorRef<ExpertActor.Command>, Integer> work = inFlight.get(gather);
+        InFlight step = inFlight.get(gather);
+        Map<ActorRef<ExpertActor.Command>, Integer> work = step == null ? null : step.work();
         if (work == null || replica == null || !work.containsKey(replica)) {
             return;
         }

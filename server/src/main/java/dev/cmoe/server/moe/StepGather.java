@@ -112,7 +112,8 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
     private final TimerScheduler<Command> timers;
     private final ActorRef<DeviceCompute.BatchReply> replies;
     private final Part[] parts;
-    private final float[][] outputs;          // per routed expert: (rows, hidden) row-major, filled part by part
+    private final float[] outputs;            // (routed rows, hidden): the experts' rows stacked in expert order
+    private final int[] firstRow;             // per routed expert: where its rows start in outputs
     private final Replica[] sentTo;           // per part: the replica computing it, null while homeless
     private final List<int[]> batches = new ArrayList<>(); // batch index (in the tag) -> its parts, in row order
     private final List<ActorRef<DeviceCompute.Command>> batchDevice = new ArrayList<>(); // batch index -> where it went
@@ -139,7 +140,13 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         this.replicas = step.replicas();
         this.replies = setup.replies();
         this.parts = step.parts().toArray(Part[]::new);
-        this.outputs = new float[routing.nRouted()][];
+        this.firstRow = new int[routing.nRouted()];
+        int rows = 0;
+        for (int j = 0; j < firstRow.length; j++) {
+            firstRow[j] = rows;
+            rows += routing.rows(j).length;
+        }
+        this.outputs = new float[rows * hidden];
         this.sentTo = new Replica[this.parts.length];
         this.hasShared = route.withShared() && ffn.config().shared() > 0;
         List<Integer> all = new ArrayList<>();
@@ -148,9 +155,6 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
             waiting.add(p);
             all.add(p);
             sentTo[p] = part.replica();
-            if (outputs[part.expert()] == null) {
-                outputs[part.expert()] = new float[routing.rows(part.expert()).length * hidden];
-            }
         }
         expected = waiting.size();
         timers.startSingleTimer(TimedOut.INSTANCE, limits.expert());
@@ -233,7 +237,7 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
                 for (int p : ps) {
                     Part part = parts[p];
                     if (waiting.remove(p)) { // else a duplicate: answered by the replica it was moved to
-                        c.outputs().read(at, part.rows(), outputs[part.expert()], part.from() * hidden);
+                        c.outputs().read(at, part.rows(), outputs, (firstRow[part.expert()] + part.from()) * hidden);
                         expected--;
                         if (sentTo[p] != null) {
                             done.merge(sentTo[p].ref(), part.rows(), Integer::sum);
@@ -395,20 +399,8 @@ final class StepGather extends AbstractBehavior<StepGather.Command> {
         int tokens = route.tokens();
         float[] out;
         try (NDManager m = NDManager.newBaseManager()) {
-            // every part has answered: the experts' rows, stacked in expert order, cross to the engine at once
-            int length = 0;
-            for (float[] o : outputs) {
-                length += o == null ? 0 : o.length;
-            }
-            float[] stacked = new float[length];
-            int at = 0;
-            for (float[] o : outputs) {
-                if (o != null) {
-                    System.arraycopy(o, 0, stacked, at, o.length);
-                    at += o.length;
-                }
-            }
-            NDArray routed = ffn.combineStacked(routing, m.create(stacked, new Shape(length / hidden, hidden)));
+            // every part has answered: the stacked rows cross to the engine at once
+            NDArray routed = ffn.combineStacked(routing, m.create(outputs, new Shape(outputs.length / hidden, hidden)));
             out = (hasShared ? m.create(shared, new Shape(tokens, hidden)).add(routed) : routed).toFloatArray();
         } catch (RuntimeException e) {
             return fail("combine failed: " + e, false);
