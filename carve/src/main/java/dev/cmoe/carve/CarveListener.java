@@ -21,6 +21,13 @@ public interface CarveListener {
     default void layerStarted(int layer, int layers, long work) {
     }
 
+    /**
+     * Layer {@code layer} is balanced again on the stream the per-layer budgets make
+     * ({@link #layerFinished} follows); {@code work} units of progress follow.
+     */
+    default void rebalanceStarted(int layer, int layers, long work) {
+    }
+
     /** {@code done} of the layer's work units are complete; {@code phase} names the current one. */
     default void progress(long done, String phase) {
     }
@@ -38,8 +45,17 @@ public interface CarveListener {
 
             @Override
             public void layerStarted(int layer, int layers, long work) {
+                start("carve layer " + (layer + 1) + "/" + layers, work);
+            }
+
+            @Override
+            public void rebalanceStarted(int layer, int layers, long work) {
+                start("balance layer " + (layer + 1) + "/" + layers + " again", work);
+            }
+
+            private void start(String task, long work) {
                 bar = new ProgressBarBuilder()
-                        .setTaskName("carve layer " + (layer + 1) + "/" + layers)
+                        .setTaskName(task)
                         .setInitialMax(work)
                         .setStyle(ProgressBarStyle.ASCII)
                         .setConsumer(new ConsoleProgressBarConsumer(System.err))

@@ -130,6 +130,12 @@ class CompareExperiment {
         put("ours-balanced-b112", new Variant("ours, quantile balance on 16 + 112 windows", ours)
                 .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA)
                 .withBalanceSamples(112));
+        Recipe stale = ours.withRestream(false);
+        put("ours-balanced-stale", new Variant("ours, quantile balance, not again on the budgeted stream", stale)
+                .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA));
+        put("ours-balanced-stale-b48", new Variant("ours, balance on 16 + 48 windows, not again", stale)
+                .withSamples(CarveOptions.Method.OURS.defaultSamples()).withBalance(20, CarveOptions.DEFAULT_GAMMA)
+                .withBalanceSamples(48));
         put("cmoe-budget", new Variant("cmoe + per-layer budgets", cmoe.withBudget(Carver.Budget.ADAPTIVE)));
         put("cmoe-sign", new Variant("cmoe + sign balance 500, γ 1e-3", cmoe).withBalance(500, 1e-3));
     }

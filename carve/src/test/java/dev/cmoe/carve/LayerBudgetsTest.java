@@ -9,9 +9,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.cmoe.model.LoadSpec;
 import dev.cmoe.model.ModelDir;
 import dev.cmoe.model.llama.DecoderWeights;
 import dev.cmoe.model.llama.DenseFeedForward;
+import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeFeedForward;
@@ -163,6 +165,69 @@ class LayerBudgetsTest {
                 assertEquals(2, carved.report().layers().get(3).active());
             }
         }
+    }
+
+    @Test
+    void withBudgetsEveryLayerIsBalancedOnTheStreamItServesBehind() throws Exception {
+        // Layer l > 0 is first balanced behind layers at the uniform N_k; with budgets it serves
+        // behind layers selecting their own numbers of experts. The loads a layer's report gives
+        // after balancing must be those of the calibration windows run through the final model.
+        Path dense = Fixtures.denseModel(tmp.resolve("dense"), 6, 4);
+        Path text = Fixtures.calibrationText(tmp.resolve("calib.txt"));
+        CarveOptions opts = Fixtures.options(1, 2, 6).withMethod(CarveOptions.Method.OURS).withBalance(10, 1e-3)
+                .withBalanceSamples(4);
+        Carver.Recipe ours = Carver.Recipe.of(opts);
+        int mismatchedBefore = 0;
+        for (boolean restream : new boolean[] {false, true}) {
+            try (CarvedModel carved = Carver.carveInMemory(dense, text, opts, ours.withRestream(restream),
+                    CarveListener.NONE)) {
+                assertTrue(carved.moe().hasLayerBudgets(), carved.moe().activePerLayer().toString());
+                long[][] served = calibrationLoads(carved, text, opts);
+                int mismatched = 0;
+                for (int l = 0; l < served.length; l++) {
+                    long[] reported = carved.report().layers().get(l).loadsAfter();
+                    assertEquals((long) carved.moe().active(l) * opts.drawnSamples() * 32,
+                            Arrays.stream(reported).sum(), "layer " + l + " counts every balance token");
+                    if (restream) {
+                        assertArrayEquals(reported, served[l], "layer " + l + ": balanced on the stream it serves");
+                    } else if (!Arrays.equals(reported, served[l])) {
+                        mismatched++;
+                    }
+                }
+                assertArrayEquals(carved.report().layers().get(0).loadsAfter(), served[0],
+                        "layer 0's input never depends on a carving");
+                mismatchedBefore = restream ? mismatchedBefore : mismatched;
+                if (restream) {
+                    // the carve that streams layer by layer loads each layer again for this pass
+                    CarveReport streamed = Carver.carve(dense, LoadSpec.full(), text, tmp.resolve("streamed"), opts,
+                            CarveListener.NONE);
+                    for (int l = 0; l < served.length; l++) {
+                        assertArrayEquals(carved.report().layers().get(l).bias(), streamed.layers().get(l).bias(),
+                                "layer " + l);
+                    }
+                }
+            }
+        }
+        assertTrue(mismatchedBefore > 0, "without the second pass some layer was balanced on a stream it never sees");
+    }
+
+    /** Tokens per expert of every layer while the carve's calibration windows run through the carved model. */
+    private static long[][] calibrationLoads(CarvedModel carved, Path text, CarveOptions opts) {
+        LlamaModel model = carved.model();
+        int layers = model.config().numLayers();
+        for (int l = 0; l < layers; l++) {
+            ((MoeFeedForward) model.feedForward(l)).resetLoads();
+        }
+        int[][] windows = Calibration.windows(carved.tokenizer(), text, opts.drawnSamples(), 32, opts.seed());
+        Calibration.ResidualStream stream = new Calibration.ResidualStream(model, windows);
+        for (int l = 0; l < layers; l++) {
+            stream.advance(done -> { });
+        }
+        long[][] loads = new long[layers][];
+        for (int l = 0; l < layers; l++) {
+            loads[l] = ((MoeFeedForward) model.feedForward(l)).loads();
+        }
+        return loads;
     }
 
     private static float[] gaussian(Random r, int n) {
