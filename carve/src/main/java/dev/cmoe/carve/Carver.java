@@ -468,57 +468,6 @@ public final class Carver {
         return new Layers(reports, moe);
     }
 
-    /** EXPERIMENT: a carving with f more shared groups, held as routed experts 0..f-1 that every token selects. */
-    private record Forced(int f, Clustering.Result clusters, RouterFit.Rows router, TensorMap tensors,
-                          MoeFeedForward carved, double error) {
-    }
-
-    static final float FORCED_BIAS = 1e3f;
-
-    private static Forced forced(LlamaModel model, Calibration.ResidualStream stream, float[] all, float[] x,
-                                 DenseFfn ffn, MarkerMatrix markers, double[] rates, MoeConfig moe, Recipe recipe,
-                                 int l, int f, int balanceTokens, int d) {
-        int m = moe.expertSize();
-        int s = moe.shared();
-        Clustering.Result c = Clustering.carve(markers, rates, s + f, moe.routed() - f, m, recipe.maxPasses());
-        int[] byRate = Clustering.byRateDescending(rates);
-        int[] shared = Arrays.copyOf(byRate, s * m);
-        Arrays.sort(shared);
-        int[][] experts = new int[moe.routed()][];
-        int[] reps = new int[moe.routed()];
-        for (int g = 0; g < f; g++) {
-            experts[g] = Arrays.copyOfRange(byRate, (s + g) * m, (s + g + 1) * m);
-            Arrays.sort(experts[g]);
-            reps[g] = experts[g][0];
-        }
-        RouterFit.Rows fit = RouterFit.withUnitSpread(RouterFit.fitted(ffn, c.experts(), x), x, d);
-        float[] classifier = new float[moe.routed() * d];
-        float[] gate = new float[moe.routed() * d];
-        System.arraycopy(fit.classifier(), 0, classifier, f * d, fit.classifier().length);
-        System.arraycopy(fit.gate(), 0, gate, f * d, fit.gate().length);
-        for (int j = 0; j < c.experts().length; j++) {
-            experts[f + j] = c.experts()[j];
-            reps[f + j] = fit.representatives()[j];
-        }
-        Clustering.Result all2 = new Clustering.Result(shared, experts, reps, c.passes(), c.converged());
-        RouterFit.Rows router = new RouterFit.Rows(classifier, gate, reps);
-        TensorMap tensors = new TensorMap();
-        LayerTensors.put(tensors, l, ffn, all2, router);
-        float[] bias = tensors.values(MoeWeightNames.routerBias(l));
-        for (int g = 0; g < f; g++) {
-            bias[g] = FORCED_BIAS;
-        }
-        MoeFeedForward carved = MoeFeedForward.load(model.layerManager(l), tensors, l, model.config(), moe, true,
-                model.kernels());
-        float[] probs;
-        try (NDManager nd = NDManager.newBaseManager()) {
-            probs = carved.route(Tensors.create(nd, all, balanceTokens, d)).probs();
-        }
-        carved.resetLoads();
-        double[] err = LayerBudgets.errors(x, stream.residual(), probs, d, model.feedForward(l), carved);
-        return new Forced(f, all2, router, tensors, carved, err[moe.active()]);
-    }
-
     /** Layer {@code l}'s carved FFN made again from the dense weights, as {@code moe} gives the layers' budgets. */
     private static MoeFeedForward reloaded(LlamaModel model, TensorSource dense, int l, LayerResult result,
                                            float[] bias, MoeConfig moe) {
@@ -581,34 +530,9 @@ public final class Carver {
                     x, d);
             case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
-        MoeFeedForward carved;
-        int extra = Integer.getInteger("cmoe.experiment.extraShared", 0); // EXPERIMENT
-        if (extra > 0 && recipe.router() == RouterFit.Kind.FITTED && recipe.grouping() == Grouping.MARKERS) {
-            Forced best = null;
-            for (int f = 0; f <= Math.min(extra, moe.active() - 1); f++) {
-                Forced next = forced(model, stream, all, x, ffn, markers, rates, moe, recipe, l, f, balanceTokens, d);
-                System.out.printf(java.util.Locale.ROOT, "layer %d: %d more shared groups, error %.6g%n", l, f,
-                        next.error());
-                if (best == null || next.error() < best.error()) {
-                    if (best != null) {
-                        best.carved().close();
-                    }
-                    best = next;
-                } else {
-                    next.carved().close();
-                }
-            }
-            System.out.printf(java.util.Locale.ROOT, "layer %d: chose %d more shared groups%n", l, best.f());
-            c = best.clusters();
-            router = best.router();
-            for (String name : best.tensors().names()) {
-                out.putCopyOf(best.tensors(), name);
-            }
-            carved = best.carved();
-        } else {
-            LayerTensors.put(out, l, ffn, c, router);
-            carved = MoeFeedForward.load(model.layerManager(l), out, l, config, moe, true, model.kernels());
-        }
+        LayerTensors.put(out, l, ffn, c, router);
+        MoeFeedForward carved = MoeFeedForward.load(model.layerManager(l), out, l, config, moe, true,
+                model.kernels());
         listener.progress(base + tokens + 2, "router");
         double routerSeconds = seconds(t);
         // load balancing of b on this layer's calibration tokens; selection only

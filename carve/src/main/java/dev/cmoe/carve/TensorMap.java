@@ -34,11 +34,6 @@ final class TensorMap implements TensorSource {
         tensors.put(name, new Entry(shape, null, cut));
     }
 
-    /** Puts {@code from}'s entry {@code name} here as it is there (stored or cut). EXPERIMENT */
-    void putCopyOf(TensorMap from, String name) {
-        tensors.put(name, from.entry(name));
-    }
-
     /** The stored values of {@code name} (shared: carving updates the bias in place before saving). */
     float[] values(String name) {
         Entry e = entry(name);
