@@ -50,7 +50,7 @@ public interface CarveListener {
 
             @Override
             public void rebalanceStarted(int layer, int layers, long work) {
-                start("balance layer " + (layer + 1) + "/" + layers + " again", work);
+                start("balance again, layer " + (layer + 1) + "/" + layers, work);
             }
 
             private void start(String task, long work) {

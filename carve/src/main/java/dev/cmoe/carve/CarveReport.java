@@ -69,14 +69,17 @@ public record CarveReport(String model, String output, CarveOptions options, int
                         int[] expertSizes, int[][] experts, int[] representatives, int clusterPasses,
                         boolean converged, long[] loadsBefore, long[] loadsAfter, double imbalanceBefore,
                         double imbalanceAfter, float[] bias, int active, double[] budgetErrors, LayerTimings seconds) {
-        /** This layer with budget {@code k} and the balance made for it, which took {@code seconds} more. */
-        Layer rebalanced(int k, LoadBalancer.Result balanced, double seconds) {
+        /**
+         * This layer with budget {@code k} and the balance made for it, which took
+         * {@code balancing} seconds more, after {@code passing} seconds of passes through the model.
+         */
+        Layer rebalanced(int k, LoadBalancer.Result balanced, double balancing, double passing) {
             LayerTimings t = this.seconds;
             return new Layer(layer, rates, rateStats, sharedSize, sharedNeurons, sharedRates, expertSizes, experts,
                     representatives, clusterPasses, converged, balanced.loadsBefore(), balanced.loadsAfter(),
                     balanced.imbalanceBefore(), balanced.imbalanceAfter(), balanced.bias(), k, budgetErrors,
-                    new LayerTimings(t.capture(), t.markers(), t.cluster(), t.router(), t.balance() + seconds,
-                            t.total() + seconds));
+                    new LayerTimings(t.capture(), t.markers(), t.cluster(), t.router(), t.balance() + balancing,
+                            t.total() + balancing + passing));
         }
     }
 

@@ -42,12 +42,7 @@ public final class Carver {
 
         Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
                LoadBalancer.Rule balance) {
-            this(maxPasses, router, grouping, importance, balance, Budget.UNIFORM, false);
-        }
-
-        Recipe(int maxPasses, RouterFit.Kind router, Grouping grouping, NeuronScores.Importance importance,
-               LoadBalancer.Rule balance, Budget budget) {
-            this(maxPasses, router, grouping, importance, balance, budget, false);
+            this(maxPasses, router, grouping, importance, balance, Budget.UNIFORM, true);
         }
 
         Recipe(int maxPasses, RouterFit.Kind router) {
@@ -65,8 +60,6 @@ public final class Carver {
                 // measured (CompareExperiment, carve/README.md): the contribution importance lowered
                 // perplexity at every shape; iterating the marker clustering did not (VariantsExperiment)
                 // per-layer budgets: measured the largest single gain of all (carve/README.md)
-                // with budgets, each layer is balanced again behind the layers' own budgets: measured
-                // more even loads on held-out text at 25% and 50% active (carve/README.md)
                 case OURS -> new Recipe(1, RouterFit.Kind.FITTED, Grouping.MARKERS,
                         NeuronScores.Importance.CONTRIBUTION, LoadBalancer.Rule.QUANTILE, Budget.ADAPTIVE, true);
                 case FITTED -> new Recipe(1, RouterFit.Kind.FITTED);
@@ -107,7 +100,11 @@ public final class Carver {
             return new Recipe(maxPasses, router, grouping, importance, balance, b, restream);
         }
 
-        /** With per-layer budgets and balancing, whether every layer is balanced again behind the layers' own budgets. */
+        /**
+         * With per-layer budgets and balancing, whether every layer after the first is balanced
+         * again behind the layers' own budgets ({@link Carver#restream}; on in every recipe:
+         * measured more even loads on held-out text at 25% and 50% active, carve/README.md).
+         */
         Recipe withRestream(boolean again) {
             return new Recipe(maxPasses, router, grouping, importance, balance, budget, again);
         }
@@ -315,6 +312,7 @@ public final class Carver {
         details.addProperty("importance", recipe.importance().name().toLowerCase(Locale.ROOT));
         details.addProperty("grouping", recipe.grouping().name().toLowerCase(Locale.ROOT));
         balance.addProperty("rule", recipe.balance().name().toLowerCase(Locale.ROOT));
+        balance.addProperty("again_behind_budgets", recipe.restream());
         details.addProperty("layer_budgets", recipe.budget().name().toLowerCase(Locale.ROOT));
         details.addProperty("source_architecture", config.architectureName());
         return new MoeConfig(opts.experts(), opts.shared(), opts.active(),
@@ -331,6 +329,8 @@ public final class Carver {
                                       CarveOptions opts, Recipe recipe, CarveListener listener,
                                       Consumer<TensorMap> sink) {
         boolean layerwise = model.isLayerwise();
+        // with budgets and balancing, every layer after the first is balanced again behind the budgeted layers
+        boolean again = recipe.budget() != Budget.UNIFORM && recipe.restream() && opts.balanceSteps() > 0;
         List<LayerResult> results = new ArrayList<>();
         List<TensorMap> kept = new ArrayList<>(); // in memory: to reload a layer whose budget changes
         Calibration.ResidualStream stream = new Calibration.ResidualStream(model, calibration);
@@ -339,7 +339,8 @@ public final class Carver {
                 model.loadLayer(l);
             }
             TensorMap tensors = new TensorMap();
-            results.add(carveLayer(model, dense, stream, calibration, moe, opts, recipe, tensors, listener));
+            results.add(carveLayer(model, dense, stream, calibration, moe, opts, recipe, tensors, listener,
+                    again && layerwise));
             sink.accept(tensors);
             if (layerwise) {
                 model.releaseLayer(l);
@@ -350,11 +351,10 @@ public final class Carver {
         if (recipe.budget() == Budget.UNIFORM) {
             return new Layers(results.stream().map(LayerResult::report).toList(), moe);
         }
-        Layers budgeted = withBudgets(model, results, kept, moe, opts, recipe);
-        if (recipe.restream() && opts.balanceSteps() > 0 && budgeted.moe().hasLayerBudgets()) {
-            return restream(model, dense, calibration, results, kept, budgeted, opts, recipe, listener);
-        }
-        return budgeted;
+        Layers budgeted = withBudgets(model, results, kept, moe, opts, recipe, again);
+        // budgets that came out uniform leave every layer's stream as it was balanced on
+        return again && budgeted.moe().hasLayerBudgets()
+                ? restream(model, dense, calibration, results, kept, budgeted, opts, recipe, listener) : budgeted;
     }
 
     /** Every layer's carving, and the block with the layers' budgets. */
@@ -363,7 +363,9 @@ public final class Carver {
 
     /**
      * One carved layer: its report, and for per-layer budgets what its balance started from (to
-     * balance it again for another N_k) and its error by budget ({@link LayerBudgets#errors}), else nulls.
+     * balance it again for another N_k) and its error by budget ({@link LayerBudgets#errors}), else
+     * nulls; for a layerwise carve that balances again, its clustering and router (to make its
+     * FFN again), else nulls.
      */
     private record LayerResult(CarveReport.Layer report, Balancing balancing, double[] errors,
                                Clustering.Result clusters, RouterFit.Rows router) {
@@ -376,15 +378,27 @@ public final class Carver {
             return LoadBalancer.balance(recipe.balance(), probs, probs.length / scale.length, active, scale, start,
                     opts.balanceSteps(), opts.balanceGamma(), progress);
         }
+
+        /** {@code carved}'s problem on the balance tokens {@code x} (tokens, d), from b = {@code start}; its loads stay at zero. */
+        static Balancing of(MoeFeedForward carved, float[] x, int d, float[] start) {
+            float[] probs;
+            try (NDManager m = NDManager.newBaseManager()) {
+                probs = carved.route(Tensors.create(m, x, x.length / d, d)).probs();
+            }
+            carved.resetLoads();
+            return new Balancing(probs, carved.scale(), start);
+        }
     }
 
     /**
      * Shares the routed-expert budget out over the layers by their errors, then balances again each
      * layer whose budget moved, for its own N_k. Layers were calibrated on the layers before them
-     * at the uniform N_k: the budgets are known only once the last layer is carved.
+     * at the uniform N_k: the budgets are known only once the last layer is carved. With
+     * {@code again}, {@link #restream} balances every layer after the first afterwards, so only
+     * layer 0 is balanced here.
      */
     private static Layers withBudgets(LlamaModel model, List<LayerResult> results, List<TensorMap> kept,
-                                      MoeConfig moe, CarveOptions opts, Recipe recipe) {
+                                      MoeConfig moe, CarveOptions opts, Recipe recipe, boolean again) {
         double[][] errors = results.stream().map(LayerResult::errors).toArray(double[][]::new);
         int[] k = LayerBudgets.allocate(errors, moe.active() * results.size(), recipe.budget().floor(moe.active()));
         MoeConfig budgeted = moe.withActivePerLayer(k);
@@ -393,15 +407,16 @@ public final class Carver {
             LayerResult r = results.get(l);
             CarveReport.Layer layer = r.report();
             if (k[l] != moe.active()) {
-                long t = System.nanoTime();
-                LoadBalancer.Result balanced = r.balancing().solve(recipe, opts, k[l], done -> { });
-                layer = layer.rebalanced(k[l], balanced, seconds(t));
+                if (!again || l == 0) {
+                    long t = System.nanoTime();
+                    LoadBalancer.Result balanced = r.balancing().solve(recipe, opts, k[l], done -> { });
+                    layer = layer.rebalanced(k[l], balanced, seconds(t), 0);
+                    if (!kept.isEmpty()) {
+                        LayerTensors.setBias(kept.get(l), l, balanced.bias());
+                    }
+                }
                 if (!kept.isEmpty()) {
-                    TensorMap tensors = kept.get(l);
-                    System.arraycopy(balanced.bias(), 0, tensors.values(MoeWeightNames.routerBias(l)), 0,
-                            moe.routed());
-                    model.replaceFeedForward(l, MoeFeedForward.load(model.layerManager(l), tensors, l,
-                            model.config(), budgeted, true, model.kernels())).close();
+                    model.replaceFeedForward(l, install(model, l, kept.get(l), budgeted)).close();
                 }
             }
             reports.add(layer);
@@ -439,19 +454,16 @@ public final class Carver {
             }
             MoeFeedForward carved = (MoeFeedForward) model.feedForward(l);
             LoadBalancer.Result balanced = null;
+            double balancing = 0;
             if (l > 0) {
-                float[] all = stream.ffnInput(done -> listener.progress(done, "capture"));
-                float[] probs;
-                try (NDManager m = NDManager.newBaseManager()) {
-                    probs = carved.route(Tensors.create(m, all, all.length / d, d)).probs();
-                }
-                carved.resetLoads();
-                Balancing fresh = new Balancing(probs, carved.scale(), results.get(l).balancing().start());
+                Balancing fresh = Balancing.of(carved, stream.ffnInput(done -> listener.progress(done, "capture")), d,
+                        results.get(l).balancing().start());
+                long t = System.nanoTime();
                 balanced = fresh.solve(recipe, opts, moe.active(l), done -> listener.progress(windows + done, "balance"));
+                balancing = seconds(t);
                 carved.setBias(balanced.bias());
                 if (!kept.isEmpty()) {
-                    System.arraycopy(balanced.bias(), 0, kept.get(l).values(MoeWeightNames.routerBias(l)), 0,
-                            moe.routed());
+                    LayerTensors.setBias(kept.get(l), l, balanced.bias());
                 }
             }
             if (!last) { // the last layer's output reaches no layer that is balanced
@@ -461,7 +473,8 @@ public final class Carver {
                 model.releaseLayer(l);
             }
             if (balanced != null) {
-                reports.set(l, reports.get(l).rebalanced(moe.active(l), balanced, seconds(start)));
+                reports.set(l, reports.get(l).rebalanced(moe.active(l), balanced, balancing,
+                        seconds(start) - balancing));
             }
             listener.layerFinished(reports.get(l));
         }
@@ -475,15 +488,20 @@ public final class Carver {
         TensorMap tensors = new TensorMap();
         LayerTensors.put(tensors, l, DenseFfn.read(dense, l, config.hiddenSize(), config.intermediateSize()),
                 result.clusters(), result.router());
-        System.arraycopy(bias, 0, tensors.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
-        return MoeFeedForward.load(model.layerManager(l), tensors, l, config, moe, true, model.kernels());
+        LayerTensors.setBias(tensors, l, bias);
+        return install(model, l, tensors, moe);
+    }
+
+    /** Layer {@code l}'s carved FFN from {@code tensors}, in the layer's manager and the model's kernels, as {@code moe} gives it. */
+    private static MoeFeedForward install(LlamaModel model, int l, TensorMap tensors, MoeConfig moe) {
+        return MoeFeedForward.load(model.layerManager(l), tensors, l, model.config(), moe, true, model.kernels());
     }
 
     /** Carves layer {@code l} into {@code out} and installs it in {@code model} in place of the dense FFN. */
     private static LayerResult carveLayer(LlamaModel model, TensorSource dense,
                                                 Calibration.ResidualStream stream, int[][] windows, MoeConfig moe,
                                                 CarveOptions opts, Recipe recipe, TensorMap out,
-                                                CarveListener listener) {
+                                                CarveListener listener, boolean remake) {
         ModelConfig config = model.config();
         int l = stream.layer();
         int d = config.hiddenSize();
@@ -531,26 +549,20 @@ public final class Carver {
             case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
         LayerTensors.put(out, l, ffn, c, router);
-        MoeFeedForward carved = MoeFeedForward.load(model.layerManager(l), out, l, config, moe, true,
-                model.kernels());
+        MoeFeedForward carved = install(model, l, out, moe);
         listener.progress(base + tokens + 2, "router");
         double routerSeconds = seconds(t);
         // load balancing of b on this layer's calibration tokens; selection only
         t = System.nanoTime();
-        float[] probs;
-        try (NDManager m = NDManager.newBaseManager()) {
-            probs = carved.route(Tensors.create(m, all, balanceTokens, d)).probs();
-        }
-        carved.resetLoads();
-        Balancing balancing = new Balancing(probs, carved.scale(), carved.bias());
+        Balancing balancing = Balancing.of(carved, all, d, carved.bias());
         LoadBalancer.Result balanced = balancing.solve(recipe, opts, moe.active(),
                 done -> listener.progress(base + tokens + 2 + done, "balance"));
         carved.setBias(balanced.bias());
-        System.arraycopy(balanced.bias(), 0, out.values(MoeWeightNames.routerBias(l)), 0, moe.routed());
+        LayerTensors.setBias(out, l, balanced.bias());
         double balance = seconds(t);
         // the layer's error by budget, against the dense FFN it is about to replace
         double[] errors = recipe.budget() == Budget.UNIFORM ? null
-                : LayerBudgets.errors(x, stream.residual(), probs, d, model.feedForward(l), carved);
+                : LayerBudgets.errors(x, stream.residual(), balancing.probs(), d, model.feedForward(l), carved);
         // 7. the carved layer replaces the dense one before the next layer is calibrated
         model.replaceFeedForward(l, carved).close();
         int advanced = base + tokens + 2 + opts.balanceSteps();
@@ -559,7 +571,8 @@ public final class Carver {
         CarveReport.Layer report = layerReport(l, moe.active(), errors, rates, c, router, balanced,
                 new CarveReport.LayerTimings(capture, markerSeconds, cluster, routerSeconds, balance, seconds(start)));
         listener.layerFinished(report);
-        return new LayerResult(report, errors == null ? null : balancing, errors, c, router);
+        return new LayerResult(report, errors == null ? null : balancing, errors, remake ? c : null,
+                remake ? router : null);
     }
 
     private static CarveReport.Layer layerReport(int l, int active, double[] errors, double[] rates,

@@ -34,4 +34,10 @@ final class LayerTensors {
         out.put(MoeWeightNames.routerScale(l), new float[nr], nr);
         out.put(MoeWeightNames.routerBias(l), new float[nr], nr);
     }
+
+    /** Sets layer {@code l}'s router bias b in {@code tensors} to {@code bias}. */
+    static void setBias(TensorMap tensors, int l, float[] bias) {
+        float[] b = tensors.values(MoeWeightNames.routerBias(l));
+        System.arraycopy(bias, 0, b, 0, b.length);
+    }
 }

@@ -17,6 +17,8 @@ import dev.cmoe.model.llama.LlamaModel;
 import dev.cmoe.model.llama.WeightKernels;
 import dev.cmoe.model.moe.MoeConfig;
 import dev.cmoe.model.moe.MoeFeedForward;
+import dev.cmoe.model.moe.MoeWeightNames;
+import dev.cmoe.model.safetensors.Checkpoint;
 import dev.cmoe.model.testing.RandomModel;
 import dev.cmoe.model.config.ModelConfig;
 import java.nio.file.Path;
@@ -201,14 +203,26 @@ class LayerBudgetsTest {
                     // the carve that streams layer by layer loads each layer again for this pass
                     CarveReport streamed = Carver.carve(dense, LoadSpec.full(), text, tmp.resolve("streamed"), opts,
                             CarveListener.NONE);
-                    for (int l = 0; l < served.length; l++) {
-                        assertArrayEquals(carved.report().layers().get(l).bias(), streamed.layers().get(l).bias(),
-                                "layer " + l);
+                    try (Checkpoint saved = Checkpoint.open(tmp.resolve("streamed"))) {
+                        for (int l = 0; l < served.length; l++) {
+                            float[] bias = carved.report().layers().get(l).bias();
+                            assertArrayEquals(bias, streamed.layers().get(l).bias(), "layer " + l);
+                            assertArrayEquals(bias, carved.layerTensors(l).values(MoeWeightNames.routerBias(l)),
+                                    "layer " + l + "'s tensors in memory, which a save writes");
+                            assertArrayEquals(bias, floats(saved.readF32(MoeWeightNames.routerBias(l))),
+                                    "layer " + l + "'s bias in the streamed checkpoint");
+                        }
                     }
                 }
             }
         }
         assertTrue(mismatchedBefore > 0, "without the second pass some layer was balanced on a stream it never sees");
+    }
+
+    private static float[] floats(java.nio.FloatBuffer b) {
+        float[] v = new float[b.remaining()];
+        b.get(v);
+        return v;
     }
 
     /** Tokens per expert of every layer while the carve's calibration windows run through the carved model. */
