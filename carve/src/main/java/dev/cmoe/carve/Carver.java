@@ -430,8 +430,9 @@ public final class Carver {
      * uniform N_k, but serves behind layers that select their own numbers of experts with their
      * final biases, so its router sees other inputs there; this pass walks the stream again with
      * every carved layer as it will serve. A {@link LlamaModel#isLayerwise layerwise} model loads
-     * each layer again, its carved FFN cut once more from the dense weights by the layer's
-     * clustering, and frees it after. Layer 0's input depends on no carving: its balance stands.
+     * each layer again with its carved FFN, cut once more from the dense weights by the layer's
+     * clustering (the dense FFN is never loaded), and frees it after. Layer 0's input depends on
+     * no carving: its balance stands.
      */
     private static Layers restream(LlamaModel model, TensorSource dense, int[][] calibration,
                                    List<LayerResult> results, List<TensorMap> kept, Layers budgeted,
@@ -448,9 +449,9 @@ public final class Carver {
             long balanceWork = l == 0 ? 0 : windows + opts.balanceSteps();
             listener.rebalanceStarted(l, layers, balanceWork + (last ? 0 : windows));
             if (model.isLayerwise()) {
-                model.loadLayer(l);
-                model.replaceFeedForward(l, reloaded(model, dense, l, results.get(l), reports.get(l).bias(), moe))
-                        .close();
+                LayerResult r = results.get(l);
+                float[] bias = reports.get(l).bias();
+                model.loadLayer(l, (w, layer) -> reloaded(model, w.manager(), dense, layer, r, bias, moe));
             }
             MoeFeedForward carved = (MoeFeedForward) model.feedForward(l);
             LoadBalancer.Result balanced = null;
@@ -481,15 +482,18 @@ public final class Carver {
         return new Layers(reports, moe);
     }
 
-    /** Layer {@code l}'s carved FFN made again from the dense weights, as {@code moe} gives the layers' budgets. */
-    private static MoeFeedForward reloaded(LlamaModel model, TensorSource dense, int l, LayerResult result,
-                                           float[] bias, MoeConfig moe) {
+    /**
+     * Layer {@code l}'s carved FFN made again from the dense weights into {@code manager}, as
+     * {@code moe} gives the layers' budgets.
+     */
+    private static MoeFeedForward reloaded(LlamaModel model, NDManager manager, TensorSource dense, int l,
+                                           LayerResult result, float[] bias, MoeConfig moe) {
         ModelConfig config = model.config();
         TensorMap tensors = new TensorMap();
         LayerTensors.put(tensors, l, DenseFfn.read(dense, l, config.hiddenSize(), config.intermediateSize()),
                 result.clusters(), result.router());
         LayerTensors.setBias(tensors, l, bias);
-        return install(model, l, tensors, moe);
+        return MoeFeedForward.load(manager, tensors, l, config, moe, true, model.kernels());
     }
 
     /** Layer {@code l}'s carved FFN from {@code tensors}, in the layer's manager and the model's kernels, as {@code moe} gives it. */

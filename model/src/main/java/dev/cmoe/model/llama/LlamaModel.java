@@ -156,6 +156,15 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Loads decoder layer {@code l} of a {@link #layerwise} model into a manager of its own. */
     public void loadLayer(int l) {
+        loadLayer(l, layerFfns);
+    }
+
+    /**
+     * As {@link #loadLayer(int)}, its FFN built by {@code ffns} instead of the model's factory: a
+     * carve that passes through a layer it has already carved builds the carved FFN, and never
+     * reads the dense one.
+     */
+    public void loadLayer(int l, FeedForwardFactory ffns) {
         if (!isLayerwise()) {
             throw new IllegalStateException("every layer of this model is loaded with it; only a layerwise model loads layers");
         }
@@ -164,7 +173,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         NDManager own = manager.newSubManager();
         try {
-            Layer layer = loadLayer(DecoderWeights.frozen(own, layerSource, kernels), layerFfns, l);
+            Layer layer = loadLayer(DecoderWeights.frozen(own, layerSource, kernels), ffns, l);
             layer.own = own;
             layers.set(l, layer);
         } catch (RuntimeException e) {
