@@ -416,7 +416,8 @@ public final class Carver {
                     }
                 }
                 if (!kept.isEmpty()) {
-                    model.replaceFeedForward(l, install(model, l, kept.get(l), budgeted)).close();
+                    model.replaceFeedForward(l, install(model, model.layerManager(l), l, kept.get(l), budgeted))
+                            .close();
                 }
             }
             reports.add(layer);
@@ -493,12 +494,16 @@ public final class Carver {
         LayerTensors.put(tensors, l, DenseFfn.read(dense, l, config.hiddenSize(), config.intermediateSize()),
                 result.clusters(), result.router());
         LayerTensors.setBias(tensors, l, bias);
-        return MoeFeedForward.load(manager, tensors, l, config, moe, true, model.kernels());
+        return install(model, manager, l, tensors, moe);
     }
 
-    /** Layer {@code l}'s carved FFN from {@code tensors}, in the layer's manager and the model's kernels, as {@code moe} gives it. */
-    private static MoeFeedForward install(LlamaModel model, int l, TensorMap tensors, MoeConfig moe) {
-        return MoeFeedForward.load(model.layerManager(l), tensors, l, model.config(), moe, true, model.kernels());
+    /**
+     * Layer {@code l}'s carved FFN from {@code tensors}, into {@code manager} (the layer's own, or
+     * the one a layer being loaded gets) in the model's kernels, as {@code moe} gives it.
+     */
+    private static MoeFeedForward install(LlamaModel model, NDManager manager, int l, TensorMap tensors,
+                                          MoeConfig moe) {
+        return MoeFeedForward.load(manager, tensors, l, model.config(), moe, true, model.kernels());
     }
 
     /** Carves layer {@code l} into {@code out} and installs it in {@code model} in place of the dense FFN. */
@@ -553,7 +558,7 @@ public final class Carver {
             case RANDOM -> RouterFit.random(d, c.representatives(), opts.seed() + l);
         };
         LayerTensors.put(out, l, ffn, c, router);
-        MoeFeedForward carved = install(model, l, out, moe);
+        MoeFeedForward carved = install(model, model.layerManager(l), l, out, moe);
         listener.progress(base + tokens + 2, "router");
         double routerSeconds = seconds(t);
         // load balancing of b on this layer's calibration tokens; selection only

@@ -1,6 +1,5 @@
 package dev.cmoe.deploy.cli;
 
-import ai.djl.Device;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
 import dev.cmoe.experts.cluster.ClusterSecurity;
@@ -255,10 +254,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (cluster.memoryPerDevice < 0) {
             throw new IllegalArgumentException("--memory-per-device must be ≥ 0, got " + cluster.memoryPerDevice);
         }
-        if (cluster.devices == null) {
-            return new DeviceSpec("cpu", Device.cpu());
-        }
-        List<DeviceSpec> devices = DeviceSpec.parse(cluster.devices);
+        List<DeviceSpec> devices = DeviceSpec.parse(cluster.devices == null ? "cpu" : cluster.devices);
         if (devices.size() != 1) {
             throw new IllegalArgumentException("--devices " + cluster.devices + ": without --role head the routed"
                     + " experts go to one device; spreading them over several is the head's placement (--role head"

@@ -226,8 +226,8 @@ final class GroupedExperts implements AutoCloseable {
         Strategy s = strategy != Strategy.AUTO ? strategy
                 : batched((routed - used) * expertBytes, routed, widest, tokens * nActive) ? Strategy.BATCHED
                 : Strategy.USED;
-        long[] position = new long[tokens * nActive];
         if (s == Strategy.BATCHED) {
+            long[] position = new long[tokens * nActive];
             long[] take = new long[routed * widest];
             for (int j = 0; j < routed; j++) {
                 int[] rows = routing.rows(j);
@@ -257,7 +257,7 @@ final class GroupedExperts implements AutoCloseable {
                 take[at++] = row;
             }
         }
-        position = stackedPositions(routing);
+        long[] position = stackedPositions(routing);
         long[] cuts = new long[used - 1];
         for (int i = 1; i < used; i++) {
             cuts[i - 1] = from[i];

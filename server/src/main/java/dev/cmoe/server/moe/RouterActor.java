@@ -34,9 +34,10 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * The router of one MoE layer: decides each token's experts with exactly the in-process code
  * ({@link MoeFeedForward#route}), shares each selected expert's rows among its replicas by the
  * outstanding work of their devices (rows sent and not yet answered; {@link RowSplit}: a hot
- * expert's rows are split over its replicas), and hands the step to an idle
- * {@link StepGather} (spawned only when every one is busy), which sends each device one message with all of its rows of the step,
- * computes the shared expert meanwhile and combines as {@link MoeFeedForward#combine} does.
+ * expert's rows are split over its replicas), and hands the step to an idle {@link StepGather}
+ * (spawned only when every one is busy), which sends each device one message with all of its rows
+ * of the step, computes the shared expert meanwhile and combines as {@link MoeFeedForward#combine}
+ * does.
  * Spawn it on {@link #DISPATCHER}.
  *
  * <p>The placement coordinator replaces the replica table ({@link UpdateReplicas}); the router
